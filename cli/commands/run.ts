@@ -1,0 +1,54 @@
+import { WorkflowFailedError } from '@temporalio/client';
+import { loadSpec } from '../../spec/load.js';
+import { parseFlags } from '../args.js';
+import { connect } from '../connect.js';
+import { EXIT, UsageError } from '../errors.js';
+import { launchRun } from '../launch.js';
+import { watchRun } from './status.js';
+
+const USAGE = `usage: judgeflow run <name|path> [--set path=value]... [--label L] [--detach] [--json]
+
+Launches the named experiment (experiments/<name>.yaml) or the spec at path. The run id derives
+from the experiment name, the spec version (hash after overrides) and the label, so running the
+same command again attaches to the existing run; a failed or cancelled run is resumed (stages
+that succeeded are kept, cached inference is not paid twice).
+  --set path=value   override any spec field, e.g. --set endpoints.judge.base_url=http://gpu-1:8000/v1
+                     or --set stages.eval.with.samples=5 (a stage may be named by its id)
+  --label L          a label for this run (part of its id): ablations of one spec
+  --detach           start and return; follow with \`judgeflow status <run> --watch\`
+  --json             machine-readable output`;
+
+export async function runCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(
+    argv,
+    { set: { type: 'string', multiple: true }, label: { type: 'string' }, detach: { type: 'boolean' }, json: { type: 'boolean' } },
+    USAGE,
+  );
+  if (positionals.length !== 1) throw new UsageError(`expected one experiment name or spec path\n\n${USAGE}`);
+  if (values.label !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(values.label)) {
+    throw new UsageError(`--label "${values.label}": use letters, digits, ".", "_" and "-"`);
+  }
+  // Everything about the spec is checked before any server is touched or any row written.
+  const loaded = await loadSpec(positionals[0]!, { sets: values.set ?? [] });
+  const log = values.json ? () => {} : (line: string) => console.error(line);
+  const conn = await connect({ startWorker: true, log });
+  try {
+    const launched = await launchRun({ loaded, label: values.label, db: conn.db.db, client: conn.client, taskQueue: conn.cfg.taskQueue });
+    if (!values.json) {
+      if (launched.attached) console.error(`run ${launched.runId} already exists for this spec version: attaching to it (no second run started)`);
+      else if (launched.resumed) console.error(`run ${launched.runId}: resuming (succeeded stages are kept)`);
+      else console.error(`run ${launched.runId}: started`);
+    }
+    if (values.detach) {
+      if (values.json) console.log(JSON.stringify({ runId: launched.runId, attached: launched.attached, resumed: launched.resumed }));
+      return EXIT.ok;
+    }
+    return await watchRun(conn, launched.runId, { json: Boolean(values.json), attached: launched.attached });
+  } finally {
+    await conn.close();
+  }
+}
+
+export function isRunFailure(err: unknown): boolean {
+  return err instanceof WorkflowFailedError;
+}

@@ -1,0 +1,67 @@
+import { Client, Connection } from '@temporalio/client';
+import { openDb, type DbHandle } from '../db/client.js';
+import { applyMigrations } from '../db/migrate.js';
+import { loadRuntimeConfig, type RuntimeConfig } from '../runtime/config.js';
+import { ensureStack } from '../runtime/stack.js';
+import { ConfigError } from './errors.js';
+
+export interface Connected {
+  cfg: RuntimeConfig;
+  databaseUrl: string;
+  temporalAddress: string;
+  db: DbHandle;
+  client: Client;
+  close(): Promise<void>;
+}
+
+/**
+ * Connects the CLI to Postgres and Temporal: the user's servers when DATABASE_URL /
+ * TEMPORAL_ADDRESS are set, otherwise the embedded stack (started on first use, left running).
+ */
+export async function connect(opts: { startWorker?: boolean; log?: (line: string) => void } = {}): Promise<Connected> {
+  const cfg = loadRuntimeConfig();
+  let databaseUrl = cfg.databaseUrl;
+  let temporalAddress = cfg.temporalAddress;
+  if (!databaseUrl || !temporalAddress || opts.startWorker) {
+    const info = await ensureStack(cfg, { worker: opts.startWorker ?? false, log: opts.log });
+    databaseUrl = info.databaseUrl;
+    temporalAddress = info.temporalAddress;
+  }
+  const db = openDb(databaseUrl);
+  try {
+    await applyMigrations(db.db);
+  } catch (err) {
+    await db.close();
+    throw new ConfigError(`cannot use Postgres at ${redactUrl(databaseUrl)}: ${(err as Error).message}; check DATABASE_URL`);
+  }
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({ address: temporalAddress, connectTimeout: '5 seconds' });
+  } catch (err) {
+    await db.close();
+    throw new ConfigError(`cannot reach Temporal at ${temporalAddress}: ${(err as Error).message}; check TEMPORAL_ADDRESS or run \`judgeflow up\``);
+  }
+  const client = new Client({ connection, namespace: cfg.namespace });
+  return {
+    cfg,
+    databaseUrl,
+    temporalAddress,
+    db,
+    client,
+    async close() {
+      await connection.close();
+      await db.close();
+    },
+  };
+}
+
+/** A URL safe to print: the password is never shown. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
+}

@@ -1,0 +1,85 @@
+import { execFileSync } from 'node:child_process';
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import { WorkflowIdReusePolicy } from '@temporalio/common';
+import { eq } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { experiments, runs, stages } from '../db/schema/index.js';
+import { PACKAGE_ROOT, runIdFor, type LoadedSpec } from '../spec/load.js';
+import type { ExperimentInput } from '../workflows/types.js';
+
+export interface LaunchResult {
+  runId: string;
+  /** true when a run with this id was already running or finished: nothing new started. */
+  attached: boolean;
+  /** true when a failed or cancelled run was started again (succeeded stages are kept). */
+  resumed: boolean;
+}
+
+/** The git commit of the judgeflow checkout, with "-dirty" for uncommitted changes; null outside git. */
+export function codeVersion(): string | null {
+  try {
+    const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: PACKAGE_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: PACKAGE_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return dirty ? `${head}-dirty` : head;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Records the experiment, run and stage rows (idempotently) and starts the experiment workflow.
+ * The same spec + overrides + label always gives the same run id, so launching twice attaches.
+ */
+export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: Db; client: Client; taskQueue: string }): Promise<LaunchResult> {
+  const { loaded, db, client } = opts;
+  const runId = runIdFor(loaded.spec.name, loaded.hash, opts.label);
+  const previous = await db.transaction(async (tx) => {
+    await tx
+      .insert(experiments)
+      .values({
+        name: loaded.spec.name,
+        description: loaded.spec.description,
+        specHash: loaded.hash,
+        specJson: loaded.spec,
+        specText: loaded.specText,
+        specPath: loaded.specPath,
+      })
+      .onConflictDoNothing({ target: [experiments.name, experiments.specHash] });
+    const [exp] = await tx
+      .select({ id: experiments.id })
+      .from(experiments)
+      .where(eq(experiments.specHash, loaded.hash));
+    const [existing] = await tx.select({ status: runs.status }).from(runs).where(eq(runs.id, runId));
+    await tx
+      .insert(runs)
+      .values({
+        id: runId,
+        experimentId: exp!.id,
+        label: opts.label ?? '',
+        overrides: loaded.overrides,
+        codeVersion: codeVersion(),
+        seed: loaded.spec.seed,
+        plan: loaded.plan,
+      })
+      .onConflictDoNothing({ target: runs.id });
+    await tx
+      .insert(stages)
+      .values(loaded.plan.map((s) => ({ runId, stageId: s.id, kind: s.kind, needs: s.needs })))
+      .onConflictDoNothing();
+    return existing?.status;
+  });
+
+  try {
+    await client.workflow.start('experimentWorkflow', {
+      workflowId: runId,
+      taskQueue: opts.taskQueue,
+      args: [{ runId } satisfies ExperimentInput],
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+      memo: { experiment: loaded.spec.name, specHash: loaded.hash },
+    });
+    return { runId, attached: false, resumed: previous === 'failed' || previous === 'cancelled' };
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return { runId, attached: true, resumed: false };
+    throw err;
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * judgeflow CLI. Exit codes: 0 success, 1 run failed, 2 usage/spec/config error.
+ */
+import '../spec/builtin.js';
+import { SpecError } from '../spec/load.js';
+import { ConfigError, EXIT, UsageError } from './errors.js';
+
+const HELP = `judgeflow — durable, reproducible experiments for reasoning judges
+
+usage: judgeflow <command> [flags]
+
+  run <name|path>     launch an experiment (attaches if this spec version already runs)
+  status <run>        stage-by-stage progress (--watch to follow)
+  list                runs, newest first
+  results <run>       metrics of a run's stages
+  cancel <run>        cancel a run
+  up / down           start / stop the local stack (embedded Postgres, Temporal dev server, worker)
+  worker              run a worker in the foreground (scale out: start several)
+  migrate             apply database migrations
+  sim                 the OpenAI-compatible simulator (a test and demo instrument, not a model)
+  kinds               list the stage kinds a spec can use
+
+Every command takes --help. Configuration comes from the environment: DATABASE_URL,
+TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, JUDGEFLOW_TASK_QUEUE, JUDGEFLOW_STATE_DIR.`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, () => Promise<Command>> = {
+  run: async () => (await import('./commands/run.js')).runCommand,
+  status: async () => (await import('./commands/status.js')).statusCommand,
+  list: async () => (await import('./commands/list.js')).listCommand,
+  results: async () => (await import('./commands/results.js')).resultsCommand,
+  cancel: async () => (await import('./commands/cancel.js')).cancelCommand,
+  up: async () => (await import('./commands/stack.js')).upCommand,
+  down: async () => (await import('./commands/stack.js')).downCommand,
+  worker: async () => (await import('./commands/worker.js')).workerCommand,
+  migrate: async () => (await import('./commands/migrate.js')).migrateCommand,
+  sim: async () => (await import('../sim/main.js')).simCommand,
+  kinds: async () => (await import('./commands/kinds.js')).kindsCommand,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(HELP);
+    return name ? EXIT.ok : EXIT.usage;
+  }
+  const load = commands[name];
+  if (!load) {
+    console.error(`judgeflow: unknown command "${name}"\n\n${HELP}`);
+    return EXIT.usage;
+  }
+  try {
+    const cmd = await load();
+    if (rest.includes('--help') || rest.includes('-h')) return await cmd(['--help']).catch((err: unknown) => {
+      console.log((err as Error).message.replace(/^.*\n\n/s, ''));
+      return EXIT.ok;
+    });
+    return await cmd(rest);
+  } catch (err) {
+    if (err instanceof SpecError || err instanceof UsageError || err instanceof ConfigError || (err as Error)?.name === 'RuntimeConfigError' || (err as Error)?.name === 'DatasetError') {
+      console.error(`judgeflow ${name}: ${(err as Error).message}`);
+      return EXIT.usage;
+    }
+    console.error(`judgeflow ${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    return EXIT.runFailed;
+  }
+}
+
+const code = await main(process.argv.slice(2));
+process.exitCode = code;

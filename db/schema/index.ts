@@ -1,0 +1,3 @@
+export * from './experiments.js';
+export * from './inference.js';
+export * from './evaluation.js';

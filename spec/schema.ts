@@ -1,0 +1,45 @@
+import { z } from 'zod';
+import { endpointSchema } from './endpoint.js';
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+export const datasetSpecSchema = z
+  .object({
+    /** Path to the data file, relative to the spec file. */
+    path: z.string().min(1),
+    /** vl-rewardbench | vl-rewardbench-parquet | mc-jsonl; inferred from the file when absent. */
+    format: z.enum(['vl-rewardbench', 'vl-rewardbench-parquet', 'mc-jsonl']).optional(),
+    /** Folder the records' image paths resolve against; without it, evaluation is text-only. */
+    images: z.string().optional(),
+    /** Use only the first N valid items (smoke runs). */
+    limit: z.number().int().positive().optional(),
+  })
+  .strict();
+export type DatasetSpec = z.infer<typeof datasetSpecSchema>;
+
+export const stageSpecSchema = z
+  .object({
+    id: z.string().regex(NAME, 'must start with a letter or digit and use only letters, digits, ".", "_" and "-"'),
+    /** The stage kind, from the registry (`judgeflow kinds` lists them). */
+    uses: z.string().min(1),
+    needs: z.array(z.string()).default([]),
+    /** Parameters of the stage kind. */
+    with: z.record(z.string(), z.unknown()).default({}),
+    /** Temporal task queue for this stage's work (an inference pool); default: the worker's queue. */
+    task_queue: z.string().min(1).optional(),
+  })
+  .strict();
+
+export const experimentSpecSchema = z
+  .object({
+    name: z.string().regex(NAME, 'must start with a letter or digit and use only letters, digits, ".", "_" and "-"'),
+    description: z.string().default(''),
+    seed: z.number().int().nonnegative().default(0),
+    endpoints: z.record(z.string().regex(NAME), endpointSchema).default({}),
+    datasets: z.record(z.string().regex(NAME), datasetSpecSchema).default({}),
+    stages: z.array(stageSpecSchema).min(1, 'an experiment needs at least one stage'),
+  })
+  .strict();
+
+export type ExperimentSpec = z.infer<typeof experimentSpecSchema>;
+export type StageSpec = z.infer<typeof stageSpecSchema>;

@@ -1,0 +1,55 @@
+import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { Client, Connection } from '@temporalio/client';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { openDb, type DbHandle } from '../../db/client.js';
+import { startWorker, type RunningWorker } from '../../worker.js';
+import { createTestActivities, TEST_ITEMS_DDL } from './test-activities.js';
+
+export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const TEST_WORKFLOWS = join(REPO, 'test', 'helpers', 'workflows.ts');
+
+export function testDatabaseUrl(): string {
+  const url = process.env.JF_TEST_DATABASE_URL;
+  if (!url) throw new Error('JF_TEST_DATABASE_URL is not set: run the tests with `npm test` (vitest global setup)');
+  return url;
+}
+
+export function testTemporalAddress(): string {
+  const addr = process.env.JF_TEST_TEMPORAL_ADDRESS;
+  if (!addr) throw new Error('JF_TEST_TEMPORAL_ADDRESS is not set: run the tests with `npm test` (vitest global setup)');
+  return addr;
+}
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+/** The test workflow bundle, built once per test file. */
+export function testBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: TEST_WORKFLOWS, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } as never });
+  return bundle;
+}
+
+export async function openTestDb(): Promise<DbHandle> {
+  const h = openDb(testDatabaseUrl());
+  await h.pool.query(TEST_ITEMS_DDL);
+  return h;
+}
+
+export async function testClient(address = testTemporalAddress()): Promise<{ client: Client; close(): Promise<void> }> {
+  const connection = await Connection.connect({ address });
+  return { client: new Client({ connection }), close: () => connection.close() };
+}
+
+export async function startTestWorker(taskQueue: string, address = testTemporalAddress()): Promise<RunningWorker> {
+  return startWorker({
+    temporalAddress: address,
+    namespace: 'default',
+    taskQueue,
+    databaseUrl: testDatabaseUrl(),
+    workflowBundle: await testBundle(),
+    extraActivities: (h) => createTestActivities(h.db),
+  });
+}
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
+}

@@ -1,0 +1,20 @@
+/** Test-only stage kinds: registered by the tests, never shipped. */
+import { z } from 'zod';
+import { registerStageKind } from '../../spec/kinds.js';
+
+export const testWorkParams = z
+  .object({
+    items: z.number().int().nonnegative().default(4),
+    ms: z.number().int().nonnegative().default(50),
+    batch: z.number().int().positive().default(2),
+    fail: z.string().optional(),
+  })
+  .strict();
+export type TestWorkParams = z.infer<typeof testWorkParams>;
+
+registerStageKind({
+  kind: 'test-work',
+  description: 'test only: processes N items in batches, sleeping ms per item',
+  workflowType: 'testWorkStage',
+  params: testWorkParams,
+});

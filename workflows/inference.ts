@@ -1,0 +1,99 @@
+/**
+ * `runInference`: workflow code that sends a stage's prepared request rows through the gateway.
+ *
+ * The id range is cut into chunks; `executeRequests` activities run over them with a sliding
+ * window (`parallel` in flight), so a worker's endpoint limiter stays full across chunk boundaries
+ * and several workers share the chunks. Item failures are data (rows marked failed); an
+ * endpoint-fatal error (bad key, unknown model, nothing listening) cancels the other chunks and
+ * fails with a non-retryable ApplicationFailure carrying the activity's message.
+ */
+import { ActivityFailure, ApplicationFailure, CancellationScope, proxyActivities, type Duration } from '@temporalio/workflow';
+import { ENDPOINT_FATAL_ERROR_TYPES, type ExecuteRequestsOutput, type InferenceActivities } from '../activities/inference/types.js';
+import type { EndpointSpec } from '../spec/endpoint.js';
+
+export interface InferenceProgress {
+  /** Finished rows (succeeded + failed) of the chunks done so far. */
+  done: number;
+  failed: number;
+  total: number;
+}
+
+export interface RunInferenceOptions {
+  runId: string;
+  stageId: string;
+  endpointName: string;
+  endpoint: EndpointSpec;
+  /** Inclusive id range of the stage's rows (from `requestIdRange`). */
+  fromId: number;
+  toId: number;
+  /** Rows in the range (from `requestIdRange`), for progress; default toId - fromId + 1. */
+  total?: number;
+  /** Rows per activity. Default 500. */
+  chunkSize?: number;
+  /** Chunk activities in flight. Default 2. */
+  parallel?: number;
+  /** How long a silent activity (worker gone) is given before it is retried elsewhere. Default 30 s. */
+  heartbeatTimeout?: Duration;
+  /** Task queue of the activities (default: the workflow's). */
+  taskQueue?: string;
+  onProgress?: (p: InferenceProgress) => void | Promise<void>;
+}
+
+export type RunInferenceResult = ExecuteRequestsOutput & { total: number; chunks: number };
+
+export async function runInference(opts: RunInferenceOptions): Promise<RunInferenceResult> {
+  const chunkSize = Math.max(1, opts.chunkSize ?? 500);
+  const parallel = Math.max(1, opts.parallel ?? 2);
+  const { executeRequests } = proxyActivities<InferenceActivities>({
+    // Generous: a chunk that outlives it is retried and resumes from its heartbeat cursor.
+    startToCloseTimeout: '30 minutes',
+    heartbeatTimeout: opts.heartbeatTimeout ?? '30 seconds',
+    taskQueue: opts.taskQueue,
+    retry: {
+      initialInterval: '1 second',
+      backoffCoefficient: 2,
+      maximumInterval: '1 minute',
+      maximumAttempts: 20,
+      nonRetryableErrorTypes: [...ENDPOINT_FATAL_ERROR_TYPES],
+    },
+  });
+
+  const chunks: [number, number][] = [];
+  for (let a = opts.fromId; a <= opts.toId; a += chunkSize) chunks.push([a, Math.min(opts.toId, a + chunkSize - 1)]);
+  const total = opts.total ?? Math.max(0, opts.toId - opts.fromId + 1);
+  const totals: RunInferenceResult = { succeeded: 0, failed: 0, cached: 0, sent: 0, promptTokens: 0, completionTokens: 0, total, chunks: chunks.length };
+
+  const scope = new CancellationScope();
+  try {
+    await scope.run(async () => {
+      const inflight = new Map<number, Promise<[number, ExecuteRequestsOutput]>>();
+      let next = 0;
+      while (next < chunks.length || inflight.size > 0) {
+        while (inflight.size < parallel && next < chunks.length) {
+          const i = next++;
+          const [fromId, toId] = chunks[i]!;
+          const input = { runId: opts.runId, stageId: opts.stageId, endpointName: opts.endpointName, endpoint: opts.endpoint, fromId, toId };
+          inflight.set(i, executeRequests(input).then((out) => [i, out] as [number, ExecuteRequestsOutput]));
+        }
+        const [i, out] = await Promise.race(inflight.values());
+        inflight.delete(i);
+        totals.succeeded += out.succeeded;
+        totals.failed += out.failed;
+        totals.cached += out.cached;
+        totals.sent += out.sent;
+        totals.promptTokens += out.promptTokens;
+        totals.completionTokens += out.completionTokens;
+        await opts.onProgress?.({ done: totals.succeeded + totals.failed, failed: totals.failed, total });
+      }
+    });
+  } catch (err) {
+    // Stop the other chunks: they would hit the same endpoint error.
+    scope.cancel();
+    if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
+      const cause = err.cause;
+      throw ApplicationFailure.create({ type: cause.type ?? 'InferenceFailed', message: cause.message, nonRetryable: true, cause: err });
+    }
+    throw err;
+  }
+  return totals;
+}

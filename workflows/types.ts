@@ -1,0 +1,100 @@
+/**
+ * Inputs and outputs of workflows and stage activities. Workflow-safe: types only, plus the
+ * signal/query definitions (which the client imports too). Add fields, never repurpose them:
+ * running histories must keep decoding.
+ */
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { EndpointSpec } from '../spec/endpoint.js';
+
+export type { EndpointSpec };
+
+export interface DatasetRef {
+  name: string;
+  /** Absolute path to the data file, resolved against the spec's folder at launch. */
+  path: string;
+  format?: 'vl-rewardbench' | 'vl-rewardbench-parquet' | 'mc-jsonl';
+  images?: string;
+  limit?: number;
+}
+
+/** One stage as the engine runs it: resolved at launch, stored on the run row. */
+export interface StagePlan {
+  id: string;
+  kind: string;
+  workflowType: string;
+  needs: string[];
+  params: unknown;
+  taskQueue?: string;
+  /** Endpoints this stage calls, by spec name (config only: keys stay in the environment). */
+  endpoints: Record<string, EndpointSpec>;
+  datasets: Record<string, DatasetRef>;
+}
+
+export interface ExperimentInput {
+  runId: string;
+}
+
+export interface ExperimentOutput {
+  runId: string;
+  status: 'succeeded';
+  stages: Record<string, StageOutput>;
+}
+
+/** References a stage produced (ids, counts): never the data itself. */
+export interface StageOutput {
+  ref: Record<string, string | number | boolean | null>;
+  items?: { total: number; done: number; failed: number };
+}
+
+export interface StageInput<P = unknown> {
+  runId: string;
+  stageId: string;
+  kind: string;
+  seed: number;
+  params: P;
+  endpoints: Record<string, EndpointSpec>;
+  datasets: Record<string, DatasetRef>;
+  /** Outputs of the stages this one needs, by stage id. */
+  inputs: Record<string, StageOutput>;
+  /** Task queue the stage's activities run on. */
+  taskQueue?: string;
+}
+
+export interface RunPlan {
+  runId: string;
+  seed: number;
+  stages: StagePlan[];
+  /** Stages already succeeded in an earlier execution of this run: kept, not re-run. */
+  succeeded: Record<string, StageOutput>;
+}
+
+export type StageStatusName = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped' | 'cancelled';
+
+export interface StageProgress {
+  id: string;
+  kind: string;
+  status: StageStatusName;
+  done: number;
+  total: number;
+  failed: number;
+  startedAt?: number;
+  finishedAt?: number;
+  etaSeconds?: number;
+  error?: string;
+}
+
+export interface RunProgress {
+  runId: string;
+  status: 'running' | 'succeeded' | 'failed' | 'cancelled';
+  stages: StageProgress[];
+}
+
+export interface StageProgressUpdate {
+  stageId: string;
+  done: number;
+  total: number;
+  failed: number;
+}
+
+export const progressQuery = defineQuery<RunProgress>('progress');
+export const stageProgressSignal = defineSignal<[StageProgressUpdate]>('stageProgress');
