@@ -10,6 +10,7 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import { openDb, type DbHandle } from './db/client.js';
 import { applyMigrations } from './db/migrate.js';
 import { createActivities } from './activities/index.js';
+import { InferenceGateway } from './activities/inference/gateway.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const DEFAULT_WORKFLOWS_PATH = join(HERE, 'workflows', 'index.ts');
@@ -25,6 +26,8 @@ export interface WorkerConfig {
   /** Extra activities (test-only stage kinds). */
   extraActivities?: (handle: DbHandle) => Record<string, (...args: never[]) => Promise<unknown>>;
   maxConcurrentActivityTaskExecutions?: number;
+  /** The worker's inference gateway (one per process: limits are shared by all its batches). */
+  gateway?: InferenceGateway;
 }
 
 export interface RunningWorker {
@@ -38,7 +41,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   const handle = openDb(cfg.databaseUrl, { max: 20 });
   await applyMigrations(handle.db);
   const connection = await NativeConnection.connect({ address: cfg.temporalAddress });
-  const activities = { ...createActivities({ db: handle.db }), ...(cfg.extraActivities?.(handle) ?? {}) };
+  const gateway = cfg.gateway ?? new InferenceGateway();
+  const activities = { ...createActivities({ db: handle.db, gateway }), ...(cfg.extraActivities?.(handle) ?? {}) };
   const worker = await Worker.create({
     connection,
     namespace: cfg.namespace,

@@ -1,2 +1,2 @@
 /** Registers the stage kinds judgeflow ships. Import once at the edge (CLI) before loading specs. */
-export {};
+import './kinds/evaluate.js';

@@ -38,6 +38,14 @@ export const experimentSpecSchema = z
     endpoints: z.record(z.string().regex(NAME), endpointSchema).default({}),
     datasets: z.record(z.string().regex(NAME), datasetSpecSchema).default({}),
     stages: z.array(stageSpecSchema).min(1, 'an experiment needs at least one stage'),
+    /**
+     * Demo and test instrument: `judgeflow run` starts the OpenAI-compatible simulator with this
+     * config (path relative to the spec) on 127.0.0.1:port unless something already listens there.
+     */
+    simulator: z
+      .object({ config: z.string().min(1), port: z.number().int().min(1).max(65535).default(8100) })
+      .strict()
+      .optional(),
   })
   .strict();
 

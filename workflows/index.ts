@@ -1,2 +1,3 @@
 /** The worker's workflowsPath: workflow functions only. */
 export { experimentWorkflow } from './experiment.js';
+export { evaluateStage } from './stages/evaluate.js';

@@ -4,6 +4,7 @@ import { parseFlags } from '../args.js';
 import { connect } from '../connect.js';
 import { EXIT, UsageError } from '../errors.js';
 import { launchRun } from '../launch.js';
+import { ensureSimulator } from '../simulator.js';
 import { watchRun } from './status.js';
 
 const USAGE = `usage: judgeflow run <name|path> [--set path=value]... [--label L] [--detach] [--json]
@@ -33,6 +34,9 @@ export async function runCommand(argv: string[]): Promise<number> {
   const log = values.json ? () => {} : (line: string) => console.error(line);
   const conn = await connect({ startWorker: true, log });
   try {
+    if (loaded.spec.simulator) {
+      await ensureSimulator({ stateDir: conn.cfg.stateDir, specPath: loaded.specPath, ...loaded.spec.simulator, log });
+    }
     const launched = await launchRun({ loaded, label: values.label, db: conn.db.db, client: conn.client, taskQueue: conn.cfg.taskQueue });
     if (!values.json) {
       if (launched.attached) console.error(`run ${launched.runId} already exists for this spec version: attaching to it (no second run started)`);

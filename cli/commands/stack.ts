@@ -1,6 +1,7 @@
 import { loadRuntimeConfig } from '../../runtime/config.js';
 import { down, up } from '../../runtime/stack.js';
 import { parseFlags } from '../args.js';
+import { stopSimulator } from '../simulator.js';
 import { EXIT } from '../errors.js';
 
 const UP_USAGE = `usage: judgeflow up [--no-worker] [--json]
@@ -29,7 +30,10 @@ Stops what \`judgeflow up\` started (worker, Temporal dev server, embedded Postg
 
 export async function downCommand(argv: string[]): Promise<number> {
   parseFlags(argv, {}, DOWN_USAGE);
-  const res = await down(loadRuntimeConfig(), { log: (l) => console.error(l) });
-  console.log(res.stopped.length > 0 ? `stopped: ${res.stopped.join(', ')}` : 'nothing was running');
+  const cfg = loadRuntimeConfig();
+  const stopped = stopSimulator(cfg.stateDir) ? ['simulator'] : [];
+  const res = await down(cfg, { log: (l) => console.error(l) });
+  stopped.push(...res.stopped);
+  console.log(stopped.length > 0 ? `stopped: ${stopped.join(', ')}` : 'nothing was running');
   return EXIT.ok;
 }
