@@ -22,7 +22,9 @@ export async function connect(opts: { startWorker?: boolean; log?: (line: string
   const cfg = loadRuntimeConfig();
   let databaseUrl = cfg.databaseUrl;
   let temporalAddress = cfg.temporalAddress;
-  if (!databaseUrl || !temporalAddress || opts.startWorker) {
+  // With both servers given (DATABASE_URL, TEMPORAL_ADDRESS) the user runs the workers; otherwise
+  // the embedded stack is brought up, with a worker when the command needs one.
+  if (!databaseUrl || !temporalAddress) {
     const info = await ensureStack(cfg, { worker: opts.startWorker ?? false, log: opts.log });
     databaseUrl = info.databaseUrl;
     temporalAddress = info.temporalAddress;

@@ -23,6 +23,18 @@ usage: judgeflow <command> [flags]
 Every command takes --help. Configuration comes from the environment: DATABASE_URL,
 TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, JUDGEFLOW_TASK_QUEUE, JUDGEFLOW_STATE_DIR.`;
 
+/** Errors that are the user's to fix (input, configuration, environment): message only, exit 2. */
+const USER_ERRORS = new Set([
+  'RuntimeConfigError',
+  'StackError',
+  'PortInUseError',
+  'TemporalCliNotFoundError',
+  'DatasetError',
+  'SimConfigError',
+  'TruthFileError',
+  'JudgeTemplateError',
+]);
+
 type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, () => Promise<Command>> = {
@@ -58,7 +70,7 @@ export async function main(argv: string[]): Promise<number> {
     });
     return await cmd(rest);
   } catch (err) {
-    if (err instanceof SpecError || err instanceof UsageError || err instanceof ConfigError || (err as Error)?.name === 'RuntimeConfigError' || (err as Error)?.name === 'DatasetError') {
+    if (err instanceof SpecError || err instanceof UsageError || err instanceof ConfigError || USER_ERRORS.has((err as Error)?.name)) {
       console.error(`judgeflow ${name}: ${(err as Error).message}`);
       return EXIT.usage;
     }

@@ -6,12 +6,16 @@ import { connect, type Connected } from '../connect.js';
 import { EXIT, UsageError } from '../errors.js';
 import { table } from '../render.js';
 
-const USAGE = `usage: judgeflow results <run> [--stage ID] [--json]
+const USAGE = `usage: judgeflow results <run> [--stage ID] [--all] [--json]
 
-Prints the metrics a run's stages stored (accuracy with 95% bootstrap CIs, …).`;
+Prints the metrics a run's stages stored: one row per stage with the headline accuracy (its
+unparseable-output policy named), macro and per-category accuracy with 95% bootstrap CIs, position
+consistency, first-position rate, unparseable rate, output tokens, requests and cost.
+  --all    every stored metric (per sub-dataset accuracies, both policies, latency, tokens)
+  --json   the metric rows as JSON`;
 
 export async function resultsCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, { stage: { type: 'string' }, json: { type: 'boolean' } }, USAGE);
+  const { values, positionals } = parseFlags(argv, { stage: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' } }, USAGE);
   if (positionals.length !== 1) throw new UsageError(`expected one run id\n\n${USAGE}`);
   const conn = await connect();
   try {
@@ -21,7 +25,7 @@ export async function resultsCommand(argv: string[]): Promise<number> {
       const rows = await loadMetrics(conn, runId, values.stage);
       console.log(JSON.stringify(rows));
     } else {
-      await printRunResults(conn, runId, values.stage);
+      await printRunResults(conn, runId, values.stage, Boolean(values.all));
     }
     return EXIT.ok;
   } finally {
@@ -39,28 +43,67 @@ async function loadMetrics(conn: Connected, runId: string, stageId?: string) {
 
 const pct = (v: number) => (v * 100).toFixed(1);
 
-export async function printRunResults(conn: Connected, runId: string, stageId?: string): Promise<void> {
+type MetricRowDb = Awaited<ReturnType<typeof loadMetrics>>[number];
+
+function withCi(r: MetricRowDb | undefined): string {
+  if (!r) return '';
+  return r.ciLow !== null && r.ciHigh !== null ? `${pct(r.value)} [${pct(r.ciLow)}, ${pct(r.ciHigh)}]` : pct(r.value);
+}
+
+/**
+ * One row per stage: headline accuracy (policy named) with 95% CIs, categories, position bias and
+ * cost. `all` lists every stored metric instead.
+ */
+export async function printRunResults(conn: Connected, runId: string, stageId?: string, all = false): Promise<void> {
   const rows = await loadMetrics(conn, runId, stageId);
-  const byStage = new Map<string, typeof rows>();
+  if (rows.length === 0) return;
+  const byStage = new Map<string, MetricRowDb[]>();
   for (const r of rows) byStage.set(r.stageId, [...(byStage.get(r.stageId) ?? []), r]);
-  for (const [stage, list] of byStage) {
-    console.log(`\nresults of stage ${stage}`);
-    console.log(
-      table(
-        ['metric', 'scope', 'policy', 'value', '95% CI', 'n'],
-        list.map((r) => {
-          const isRate = r.metric.endsWith('accuracy') || r.metric.endsWith('rate') || r.metric.endsWith('consistency');
-          const fmt = isRate ? pct : (v: number) => (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(4));
-          return [
-            r.metric,
-            r.scope,
-            r.policy,
-            fmt(r.value),
-            r.ciLow !== null && r.ciHigh !== null ? `[${fmt(r.ciLow)}, ${fmt(r.ciHigh)}]` : '',
-            r.n,
-          ];
-        }),
-      ),
-    );
+  if (all) {
+    for (const [stage, list] of byStage) {
+      console.log(`\nmetrics of stage ${stage}`);
+      console.log(
+        table(
+          ['metric', 'scope', 'policy', 'value', '95% CI', 'n'],
+          list.map((r) => {
+            const isRate = /accuracy|rate|consistency/.test(r.metric);
+            const fmt = isRate ? pct : (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(4));
+            return [r.metric, r.scope, r.policy, fmt(r.value), r.ciLow !== null && r.ciHigh !== null ? `[${fmt(r.ciLow)}, ${fmt(r.ciHigh)}]` : '', r.n];
+          }),
+        ),
+      );
+    }
+    return;
   }
+  const headlinePolicy = rows.find((r) => r.metric === 'headline_accuracy')?.policy ?? 'excluded';
+  const categories = [...new Set(rows.filter((r) => r.metric === 'accuracy' && r.scope.startsWith('category:')).map((r) => r.scope.slice('category:'.length)))].sort();
+  const out: (string | number)[][] = [];
+  for (const [stage, list] of byStage) {
+    const get = (metric: string, scope = 'overall', policy = '') => list.find((r) => r.metric === metric && r.scope === scope && r.policy === policy);
+    const requests = get('requests')?.value ?? 0;
+    const cached = get('requests_cached')?.value ?? 0;
+    const cost = get('cost_usd')?.value ?? 0;
+    out.push([
+      stage,
+      get('items_judged')?.value ?? '',
+      withCi(get('accuracy', 'overall', headlinePolicy)),
+      withCi(get('accuracy', 'macro', headlinePolicy)),
+      ...categories.map((c) => withCi(get('accuracy', `category:${c}`, headlinePolicy))),
+      get('accuracy', 'overall', headlinePolicy === 'excluded' ? 'wrong' : 'excluded') ? pct(get('accuracy', 'overall', headlinePolicy === 'excluded' ? 'wrong' : 'excluded')!.value) : '',
+      get('position_consistency') ? pct(get('position_consistency')!.value) : '',
+      get('first_position_rate') ? pct(get('first_position_rate')!.value) : '',
+      get('unparseable_rate') ? pct(get('unparseable_rate')!.value) : '',
+      get('mean_output_tokens') ? Math.round(get('mean_output_tokens')!.value) : '',
+      `${requests} (${cached} cached)`,
+      cost > 0 ? `$${cost.toFixed(2)}` : '',
+    ]);
+  }
+  const other = headlinePolicy === 'excluded' ? 'wrong' : 'excluded';
+  console.log(`\nresults of run ${runId} (accuracy %, 95% bootstrap CI; unparseable outputs ${headlinePolicy === 'excluded' ? 'excluded from' : 'counted wrong in'} the headline)`);
+  console.log(
+    table(
+      ['stage', 'items', `overall (${headlinePolicy})`, 'macro', ...categories, `overall (${other})`, 'consistency', 'first-pos', 'unparseable', 'out tok', 'requests', 'cost'],
+      out,
+    ),
+  );
 }

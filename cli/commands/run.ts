@@ -1,7 +1,7 @@
 import { WorkflowFailedError } from '@temporalio/client';
 import { loadSpec } from '../../spec/load.js';
 import { parseFlags } from '../args.js';
-import { connect } from '../connect.js';
+import { connect, type Connected } from '../connect.js';
 import { EXIT, UsageError } from '../errors.js';
 import { launchRun } from '../launch.js';
 import { ensureSimulator } from '../simulator.js';
@@ -37,6 +37,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     if (loaded.spec.simulator) {
       await ensureSimulator({ stateDir: conn.cfg.stateDir, specPath: loaded.specPath, ...loaded.spec.simulator, log });
     }
+    await warnWithoutWorkers(conn, [conn.cfg.taskQueue, ...loaded.plan.flatMap((s) => (s.taskQueue ? [s.taskQueue] : []))], log);
     const launched = await launchRun({ loaded, label: values.label, db: conn.db.db, client: conn.client, taskQueue: conn.cfg.taskQueue });
     if (!values.json) {
       if (launched.attached) console.error(`run ${launched.runId} already exists for this spec version: attaching to it (no second run started)`);
@@ -55,4 +56,18 @@ export async function runCommand(argv: string[]): Promise<number> {
 
 export function isRunFailure(err: unknown): boolean {
   return err instanceof WorkflowFailedError;
+}
+
+/** A run on a queue no worker polls waits forever: say so, with the command that fixes it. */
+async function warnWithoutWorkers(conn: Connected, queues: string[], log: (line: string) => void): Promise<void> {
+  for (const queue of new Set(queues)) {
+    const res = await conn.client.workflowService.describeTaskQueue({
+      namespace: conn.cfg.namespace,
+      taskQueue: { name: queue },
+      taskQueueType: queue === conn.cfg.taskQueue ? 1 : 2,
+    });
+    if ((res.pollers ?? []).length === 0) {
+      log(`warning: no worker polls task queue "${queue}" yet; the run waits until one does (start one with \`judgeflow worker${queue === conn.cfg.taskQueue ? '' : ` --task-queue ${queue}`}\`)`);
+    }
+  }
 }
