@@ -4,7 +4,7 @@
  * Both are idempotent: a retry after a crash converges on the same rows.
  */
 import { Context } from '@temporalio/activity';
-import { and, asc, eq, lt, sql } from 'drizzle-orm';
+import { and, asc, eq, lt } from 'drizzle-orm';
 import type { Db } from '../../db/client.js';
 import { datasetItems, datasets, judgments, metrics } from '../../db/schema/index.js';
 import type { EvaluateParams } from '../../spec/kinds/evaluate.js';
@@ -197,23 +197,32 @@ export function createEvaluateActivities({ db }: { db: Db }) {
           latencyMs: r.latencyMs,
         });
       }
-      for (let i = 0; i < rows.length; i += 1000) {
-        await db
-          .insert(judgments)
-          .values(rows.slice(i, i + 1000))
-          .onConflictDoUpdate({
-            target: [judgments.runId, judgments.stageId, judgments.itemKey, judgments.view, judgments.sample],
-            set: {
-              requestId: sql`excluded.request_id`,
-              permutation: sql`excluded.permutation`,
-              status: sql`excluded.status`,
-              chosenPosition: sql`excluded.chosen_position`,
-              chosenCandidate: sql`excluded.chosen_candidate`,
-              correct: sql`excluded.correct`,
-              outputTokens: sql`excluded.output_tokens`,
-              latencyMs: sql`excluded.latency_ms`,
-            },
-          });
+      // One statement per 2,000 judgments (unnest arrays): idempotent on the primary key.
+      for (let i = 0; i < rows.length; i += 2000) {
+        const batch = rows.slice(i, i + 2000);
+        await db.$client.query(
+          `insert into judgments (run_id, stage_id, item_key, view, sample, request_id, permutation, status, chosen_position, chosen_candidate, correct, output_tokens, latency_ms)
+           select $1, $2, * from unnest($3::text[], $4::int[], $5::int[], $6::bigint[], $7::jsonb[], $8::text[], $9::int[], $10::int[], $11::int[], $12::int[], $13::int[])
+           on conflict (run_id, stage_id, item_key, view, sample) do update set
+             request_id = excluded.request_id, permutation = excluded.permutation, status = excluded.status,
+             chosen_position = excluded.chosen_position, chosen_candidate = excluded.chosen_candidate, correct = excluded.correct,
+             output_tokens = excluded.output_tokens, latency_ms = excluded.latency_ms`,
+          [
+            runId,
+            stageId,
+            batch.map((r) => r.itemKey),
+            batch.map((r) => r.view),
+            batch.map((r) => r.sample),
+            batch.map((r) => r.requestId),
+            batch.map((r) => JSON.stringify(r.permutation)),
+            batch.map((r) => r.status),
+            batch.map((r) => r.chosenPosition),
+            batch.map((r) => r.chosenCandidate),
+            batch.map((r) => r.correct),
+            batch.map((r) => r.outputTokens),
+            batch.map((r) => r.latencyMs),
+          ],
+        );
         ctx.heartbeat();
       }
       // Only the items this stage judged (a dataset `limit` leaves the rest out).

@@ -1,0 +1,156 @@
+/**
+ * Evaluate-stage benchmark: the whole `evaluate` stage on Temporal vs a plain `openai` script.
+ *
+ *   npx tsx bench/evaluate.ts [--samples 3] [--latency 50] [--concurrency 64] [--rounds 3]
+ *
+ * Workload: the 1,250 VL-RewardBench items x 2 orders (swap) x k samples (7,500 requests at k=3)
+ * against a simulated judge with a fixed latency, the simulator in a child process.
+ *  (a) judgeflow: launch an experiment with one `evaluate` stage and wait for it — dataset import,
+ *      7,500 request rows, the gateway (cache lookups, result writes), judgments and metrics with
+ *      1,000 bootstrap resamples, all in Postgres; fresh run id each round (no cache hits);
+ *  (b) plain: what a researcher's script does: render the same prompts, call the API at the same
+ *      concurrency with the `openai` client, parse the answers, compute the accuracy in memory.
+ * Prints both times (median over rounds, which alternate a and b) and the ratio a/b (target <= 1.25).
+ */
+import { parseArgs } from 'node:util';
+import OpenAI from 'openai';
+import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { launchRun } from '../cli/launch.js';
+import { openDb } from '../db/client.js';
+import { applyMigrations } from '../db/migrate.js';
+import { loadDataset } from '../activities/evaluate/datasets.js';
+import { parseChoice } from '../activities/evaluate/parse.js';
+import { renderJudgePrompt } from '../activities/evaluate/prompt.js';
+import { viewsFor } from '../activities/evaluate/views.js';
+import '../spec/builtin.js';
+import { loadSpec } from '../spec/load.js';
+import { startWorker } from '../worker.js';
+import { Cleanups, REPO, median, quietLogger, spawnSimulator, temporalAddress, temporaryDatabase } from './lib.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import YAML from 'yaml';
+
+const { values: args } = parseArgs({
+  options: {
+    samples: { type: 'string', default: '3' },
+    latency: { type: 'string', default: '50' },
+    concurrency: { type: 'string', default: '64' },
+    rounds: { type: 'string', default: '3' },
+  },
+});
+const K = Number(args.samples);
+const LATENCY = Number(args.latency);
+const CONCURRENCY = Number(args.concurrency);
+const ROUNDS = Number(args.rounds);
+const DATA = join(REPO, 'data', 'vl-rewardbench', 'data.jsonl');
+
+async function plainScript(url: string, seed: number): Promise<{ seconds: number; accuracy: number; requests: number }> {
+  const t0 = performance.now();
+  const { items } = await loadDataset({ path: DATA });
+  const client = new OpenAI({ baseURL: url, apiKey: 'EMPTY', maxRetries: 0, timeout: 120_000 });
+  const jobs: { item: number; perm: number[]; sample: number; prompt: string }[] = [];
+  items.forEach((item, i) => {
+    for (const perm of viewsFor('swap', item.candidates.length, seed, item.itemKey)) {
+      const prompt = renderJudgePrompt({ query: item.query, candidates: perm.map((c) => item.candidates[c]!), labels: 'letters' });
+      for (let s = 0; s < K; s++) jobs.push({ item: i, perm, sample: s, prompt });
+    }
+  });
+  let next = 0;
+  let correct = 0;
+  let parsed = 0;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < jobs.length) {
+        const job = jobs[next++]!;
+        const res = await client.chat.completions.create({
+          model: 'judge',
+          messages: [{ role: 'user', content: job.prompt }],
+          temperature: 0.6,
+          max_tokens: 2048,
+          seed: seed + job.sample,
+        });
+        const pos = parseChoice(res.choices[0]?.message.content ?? '', job.perm.length, 'letters').position;
+        if (pos !== null) {
+          parsed++;
+          if (job.perm[pos] === items[job.item]!.best) correct++;
+        }
+      }
+    }),
+  );
+  return { seconds: (performance.now() - t0) / 1000, accuracy: correct / parsed, requests: jobs.length };
+}
+
+async function main(cleanups: Cleanups): Promise<void> {
+  const dbUrl = await temporaryDatabase(cleanups);
+  const handle = openDb(dbUrl);
+  cleanups.add(() => handle.close());
+  await applyMigrations(handle.db);
+  const address = await temporalAddress(cleanups);
+  const url = await spawnSimulator(
+    { seed: 3, truth: DATA, latency: { kind: 'fixed', ms: LATENCY }, models: { judge: { behaviour: 'judge', accuracy: 0.8 } } },
+    cleanups,
+  );
+  const connection = await Connection.connect({ address });
+  cleanups.add(() => connection.close());
+  const client = new Client({ connection });
+  const taskQueue = `bench-evaluate-${Date.now()}`;
+  const worker = await startWorker({
+    databaseUrl: dbUrl,
+    temporalAddress: address,
+    namespace: 'default',
+    taskQueue,
+    workflowBundle: await bundleWorkflowCode({ workflowsPath: join(REPO, 'workflows', 'index.ts'), logger: quietLogger }),
+  });
+  cleanups.add(() => worker.shutdown());
+
+  const dir = mkdtempSync(join(tmpdir(), 'jf-bench-eval-'));
+  const judgeflowRun = async (round: string): Promise<{ seconds: number; accuracy: number; requests: number }> => {
+    const path = join(dir, `${round}.yaml`);
+    writeFileSync(
+      path,
+      YAML.stringify({
+        name: `bench-eval-${round}-${Date.now()}`,
+        seed: 9,
+        endpoints: { judge: { base_url: url, model: 'judge', concurrency: CONCURRENCY, timeout_s: 120 } },
+        datasets: { vlrb: { path: DATA } },
+        stages: [{ id: 'eval', uses: 'evaluate', with: { dataset: 'vlrb', judge: 'judge', positions: 'swap', samples: K } }],
+      }),
+    );
+    const t0 = performance.now();
+    const loaded = await loadSpec(path);
+    const { runId } = await launchRun({ loaded, db: handle.db, client, taskQueue });
+    const out = (await client.workflow.getHandle(runId).result()) as { stages: Record<string, { ref: { accuracy: number }; items: { total: number } }> };
+    return { seconds: (performance.now() - t0) / 1000, accuracy: out.stages.eval!.ref.accuracy, requests: out.stages.eval!.items.total };
+  };
+
+  console.log(`evaluate benchmark: 1,250 items x 2 orders x ${K} samples, simulator latency ${LATENCY} ms, concurrency ${CONCURRENCY}, ${ROUNDS} rounds`);
+  await plainScript(url, 1000); // warm-up: JIT, connections
+  const a: number[] = [];
+  const b: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = r % 2 === 0 ? ['judgeflow', 'plain'] : ['plain', 'judgeflow'];
+    for (const which of order) {
+      if (which === 'judgeflow') {
+        const res = await judgeflowRun(`r${r}`);
+        a.push(res.seconds);
+        console.log(`  round ${r + 1}: judgeflow evaluate stage ${res.seconds.toFixed(2)} s (${res.requests} requests, accuracy ${(res.accuracy * 100).toFixed(1)}%)`);
+      } else {
+        const res = await plainScript(url, 2000 + r);
+        b.push(res.seconds);
+        console.log(`  round ${r + 1}: plain openai script    ${res.seconds.toFixed(2)} s (${res.requests} requests, accuracy ${(res.accuracy * 100).toFixed(1)}%)`);
+      }
+    }
+  }
+  console.log(
+    `\njudgeflow evaluate stage (Temporal + Postgres, everything stored): ${median(a).toFixed(2)} s; plain openai script: ${median(b).toFixed(2)} s; ratio ${(median(a) / median(b)).toFixed(2)}x (target <= 1.25x)`,
+  );
+}
+
+const cleanups = new Cleanups();
+try {
+  await main(cleanups);
+} finally {
+  await cleanups.run();
+}

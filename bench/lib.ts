@@ -1,0 +1,82 @@
+/** Shared plumbing of the benchmarks: a simulator in its own process, a scratch database, Temporal. */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { findTemporalCli } from '../runtime/temporal-cli.js';
+import { freePort, waitForTcp } from '../runtime/net.js';
+
+export const REPO = fileURLToPath(new URL('..', import.meta.url));
+
+/** Cleanups run in reverse order at the end, whatever happened. */
+export class Cleanups {
+  private readonly fns: (() => Promise<void> | void)[] = [];
+  add(fn: () => Promise<void> | void): void {
+    this.fns.push(fn);
+  }
+  async run(): Promise<void> {
+    for (const fn of this.fns.reverse()) await fn();
+  }
+}
+
+/** The simulator in a child process (so it does not share the benchmark's event loop). */
+export async function spawnSimulator(config: unknown, cleanups: Cleanups): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'jf-bench-sim-'));
+  const configPath = join(dir, 'sim.json');
+  writeFileSync(configPath, JSON.stringify(config));
+  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'sim', 'main.ts'), '--port', '0', '--config', configPath], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.once('exit', (code) => reject(new Error(`simulator exited (${code}): ${out}`)));
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+  });
+  child.removeAllListeners('exit');
+  cleanups.add(async () => {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return url;
+}
+
+/** TEMPORAL_ADDRESS, or a dev server started for the benchmark. */
+export async function temporalAddress(cleanups: Cleanups): Promise<string> {
+  if (process.env.TEMPORAL_ADDRESS) return process.env.TEMPORAL_ADDRESS;
+  const port = await freePort();
+  const server = spawn(findTemporalCli(), ['server', 'start-dev', '--headless', '--port', String(port), '--log-level', 'error'], { stdio: 'ignore' });
+  cleanups.add(() => void server.kill('SIGTERM'));
+  await waitForTcp('127.0.0.1', port, 30_000);
+  return `127.0.0.1:${port}`;
+}
+
+/** A database created for the benchmark on DATABASE_URL's server, dropped at the end. */
+export async function temporaryDatabase(cleanups: Cleanups): Promise<string> {
+  const adminUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+  const name = `judgeflow_bench_${Date.now()}_${process.pid}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`create database "${name}"`);
+  await admin.end();
+  cleanups.add(async () => {
+    const a = new pg.Client({ connectionString: adminUrl });
+    await a.connect();
+    await a.query(`drop database if exists "${name}" with (force)`);
+    await a.end();
+  });
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+export const quietLogger = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } as never;
