@@ -231,6 +231,7 @@ describe('loadDataset: mc-jsonl', () => {
       { id: 'a', query: 'q', image: 'gone.png', candidates: ['1', '2'], best: 0 },
       { id: 'b', query: 'q', image: 'ok.gif', candidates: ['1', '2'], best: 1 },
       { id: 'c', query: 'q', image: 'ok.gif', candidates: ['1', '2'], best: 1 },
+      { id: 'd', query: 'q', image: 'gone.png', candidates: ['1', '2'], best: 1 },
     ];
     const path = join(sub, 'items.jsonl');
     await writeFile(path, rows.map((r) => JSON.stringify(r)).join('\n'));

@@ -1,0 +1,278 @@
+/**
+ * The local stack the CLI brings up: Postgres (embedded unless DATABASE_URL is set), Temporal
+ * (dev server unless TEMPORAL_ADDRESS is set) and a judgeflow worker. Every service runs detached
+ * and is recorded under `<stateDir>/run/`, so the CLI can exit with the stack still up, a later
+ * `up` reuses it, and `down` stops it.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Connection } from '@temporalio/client';
+import pg from 'pg';
+import { redactUrl, type RuntimeConfig } from './config.js';
+import {
+  liveRecord,
+  logDir,
+  logTail,
+  recordAlive,
+  removeRecord,
+  spawnDetached,
+  StackError,
+  stopRecorded,
+  withStackLock,
+  writeRecord,
+  type ServiceRecord,
+} from './daemon.js';
+import { ensurePostgres, preflightPostgres, prepareStateDir, stopPostgres } from './embedded-postgres.js';
+import { ensureTemporal, preflightTemporal, probeTemporal, stopTemporal } from './temporal-server.js';
+
+export { RuntimeConfigError, loadRuntimeConfig, type RuntimeConfig } from './config.js';
+export { PortInUseError, StackError } from './daemon.js';
+export { TemporalCliNotFoundError } from './temporal-cli.js';
+
+/** Where the stack's services answer, and which of them this call started or found running. */
+export interface StackInfo {
+  databaseUrl: string;
+  temporalAddress: string;
+  /** The Temporal Web UI, when the dev server runs with one. */
+  temporalUiUrl?: string;
+  started: { postgres: boolean; temporal: boolean; worker: boolean };
+  reused: { postgres: boolean; temporal: boolean; worker: boolean };
+}
+
+export interface UpOptions {
+  /** Start (or reuse) a worker process; default true. */
+  worker?: boolean;
+  /** The worker command; default `node --import tsx <repo>/worker.ts`, run in the repo root. */
+  workerCommand?: string[];
+  /** How long to wait for the worker to poll the task queue; default 60 s. */
+  workerReadyTimeoutMs?: number;
+  /** Progress lines for the user (secrets masked). */
+  log?: (line: string) => void;
+}
+
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+export function defaultWorkerCommand(): string[] {
+  return [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'worker.ts')];
+}
+
+const quiet = () => undefined;
+
+/**
+ * Brings the stack up and waits until every service answers. Idempotent: services already
+ * running for this state dir are reused (and reported in `reused`).
+ */
+export async function up(cfg: RuntimeConfig, opts: UpOptions = {}): Promise<StackInfo> {
+  const log = opts.log ?? quiet;
+  prepareStateDir(cfg.stateDir);
+  return withStackLock(cfg.stateDir, async () => {
+    const started = { postgres: false, temporal: false, worker: false };
+    const reused = { postgres: false, temporal: false, worker: false };
+
+    // A port, binary or directory problem fails here, before anything is started.
+    if (!cfg.databaseUrl) await preflightPostgres(cfg);
+    if (!cfg.temporalAddress) await preflightTemporal(cfg);
+
+    // Postgres and Temporal do not depend on each other: bring them up side by side.
+    const [pgResult, temporalResult] = await Promise.allSettled([
+      cfg.databaseUrl ? checkExternalDatabase(cfg.databaseUrl).then(() => ({ databaseUrl: cfg.databaseUrl as string, started: false, reused: false })) : ensurePostgres(cfg, log),
+      cfg.temporalAddress
+        ? checkExternalTemporal(cfg.temporalAddress, cfg.namespace).then(() => ({ address: cfg.temporalAddress as string, uiUrl: undefined, started: false, reused: false }))
+        : ensureTemporal(cfg, log),
+    ]);
+    if (pgResult.status === 'rejected' || temporalResult.status === 'rejected') {
+      const errors = [pgResult, temporalResult].flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
+      if (errors.length === 1) throw errors[0];
+      throw new StackError(errors.map((e) => e.message).join('\n\n'), { cause: new AggregateError(errors) });
+    }
+    const db = pgResult.value;
+    const temporal = temporalResult.value;
+    started.postgres = db.started;
+    reused.postgres = db.reused;
+    started.temporal = temporal.started;
+    reused.temporal = temporal.reused;
+
+    if (opts.worker ?? true) {
+      const w = await ensureWorker(cfg, { databaseUrl: db.databaseUrl, temporalAddress: temporal.address }, opts, log);
+      started.worker = w.started;
+      reused.worker = w.reused;
+    }
+    return {
+      databaseUrl: db.databaseUrl,
+      temporalAddress: temporal.address,
+      ...(temporal.uiUrl && { temporalUiUrl: temporal.uiUrl }),
+      started,
+      reused,
+    };
+  });
+}
+
+/** What `judgeflow run` calls: the stack with a worker, started only where nothing runs yet; left up. */
+export async function ensureStack(cfg: RuntimeConfig, opts: UpOptions = {}): Promise<StackInfo> {
+  return up(cfg, { worker: true, ...opts });
+}
+
+/**
+ * Stops what `up` started for this state dir: the worker first, then Temporal and Postgres together.
+ * Services given by DATABASE_URL / TEMPORAL_ADDRESS are never touched. Data stays on disk.
+ */
+export async function down(cfg: RuntimeConfig, opts: { log?: (line: string) => void } = {}): Promise<{ stopped: string[] }> {
+  const log = opts.log ?? quiet;
+  if (!existsSync(cfg.stateDir)) return { stopped: [] };
+  return withStackLock(cfg.stateDir, async () => {
+    const stopped: string[] = [];
+    if (await stopWorker(cfg.stateDir, log)) stopped.push('worker');
+    const [temporal, postgres] = await Promise.all([stopTemporal(cfg.stateDir, log), stopPostgres(cfg.stateDir, log)]);
+    if (temporal) stopped.push('temporal');
+    if (postgres) stopped.push('postgres');
+    return { stopped };
+  });
+}
+
+async function checkExternalDatabase(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query('select 1');
+  } catch (err) {
+    throw new StackError(`DATABASE_URL=${redactUrl(url)} does not answer: ${(err as Error).message}; start that server, fix the URL, or unset DATABASE_URL to run the embedded PostgreSQL`, {
+      cause: err,
+    });
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+async function checkExternalTemporal(address: string, namespace: string): Promise<void> {
+  const err = await probeTemporal(address, namespace, 10_000);
+  if (err) {
+    throw new StackError(
+      `TEMPORAL_ADDRESS=${address} (namespace ${namespace}) does not answer: ${err.message}; start that server, fix the address, or unset TEMPORAL_ADDRESS to run the Temporal dev server`,
+      { cause: err },
+    );
+  }
+}
+
+function workerFingerprint(command: string[], env: Record<string, string>): string {
+  return createHash('sha256').update(JSON.stringify({ command, env })).digest('hex').slice(0, 16);
+}
+
+async function ensureWorker(
+  cfg: RuntimeConfig,
+  services: { databaseUrl: string; temporalAddress: string },
+  opts: UpOptions,
+  log: (line: string) => void,
+): Promise<{ started: boolean; reused: boolean }> {
+  const command = opts.workerCommand ?? defaultWorkerCommand();
+  const workerEnv: Record<string, string> = {
+    DATABASE_URL: services.databaseUrl,
+    TEMPORAL_ADDRESS: services.temporalAddress,
+    TEMPORAL_NAMESPACE: cfg.namespace,
+    JUDGEFLOW_TASK_QUEUE: cfg.taskQueue,
+    JUDGEFLOW_STATE_DIR: cfg.stateDir,
+  };
+  const fingerprint = workerFingerprint(command, workerEnv);
+  const running = liveRecord(cfg.stateDir, 'worker');
+  if (running) {
+    if (running.meta?.fingerprint === fingerprint) {
+      log(`worker: reusing pid ${running.pid}`);
+      return { started: false, reused: true };
+    }
+    log(`worker: configuration changed since pid ${running.pid} started; restarting it`);
+    await stopWorker(cfg.stateDir, log);
+  }
+  if (!opts.workerCommand && !existsSync(command[command.length - 1] as string)) {
+    throw new StackError(`no worker entry point at ${command[command.length - 1]}; the checkout is incomplete`);
+  }
+
+  const logPath = join(logDir(cfg.stateDir), 'worker.log');
+  const spawnedAt = Date.now();
+  const spawned = spawnDetached({ command, logPath, env: { ...process.env, ...workerEnv }, cwd: REPO_ROOT });
+  const record: ServiceRecord = {
+    service: 'worker',
+    pid: spawned.pid,
+    ...(spawned.startTicks !== undefined && { startTicks: spawned.startTicks }),
+    command,
+    logPath,
+    startedAt: new Date(spawnedAt).toISOString(),
+    meta: { fingerprint, taskQueue: cfg.taskQueue },
+  };
+  writeRecord(cfg.stateDir, record);
+  let exited: string | undefined;
+  const exit = new Promise<string>((resolveExit) =>
+    spawned.child.once('exit', (code, sig) => {
+      exited = sig ? `killed by ${sig}` : `exit code ${code}`;
+      resolveExit(exited);
+    }),
+  );
+
+  const timeoutMs = opts.workerReadyTimeoutMs ?? 60_000;
+  let problem = await waitForPoller(services.temporalAddress, cfg.namespace, cfg.taskQueue, spawned.pid, spawnedAt, timeoutMs, () =>
+    exited ? `the worker exited (${exited})` : recordAlive(record) ? undefined : 'the worker exited',
+  );
+  if (problem) {
+    // /proc may show the process gone a moment before Node reports its exit status.
+    if (problem === 'the worker exited') {
+      const status = await Promise.race([exit, new Promise<undefined>((r) => setTimeout(r, 1_000, undefined))]);
+      if (status) problem = `the worker exited (${status})`;
+    }
+    await stopRecorded(record, { sig: 'SIGTERM', group: true, graceMs: 5_000 }).catch(() => undefined);
+    removeRecord(cfg.stateDir, 'worker');
+    const secrets = [new URL(services.databaseUrl).password, decodeURIComponent(new URL(services.databaseUrl).password)];
+    const tail = await logTail(logPath, spawned.logOffset, 25, secrets);
+    throw new StackError(`the worker did not start polling task queue "${cfg.taskQueue}": ${problem}\n--- ${logPath} ---\n${tail}`);
+  }
+  log(`worker: started pid ${spawned.pid} on task queue "${cfg.taskQueue}" in ${Date.now() - spawnedAt} ms`);
+  return { started: true, reused: false };
+}
+
+/**
+ * Waits until the worker polls the task queue: a poller whose identity is the SDK default
+ * `<pid>@<host>`, or any poller first seen after the spawn (a worker with a custom identity).
+ */
+async function waitForPoller(
+  address: string,
+  namespace: string,
+  taskQueue: string,
+  pid: number,
+  spawnedAt: number,
+  timeoutMs: number,
+  failure: () => string | undefined,
+): Promise<string | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  const connection = await Connection.connect({ address, connectTimeout: 10_000 });
+  try {
+    const identity = `${pid}@${hostname()}`;
+    while (Date.now() < deadline) {
+      const failed = failure();
+      if (failed) return failed;
+      for (const taskQueueType of [1, 2]) {
+        // 1 = workflow, 2 = activity task queue (TaskQueueType enum)
+        const res = await connection.workflowService.describeTaskQueue({ namespace, taskQueue: { name: taskQueue }, taskQueueType });
+        for (const poller of res.pollers ?? []) {
+          if (poller.identity === identity) return undefined;
+          const seconds = Number(poller.lastAccessTime?.seconds ?? 0);
+          if (seconds * 1000 >= spawnedAt + 1_000) return undefined;
+        }
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return failure() ?? `no poller from pid ${pid} after ${timeoutMs} ms (is it connecting to the right server and task queue?)`;
+  } finally {
+    await connection.close();
+  }
+}
+
+async function stopWorker(stateDir: string, log: (line: string) => void): Promise<boolean> {
+  const record = liveRecord(stateDir, 'worker');
+  if (!record) return false;
+  // SIGTERM lets the Temporal worker finish in-flight activities; then SIGKILL.
+  const how = await stopRecorded(record, { sig: 'SIGTERM', group: true, graceMs: 15_000 });
+  removeRecord(stateDir, 'worker');
+  log(`worker: ${how} (pid ${record.pid})`);
+  return how !== 'not running';
+}
