@@ -5,6 +5,8 @@ export interface SpecIssue {
   /** Path inside the spec, e.g. `stages[1].with.judge`. */
   path: string;
   message: string;
+  /** A warning is printed at launch but does not stop it (e.g. skipped dataset rows). */
+  warning?: boolean;
 }
 
 /** What a stage kind's check sees: the whole spec, the stage's index and its parsed params. */

@@ -31,6 +31,8 @@ export interface LoadedSpec {
   hash: string;
   overrides: Record<string, unknown>;
   plan: StagePlan[];
+  /** Problems that do not stop a launch, formatted with file and path (e.g. skipped dataset rows). */
+  warnings: string[];
 }
 
 /** `name` → experiments/<name>.yaml (cwd, then the package), or a path to a YAML file. */
@@ -181,10 +183,12 @@ export async function loadSpec(nameOrPath: string, opts: { sets?: readonly strin
     });
   }
   issues.push(...checkDag(spec.stages));
-  if (issues.length > 0) throw new SpecError(file, issues);
+  const errors = issues.filter((i) => !i.warning);
+  if (errors.length > 0) throw new SpecError(file, errors);
+  const warnings = [...new Set(issues.filter((i) => i.warning).map((i) => `${file}: ${i.path}: ${i.message}`))];
 
   const hash = sha256Hex(canonicalJson(spec));
-  return { spec, specText, specPath, hash, overrides, plan };
+  return { spec, specText, specPath, hash, overrides, plan, warnings };
 }
 
 /** The run (and workflow) id: experiment name + spec version + optional label. */

@@ -32,6 +32,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   // Everything about the spec is checked before any server is touched or any row written.
   const loaded = await loadSpec(positionals[0]!, { sets: values.set ?? [] });
   const log = values.json ? () => {} : (line: string) => console.error(line);
+  for (const w of loaded.warnings) console.error(`warning: ${w}`);
   const conn = await connect({ startWorker: true, log });
   try {
     if (loaded.spec.simulator) {

@@ -63,7 +63,12 @@ registerStageKind({
       const path = isAbsolute(ds.path) ? ds.path : resolve(specDir, ds.path);
       try {
         // A dataset with no valid row is refused before launch (the load is fast; images are not read).
-        await loadDataset({ path, format: ds.format, readImages: false, limit: ds.limit });
+        const loaded = await loadDataset({ path, format: ds.format, imagesDir: ds.images ? resolve(specDir, ds.images) : undefined, limit: ds.limit });
+        if (loaded.issues.length > 0) {
+          const shown = loaded.issues.slice(0, 5).map((i) => `line ${i.line}: ${i.reason}`).join('; ');
+          const more = loaded.issues.length > 5 ? `; … ${loaded.issues.length - 5} more (stored with the dataset)` : '';
+          issues.push({ path: `datasets.${params.dataset}`, warning: true, message: `${loaded.issues.length} row(s) skipped: ${shown}${more}` });
+        }
       } catch (err) {
         if (!(err instanceof DatasetError)) throw err;
         issues.push({ path: `datasets.${params.dataset}`, message: err.message });
