@@ -5,7 +5,7 @@
  * `up` reuses it, and `down` stops it.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -158,7 +158,34 @@ async function checkExternalTemporal(address: string, namespace: string): Promis
 }
 
 function workerFingerprint(command: string[], env: Record<string, string>): string {
-  return createHash('sha256').update(JSON.stringify({ command, env })).digest('hex').slice(0, 16);
+  return createHash('sha256').update(JSON.stringify({ command, env, code: codeFingerprint() })).digest('hex').slice(0, 16);
+}
+
+/**
+ * Size and mtime of every source file the worker runs: after a `git pull` or an edit, the next
+ * `judgeflow run` restarts the worker instead of running new specs on old code.
+ */
+function codeFingerprint(): string {
+  const hash = createHash('sha256');
+  const walk = (dir: string) => {
+    let names: string[];
+    try {
+      names = readdirSync(dir).sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    for (const name of names) {
+      const p = join(dir, name);
+      const st = statSync(p);
+      if (st.isDirectory()) walk(p);
+      else if (/\.(ts|sql|json)$/.test(name)) hash.update(`${p}:${st.size}:${st.mtimeMs}\n`);
+    }
+  };
+  for (const d of ['workflows', 'activities', 'db', 'spec']) walk(join(REPO_ROOT, d));
+  const worker = join(REPO_ROOT, 'worker.ts');
+  if (existsSync(worker)) hash.update(`${statSync(worker).mtimeMs}`);
+  return hash.digest('hex');
 }
 
 async function ensureWorker(
