@@ -3,10 +3,9 @@
  * Postgres, never payloads), then parse the judge outputs into judgments and compute metrics.
  * Both are idempotent: a retry after a crash converges on the same rows.
  */
-import { Context } from '@temporalio/activity';
-import { and, asc, eq, lt } from 'drizzle-orm';
+import { and, asc, eq, gte, lt } from 'drizzle-orm';
 import type { Db } from '../../db/client.js';
-import { datasetItems, datasets, judgments, metrics } from '../../db/schema/index.js';
+import { datasetItems, datasets, metrics } from '../../db/schema/index.js';
 import type { EvaluateParams } from '../../spec/kinds/evaluate.js';
 import type { DatasetRef, EndpointSpec } from '../../workflows/types.js';
 import { loadDataset, type McItem } from '../evaluate/datasets.js';
@@ -14,26 +13,44 @@ import { computeMetrics, type JudgmentRecord, type MetricRow } from '../evaluate
 import { parseChoice } from '../evaluate/parse.js';
 import { renderJudgePrompt } from '../evaluate/prompt.js';
 import { viewsFor } from '../evaluate/views.js';
-import { loadResults, prepareRequests, requestIdRange, stageUsage, storeImage } from '../inference/store.js';
+import { prepareRequests, stageUsage, storeImage } from '../inference/store.js';
 import type { PreparedContentPart, PreparedMessage, PrepareRequestRow } from '../inference/types.js';
 
-export interface PrepareEvaluationInput {
+export interface ImportEvaluationDatasetInput {
+  dataset: DatasetRef;
+}
+export interface ImportEvaluationDatasetOutput {
+  datasetId: number;
+  /** Items this stage evaluates (the dataset's `limit` applied). */
+  items: number;
+}
+export interface PrepareEvaluationChunkInput {
   runId: string;
   stageId: string;
   seed: number;
   params: EvaluateParams;
-  dataset: DatasetRef;
+  datasetId: number;
+  /** Item index range [fromIdx, toIdx) of the dataset. */
+  fromIdx: number;
+  toIdx: number;
   /** The judge endpoint: its fingerprint is part of every request's cache key. */
   endpoint: EndpointSpec;
 }
-export interface PrepareEvaluationOutput {
-  datasetId: number;
-  items: number;
-  requests: number;
+export interface RequestRange {
   fromId: number;
   toId: number;
+  count: number;
 }
-export interface ScoreEvaluationInput {
+export interface JudgeEvaluationChunkInput {
+  runId: string;
+  stageId: string;
+  seed: number;
+  params: EvaluateParams;
+  datasetId: number;
+  fromIdx: number;
+  toIdx: number;
+}
+export interface ComputeEvaluationMetricsInput {
   runId: string;
   stageId: string;
   datasetId: number;
@@ -41,7 +58,7 @@ export interface ScoreEvaluationInput {
   params: EvaluateParams;
   price?: { input_per_mtok: number; output_per_mtok: number };
 }
-export interface ScoreEvaluationOutput {
+export interface ComputeEvaluationMetricsOutput {
   judgments: number;
   accuracy: number | null;
   macroAccuracy: number | null;
@@ -60,25 +77,29 @@ export function parseRequestKey(key: string): { itemKey: string; view: number; s
   return { itemKey: m[1]!, view: Number(m[2]), sample: Number(m[3]) };
 }
 
-/** Imports a dataset once per content hash (items and images in one transaction); returns its id. */
-async function importDataset(db: Db, ref: DatasetRef): Promise<{ id: number; items: McItem[] | null }> {
+/** Imports a dataset once per content hash (items and images in one transaction). */
+async function importDataset(db: Db, ref: DatasetRef): Promise<{ id: number; count: number }> {
   const load = await loadDataset({ path: ref.path, format: ref.format, imagesDir: ref.images });
-  const [existing] = await db
-    .select({ id: datasets.id })
-    .from(datasets)
-    .where(and(eq(datasets.contentHash, load.contentHash), eq(datasets.format, load.format)));
-  if (existing) return { id: existing.id, items: load.items };
+  const find = async () => {
+    const [row] = await db
+      .select({ id: datasets.id, count: datasets.itemCount })
+      .from(datasets)
+      .where(and(eq(datasets.contentHash, load.contentHash), eq(datasets.format, load.format)));
+    return row;
+  };
+  const existing = await find();
+  if (existing) return existing;
   const imageHashes = new Map<McItem, string>();
   for (const item of load.items) {
     if (item.image?.bytes) imageHashes.set(item, await storeImage(db, item.image.bytes, item.image.mime ?? 'application/octet-stream'));
   }
-  const id = await db.transaction(async (tx) => {
+  await db.transaction(async (tx) => {
     const [row] = await tx
       .insert(datasets)
       .values({ name: ref.name, format: load.format, contentHash: load.contentHash, source: ref.path, itemCount: load.items.length, issues: load.issues })
       .onConflictDoNothing({ target: [datasets.contentHash, datasets.format] })
       .returning({ id: datasets.id });
-    if (!row) return null; // another worker imported it concurrently
+    if (!row) return; // another worker imported it concurrently
     for (let i = 0; i < load.items.length; i += ITEM_BATCH) {
       await tx.insert(datasetItems).values(
         load.items.slice(i, i + ITEM_BATCH).map((it, j) => ({
@@ -95,16 +116,97 @@ async function importDataset(db: Db, ref: DatasetRef): Promise<{ id: number; ite
         })),
       );
     }
-    return row.id;
   });
-  if (id !== null) return { id, items: load.items };
-  const [again] = await db.select({ id: datasets.id }).from(datasets).where(and(eq(datasets.contentHash, load.contentHash), eq(datasets.format, load.format)));
-  return { id: again!.id, items: load.items };
+  return (await find())!;
 }
 
-async function datasetRows(db: Db, datasetId: number, limit?: number) {
-  const q = db.select().from(datasetItems).where(limit ? and(eq(datasetItems.datasetId, datasetId), lt(datasetItems.idx, limit)) : eq(datasetItems.datasetId, datasetId)).orderBy(asc(datasetItems.idx));
-  return q;
+async function datasetRows(db: Db, datasetId: number, fromIdx: number, toIdx: number) {
+  return db
+    .select()
+    .from(datasetItems)
+    .where(and(eq(datasetItems.datasetId, datasetId), gte(datasetItems.idx, fromIdx), lt(datasetItems.idx, toIdx)))
+    .orderBy(asc(datasetItems.idx));
+}
+
+async function blobMimes(db: Db, hashes: (string | null)[]): Promise<Map<string, string>> {
+  const wanted = [...new Set(hashes.filter((h): h is string => !!h))];
+  const out = new Map<string, string>();
+  if (wanted.length === 0) return out;
+  const res = await db.$client.query<{ hash: string; mime: string }>('select hash, mime from blobs where hash = any($1)', [wanted]);
+  for (const r of res.rows) out.set(r.hash, r.mime);
+  return out;
+}
+
+async function requestRangeOf(db: Db, runId: string, stageId: string, keys: string[]): Promise<RequestRange> {
+  const res = await db.$client.query<{ from_id: string | null; to_id: string | null; n: string }>(
+    'select min(id) as from_id, max(id) as to_id, count(*) as n from inference_requests where run_id = $1 and stage_id = $2 and item_key = any($3::text[])',
+    [runId, stageId, keys],
+  );
+  const r = res.rows[0]!;
+  return { fromId: Number(r.from_id ?? 0), toId: Number(r.to_id ?? -1), count: Number(r.n) };
+}
+
+interface ResultRow {
+  id: number;
+  itemKey: string;
+  status: string;
+  content: string | null;
+  completionTokens: number | null;
+  latencyMs: number | null;
+}
+
+async function loadResultsByKeys(db: Db, runId: string, stageId: string, keys: string[]): Promise<ResultRow[]> {
+  const res = await db.$client.query<{ id: string; item_key: string; status: string; content: string | null; completion_tokens: number | null; latency_ms: number | null }>(
+    `select r.id, r.item_key, r.status, c.content, r.completion_tokens, r.latency_ms
+     from inference_requests r left join inference_cache c on c.key = r.cache_key and r.status = 'succeeded'
+     where r.run_id = $1 and r.stage_id = $2 and r.item_key = any($3::text[])`,
+    [runId, stageId, keys],
+  );
+  return res.rows.map((r) => ({ id: Number(r.id), itemKey: r.item_key, status: r.status, content: r.content, completionTokens: r.completion_tokens, latencyMs: r.latency_ms }));
+}
+
+interface JudgmentRow {
+  itemKey: string;
+  view: number;
+  sample: number;
+  requestId: number;
+  permutation: number[];
+  status: 'parsed' | 'unparseable' | 'failed';
+  chosenPosition: number | null;
+  chosenCandidate: number | null;
+  correct: number | null;
+  outputTokens: number | null;
+  latencyMs: number | null;
+}
+
+/** One statement per 2,000 judgments (unnest arrays), idempotent on the primary key. */
+async function upsertJudgments(db: Db, runId: string, stageId: string, rows: JudgmentRow[]): Promise<void> {
+  for (let i = 0; i < rows.length; i += 2000) {
+    const batch = rows.slice(i, i + 2000);
+    await db.$client.query(
+      `insert into judgments (run_id, stage_id, item_key, view, sample, request_id, permutation, status, chosen_position, chosen_candidate, correct, output_tokens, latency_ms)
+       select $1, $2, * from unnest($3::text[], $4::int[], $5::int[], $6::bigint[], $7::jsonb[], $8::text[], $9::int[], $10::int[], $11::int[], $12::int[], $13::int[])
+       on conflict (run_id, stage_id, item_key, view, sample) do update set
+         request_id = excluded.request_id, permutation = excluded.permutation, status = excluded.status,
+         chosen_position = excluded.chosen_position, chosen_candidate = excluded.chosen_candidate, correct = excluded.correct,
+         output_tokens = excluded.output_tokens, latency_ms = excluded.latency_ms`,
+      [
+        runId,
+        stageId,
+        batch.map((r) => r.itemKey),
+        batch.map((r) => r.view),
+        batch.map((r) => r.sample),
+        batch.map((r) => r.requestId),
+        batch.map((r) => JSON.stringify(r.permutation)),
+        batch.map((r) => r.status),
+        batch.map((r) => r.chosenPosition),
+        batch.map((r) => r.chosenCandidate),
+        batch.map((r) => r.correct),
+        batch.map((r) => r.outputTokens),
+        batch.map((r) => r.latencyMs),
+      ],
+    );
+  }
 }
 
 function judgeMessages(item: { query: string; imageHash: string | null; candidates: string[] }, perm: number[], params: EvaluateParams, mime: string | undefined): PreparedMessage[] {
@@ -120,57 +222,49 @@ function judgeMessages(item: { query: string; imageHash: string | null; candidat
 
 export function createEvaluateActivities({ db }: { db: Db }) {
   return {
-    async prepareEvaluation({ runId, stageId, seed, params, dataset, endpoint }: PrepareEvaluationInput): Promise<PrepareEvaluationOutput> {
-      const ctx = Context.current();
-      const { id: datasetId } = await importDataset(db, dataset);
-      const items = await datasetRows(db, datasetId, dataset.limit);
-      const mimes = new Map<string, string>();
-      const hashes = [...new Set(items.map((i) => i.imageHash).filter((h): h is string => !!h))];
-      if (hashes.length > 0) {
-        const res = await db.$client.query<{ hash: string; mime: string }>('select hash, mime from blobs where hash = any($1)', [hashes]);
-        for (const r of res.rows) mimes.set(r.hash, r.mime);
-      }
-      let batch: PrepareRequestRow[] = [];
-      const flush = async () => {
-        if (batch.length === 0) return;
-        await prepareRequests(db, batch, { [params.judge]: endpoint });
-        batch = [];
-        ctx.heartbeat();
-      };
+    /** Imports the dataset once per content hash; returns its id and how many items the stage uses. */
+    async importEvaluationDataset({ dataset }: ImportEvaluationDatasetInput): Promise<ImportEvaluationDatasetOutput> {
+      const { id, count } = await importDataset(db, dataset);
+      return { datasetId: id, items: dataset.limit ? Math.min(dataset.limit, count) : count };
+    },
+
+    /** Writes the judge requests of items [fromIdx, toIdx): every order (view) x every sample. */
+    async prepareEvaluationChunk({ runId, stageId, seed, params, datasetId, fromIdx, toIdx, endpoint }: PrepareEvaluationChunkInput): Promise<RequestRange> {
+      const items = await datasetRows(db, datasetId, fromIdx, toIdx);
+      const mimes = await blobMimes(db, items.map((i) => i.imageHash));
+      const rows: PrepareRequestRow[] = [];
       for (const item of items) {
         const views = viewsFor(params.positions, item.candidates.length, seed, item.itemKey);
         for (const [v, perm] of views.entries()) {
-          const messages = judgeMessages(item, perm, params, item.imageHash ? mimes.get(item.imageHash) : undefined);
+          // One request object per order: its samples differ only by sample index (and so by seed).
+          const request = {
+            messages: judgeMessages(item, perm, params, item.imageHash ? mimes.get(item.imageHash) : undefined),
+            params: { temperature: params.temperature, max_tokens: params.max_tokens, seed, ...(params.top_p !== undefined ? { top_p: params.top_p } : {}) },
+          };
           for (let s = 0; s < params.samples; s++) {
-            batch.push({
-              runId,
-              stageId,
-              itemKey: requestKey(item.itemKey, v, s),
-              endpoint: params.judge,
-              sampleIndex: s,
-              request: { messages, params: { temperature: params.temperature, max_tokens: params.max_tokens, seed, ...(params.top_p !== undefined ? { top_p: params.top_p } : {}) } },
-            });
+            rows.push({ runId, stageId, itemKey: requestKey(item.itemKey, v, s), endpoint: params.judge, sampleIndex: s, request });
           }
         }
-        if (batch.length >= 2000) await flush();
       }
-      await flush();
-      const range = await requestIdRange(db, runId, stageId);
-      return { datasetId, items: items.length, requests: range.count, fromId: range.fromId, toId: range.toId };
+      await prepareRequests(db, rows, { [params.judge]: endpoint });
+      return requestRangeOf(db, runId, stageId, rows.map((r) => r.itemKey));
     },
 
-    async scoreEvaluation({ runId, stageId, datasetId, seed, params, price }: ScoreEvaluationInput): Promise<ScoreEvaluationOutput> {
-      const ctx = Context.current();
-      const items = await datasetRows(db, datasetId);
+    /** Parses the judge outputs of items [fromIdx, toIdx) into judgments (idempotent upsert). */
+    async judgeEvaluationChunk({ runId, stageId, seed, params, datasetId, fromIdx, toIdx }: JudgeEvaluationChunkInput): Promise<{ judged: number }> {
+      const items = await datasetRows(db, datasetId, fromIdx, toIdx);
+      const keys: string[] = [];
+      for (const item of items) {
+        const views = viewsFor(params.positions, item.candidates.length, seed, item.itemKey);
+        for (let v = 0; v < views.length; v++) for (let s = 0; s < params.samples; s++) keys.push(requestKey(item.itemKey, v, s));
+      }
+      const results = await loadResultsByKeys(db, runId, stageId, keys);
       const byKey = new Map(items.map((i) => [i.itemKey, i]));
-      const results = await loadResults(db, runId, stageId);
-      const records: JudgmentRecord[] = [];
-      const rows: (typeof judgments.$inferInsert)[] = [];
+      const rows: JudgmentRow[] = [];
       const viewCache = new Map<string, number[][]>();
       for (const r of results) {
         const { itemKey, view, sample } = parseRequestKey(r.itemKey);
-        const item = byKey.get(itemKey);
-        if (!item) throw new Error(`request ${r.id} refers to item "${itemKey}", not in dataset ${datasetId}`);
+        const item = byKey.get(itemKey)!;
         let views = viewCache.get(itemKey);
         if (!views) {
           views = viewsFor(params.positions, item.candidates.length, seed, itemKey);
@@ -180,10 +274,7 @@ export function createEvaluateActivities({ db }: { db: Db }) {
         const failed = r.status !== 'succeeded';
         const position = failed ? null : parseChoice(r.content ?? '', item.candidates.length, params.labels).position;
         const chosen = position === null ? null : perm[position]!;
-        records.push({ itemKey, category: item.category, subset: item.subset, view, sample, permutation: perm, chosenPosition: position, failed, outputTokens: r.completionTokens ?? undefined, latencyMs: r.latencyMs ?? undefined });
         rows.push({
-          runId,
-          stageId,
           itemKey,
           view,
           sample,
@@ -197,44 +288,55 @@ export function createEvaluateActivities({ db }: { db: Db }) {
           latencyMs: r.latencyMs,
         });
       }
-      // One statement per 2,000 judgments (unnest arrays): idempotent on the primary key.
-      for (let i = 0; i < rows.length; i += 2000) {
-        const batch = rows.slice(i, i + 2000);
-        await db.$client.query(
-          `insert into judgments (run_id, stage_id, item_key, view, sample, request_id, permutation, status, chosen_position, chosen_candidate, correct, output_tokens, latency_ms)
-           select $1, $2, * from unnest($3::text[], $4::int[], $5::int[], $6::bigint[], $7::jsonb[], $8::text[], $9::int[], $10::int[], $11::int[], $12::int[], $13::int[])
-           on conflict (run_id, stage_id, item_key, view, sample) do update set
-             request_id = excluded.request_id, permutation = excluded.permutation, status = excluded.status,
-             chosen_position = excluded.chosen_position, chosen_candidate = excluded.chosen_candidate, correct = excluded.correct,
-             output_tokens = excluded.output_tokens, latency_ms = excluded.latency_ms`,
-          [
-            runId,
-            stageId,
-            batch.map((r) => r.itemKey),
-            batch.map((r) => r.view),
-            batch.map((r) => r.sample),
-            batch.map((r) => r.requestId),
-            batch.map((r) => JSON.stringify(r.permutation)),
-            batch.map((r) => r.status),
-            batch.map((r) => r.chosenPosition),
-            batch.map((r) => r.chosenCandidate),
-            batch.map((r) => r.correct),
-            batch.map((r) => r.outputTokens),
-            batch.map((r) => r.latencyMs),
-          ],
-        );
-        ctx.heartbeat();
+      await upsertJudgments(db, runId, stageId, rows);
+      return { judged: rows.length };
+    },
+
+    /** Metrics over every judgment of the stage, replacing any earlier ones of the stage. */
+    async computeEvaluationMetrics({ runId, stageId, datasetId, seed, params, price }: ComputeEvaluationMetricsInput): Promise<ComputeEvaluationMetricsOutput> {
+      const res = await db.$client.query<{
+        item_key: string;
+        view: number;
+        sample: number;
+        permutation: number[];
+        status: string;
+        chosen_position: number | null;
+        output_tokens: number | null;
+        latency_ms: number | null;
+        best: number;
+        category: string;
+        subset: string;
+      }>(
+        `select j.item_key, j.view, j.sample, j.permutation, j.status, j.chosen_position, j.output_tokens, j.latency_ms, i.best, i.category, i.subset
+         from judgments j join dataset_items i on i.dataset_id = $3 and i.item_key = j.item_key
+         where j.run_id = $1 and j.stage_id = $2`,
+        [runId, stageId, datasetId],
+      );
+      const records: JudgmentRecord[] = [];
+      const scored = new Map<string, { itemKey: string; best: number; category: string; subset: string }>();
+      for (const r of res.rows) {
+        records.push({
+          itemKey: r.item_key,
+          category: r.category,
+          subset: r.subset,
+          view: r.view,
+          sample: r.sample,
+          permutation: r.permutation,
+          chosenPosition: r.chosen_position,
+          failed: r.status === 'failed',
+          outputTokens: r.output_tokens ?? undefined,
+          latencyMs: r.latency_ms ?? undefined,
+        });
+        if (!scored.has(r.item_key)) scored.set(r.item_key, { itemKey: r.item_key, best: r.best, category: r.category, subset: r.subset });
       }
-      // Only the items this stage judged (a dataset `limit` leaves the rest out).
-      const judgedKeys = new Set(records.map((r) => r.itemKey));
-      const scored = items.filter((i) => judgedKeys.has(i.itemKey)).map((i) => ({ itemKey: i.itemKey, best: i.best, category: i.category, subset: i.subset }));
-      const computed: MetricRow[] = computeMetrics(records, scored, { seed, bootstrap: params.bootstrap });
+      const computed: MetricRow[] = computeMetrics(records, scored.values(), { seed, bootstrap: params.bootstrap });
       const headline = computed.find((m) => m.metric === 'accuracy' && m.scope === 'overall' && m.policy === params.headline_policy);
       const macro = computed.find((m) => m.metric === 'accuracy' && m.scope === 'macro' && m.policy === params.headline_policy);
       const usage = await stageUsage(db, runId, stageId, price);
       const all: MetricRow[] = [
         ...computed.filter((m) => m.metric !== 'headline_accuracy'),
-        ...(headline ? [{ ...headline, metric: 'headline_accuracy' }, ...(macro ? [{ ...macro, metric: 'headline_macro_accuracy' }] : [])] : []),
+        ...(headline ? [{ ...headline, metric: 'headline_accuracy' }] : []),
+        ...(macro ? [{ ...macro, metric: 'headline_macro_accuracy' }] : []),
         { metric: 'requests', scope: 'overall', policy: '', value: usage.requests, n: usage.requests },
         { metric: 'requests_cached', scope: 'overall', policy: '', value: usage.cached, n: usage.requests },
         { metric: 'requests_failed', scope: 'overall', policy: '', value: usage.failed, n: usage.requests },
@@ -246,7 +348,7 @@ export function createEvaluateActivities({ db }: { db: Db }) {
         await tx.delete(metrics).where(and(eq(metrics.runId, runId), eq(metrics.stageId, stageId)));
         await tx.insert(metrics).values(all.map((m) => ({ runId, stageId, metric: m.metric, scope: m.scope, policy: m.policy, value: m.value, ciLow: m.ciLow ?? null, ciHigh: m.ciHigh ?? null, n: m.n })));
       });
-      return { judgments: rows.length, accuracy: headline?.value ?? null, macroAccuracy: macro?.value ?? null };
+      return { judgments: records.length, accuracy: headline?.value ?? null, macroAccuracy: macro?.value ?? null };
     },
   };
 }
