@@ -66,6 +66,8 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
   const handle = conn.client.workflow.getHandle(runId);
   const tty = process.stderr.isTTY && !opts.json;
   let last = '';
+  let lastStates = '';
+  let lastLine = 0;
   let finished = false;
   const outcome = handle.result().then(
     () => 'succeeded' as const,
@@ -79,11 +81,23 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
     await Promise.race([outcome, new Promise((r) => setTimeout(r, 1000))]);
     if (finished || opts.json) continue;
     try {
-      const text = renderProgress(await handle.query(progressQuery));
-      if (text !== last) {
-        if (tty && last) process.stderr.write(`\x1b[${last.split('\n').length}A\x1b[0J`);
-        process.stderr.write(`${text}\n`);
-        last = text;
+      const progress = await handle.query(progressQuery);
+      if (tty) {
+        const text = renderProgress(progress);
+        if (text !== last) {
+          if (last) process.stderr.write(`\x1b[${last.split('\n').length}A\x1b[0J`);
+          process.stderr.write(`${text}\n`);
+          last = text;
+        }
+      } else {
+        // Logs (CI, nohup): a line when a stage changes status, and progress every 15 s.
+        const states = progress.stages.map((st) => `${st.id}=${st.status}`).join(' ');
+        if (states !== lastStates || Date.now() - lastLine > 15_000) {
+          const counts = progress.stages.filter((st) => st.total > 0).map((st) => `${st.id} ${st.done}/${st.total}`).join(', ');
+          process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${states}${counts ? ` (${counts})` : ''}\n`);
+          lastStates = states;
+          lastLine = Date.now();
+        }
       }
     } catch {
       // The run ended between our check and the query: the final record is printed below.
