@@ -1,7 +1,9 @@
 import { Client, Connection } from '@temporalio/client';
 import { openDb, type DbHandle } from '../db/client.js';
 import { applyMigrations } from '../db/migrate.js';
-import { loadRuntimeConfig, type RuntimeConfig } from '../runtime/config.js';
+import { loadRuntimeConfig, redactUrl, type RuntimeConfig } from '../runtime/config.js';
+
+export { redactUrl };
 import { ensureStack } from '../runtime/stack.js';
 import { ConfigError } from './errors.js';
 
@@ -55,15 +57,4 @@ export async function connect(opts: { startWorker?: boolean; log?: (line: string
       await db.close();
     },
   };
-}
-
-/** A URL safe to print: the password is never shown. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparseable URL)';
-  }
 }
