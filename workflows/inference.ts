@@ -7,7 +7,7 @@
  * endpoint-fatal error (bad key, unknown model, nothing listening) cancels the other chunks and
  * fails with a non-retryable ApplicationFailure carrying the activity's message.
  */
-import { ActivityFailure, ApplicationFailure, CancellationScope, proxyActivities, type Duration } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancellationScope, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
 import { ENDPOINT_FATAL_ERROR_TYPES, type ExecuteRequestsOutput, type InferenceActivities } from '../activities/inference/types.js';
 import type { EndpointSpec } from '../spec/endpoint.js';
 
@@ -33,7 +33,7 @@ export interface RunInferenceOptions {
   /** Chunk activities in flight. Default 2. */
   parallel?: number;
   /** How long a silent activity (worker gone) is given before it is retried elsewhere. Default 30 s. */
-  heartbeatTimeout?: Duration;
+  heartbeatTimeout?: ActivityOptions['heartbeatTimeout'];
   /** Task queue of the activities (default: the workflow's). */
   taskQueue?: string;
   onProgress?: (p: InferenceProgress) => void | Promise<void>;

@@ -10,8 +10,10 @@ import { freePort } from '../../runtime/net.js';
 import { canonicalJson, cacheKey, endpointFingerprint, loadResults, stageUsage, storeImage } from '../../activities/inference/index.js';
 import { classifyInferenceError, InferenceItemError, InferenceTransientError, EndpointFatalError } from '../../activities/inference/errors.js';
 import { APIError } from 'openai';
+import { CallGroup, storableText } from '../../activities/inference/gateway.js';
+import { Semaphore } from '../../activities/inference/limits.js';
 import { activitiesFor, activityEnv, batchRows, endpoint, prepareBatch, requireEnv, uniqueId } from './helpers.js';
-import type { ExecuteRequestsInput } from '../../activities/inference/types.js';
+import type { CheckEndpointsOutput, ExecuteRequestsInput, ExecuteRequestsOutput } from '../../activities/inference/types.js';
 
 let db: DbHandle;
 let sim: SimHandle;
@@ -49,6 +51,33 @@ describe('pure parts', () => {
     expect(cacheKey(fp, req, 0)).not.toBe(cacheKey(fp, req, 1));
   });
 
+  it('the in-flight semaphore is FIFO, skips aborted waiters and follows limit changes', async () => {
+    const sem = new Semaphore(1);
+    const order: string[] = [];
+    await sem.acquire();
+    const aborted = new AbortController();
+    const a = sem.acquire().then(() => order.push('a'));
+    const b = sem.acquire(aborted.signal).then(
+      () => order.push('b'),
+      (e: Error) => order.push(`b:${e.name}`),
+    );
+    const c = sem.acquire().then(() => order.push('c'));
+    aborted.abort();
+    await b;
+    sem.release();
+    await a;
+    expect([sem.inFlight, sem.waiting]).toEqual([1, 2]);
+    sem.setLimit(2);
+    await c;
+    expect(order).toEqual(['b:InferenceAbortedError', 'a', 'c']);
+    expect([sem.inFlight, sem.waiting]).toEqual([2, 0]);
+  });
+
+  it('text Postgres cannot hold (NUL, lone surrogates) becomes U+FFFD', () => {
+    expect(storableText('a\u0000b\uD800c\uDC00d\uD83D\uDE00')).toBe('a\uFFFDb\uFFFDc\uFFFDd\uD83D\uDE00');
+    expect(storableText('plain')).toBe('plain');
+  });
+
   it('maps HTTP errors once: item, transient (with retry-after), endpoint-fatal', () => {
     const ep = { name: 'judge', baseUrl: 'http://h/v1', model: 'm', apiKeyEnv: 'KEY' };
     const h = (o: Record<string, string>) => new Headers(o);
@@ -76,7 +105,7 @@ describe('pure parts', () => {
 describe('checkEndpoints', () => {
   it('lists the served models', async () => {
     const { activities } = activitiesFor(db.db);
-    const out = await activityEnv().env.run(activities.checkEndpoints, { endpoints: { judge: endpoint(sim.url, { model: 'judge' }) } });
+    const out: CheckEndpointsOutput = await activityEnv().env.run(activities.checkEndpoints, { endpoints: { judge: endpoint(sim.url, { model: 'judge' }) } });
     expect(out.ok).toBe(true);
     expect(out.models.judge).toEqual(expect.arrayContaining(['judge', 'policy']));
   });
@@ -130,7 +159,7 @@ describe('executeRequests', () => {
     const rows = batchRows(runId, 's', 50, { text: (i) => (i === 17 ? 'please SIM_BAD_REQUEST here' : `q ${i}`) });
     const range = await prepareBatch(db.db, rows, ep);
     const { activities } = activitiesFor(db.db);
-    const out = await activityEnv().env.run(activities.executeRequests, input(runId, 's', ep, range));
+    const out: ExecuteRequestsOutput = await activityEnv().env.run(activities.executeRequests, input(runId, 's', ep, range));
     expect(out).toMatchObject({ succeeded: 49, failed: 1, cached: 0, sent: 50 });
     const results = await loadResults(db.db, runId, 's');
     const bad = results.filter((r) => r.status === 'failed');
@@ -170,9 +199,39 @@ describe('executeRequests', () => {
     const range = await prepareBatch(db.db, batchRows(runId, 's', 40, { text: (i) => `dup ${runId} ${i % 4}` }), ep);
     const before = sim.stats().requests;
     const { activities } = activitiesFor(db.db);
-    const out = await activityEnv().env.run(activities.executeRequests, input(runId, 's', ep, range));
+    const out: ExecuteRequestsOutput = await activityEnv().env.run(activities.executeRequests, input(runId, 's', ep, range));
     expect(sim.stats().requests - before).toBe(4);
     expect(out).toMatchObject({ succeeded: 40, sent: 4, cached: 36 });
+  });
+
+  it('an identical request shared by two activities survives one of them being cancelled', async () => {
+    const slow = await startSimulator({ latency: { kind: 'fixed', ms: 300 }, models: { policy: { behaviour: 'policy' } } });
+    try {
+      const { gateway } = activitiesFor(db.db);
+      const ep = endpoint(slow.url);
+      const call = { endpointName: 'ep', endpoint: ep, key: 'k-shared', request: batchRows('x', 's', 1)[0]!.request, sampleIndex: 0, images: new Map() };
+      const a = new CallGroup();
+      const b = new CallGroup();
+      const first = gateway.complete(call, a);
+      const second = gateway.complete(call, b);
+      a.abort();
+      await expect(first).rejects.toThrow('aborted');
+      const r = await second;
+      expect(r).toMatchObject({ ok: true, shared: true, sent: 0 });
+      expect(slow.stats().requests).toBe(1);
+      // Both cancelled: the request itself is aborted, and a later caller sends afresh.
+      const c = new CallGroup();
+      const third = gateway.complete({ ...call, key: 'k-alone' }, c);
+      await new Promise((r) => setTimeout(r, 50));
+      c.abort();
+      await expect(third).rejects.toThrow('aborted');
+      await new Promise((r) => setTimeout(r, 50));
+      expect(slow.stats()).toMatchObject({ requests: 2, aborted: 1 });
+      const again = await gateway.complete({ ...call, key: 'k-alone' }, new CallGroup());
+      expect(again).toMatchObject({ ok: true, shared: false, sent: 1 });
+    } finally {
+      await slow.close();
+    }
   });
 
   it('a seed varies per sample (seed + sampleIndex) and reproduces', async () => {
@@ -208,7 +267,7 @@ describe('executeRequests', () => {
     expect(JSON.stringify(stored.rows)).not.toContain('base64');
     const before = sim.stats();
     const { activities } = activitiesFor(db.db);
-    const out = await activityEnv().env.run(activities.executeRequests, input(runId, 's', ep, range));
+    const out: ExecuteRequestsOutput = await activityEnv().env.run(activities.executeRequests, input(runId, 's', ep, range));
     expect(out.succeeded).toBe(2);
     const after = sim.stats();
     expect(after.images - before.images).toBe(2);
@@ -223,11 +282,23 @@ describe('executeRequests', () => {
     // Pretend an earlier attempt finished the first 40 rows (its heartbeat said so).
     const cursor = range.fromId + 39;
     const { env, heartbeats } = activityEnv({ cursor });
-    const out = await env.run(activities.executeRequests, input(runId, 's', ep, range));
+    const out: ExecuteRequestsOutput = await env.run(activities.executeRequests, input(runId, 's', ep, range));
     expect(out.sent).toBe(60);
     const results = await loadResults(db.db, runId, 's');
     expect(results.filter((r) => r.status === 'pending').map((r) => r.id)).toEqual(results.slice(0, 40).map((r) => r.id));
     expect(heartbeats.at(-1)).toEqual({ cursor: range.toId });
+  });
+
+  it('an rpm limit spaces requests out', async () => {
+    const runId = uniqueId('rpm');
+    // 120/min = 2/s with a burst of 10 s worth (20): 26 requests need >= 3 s.
+    const ep = endpoint(sim.url, { concurrency: 8, rpm: 120 });
+    const range = await prepareBatch(db.db, batchRows(runId, 's', 26), ep);
+    const { activities } = activitiesFor(db.db);
+    const t0 = Date.now();
+    const out: ExecuteRequestsOutput = await activityEnv().env.run(activities.executeRequests, input(runId, 's', ep, range));
+    expect(out.succeeded).toBe(26);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2900);
   });
 
   it('a rejected key or unknown model mid-batch stops the activity at once', async () => {

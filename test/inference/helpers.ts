@@ -1,4 +1,8 @@
 /** Shared setup of the inference tests: endpoints on the simulator, prepared batches, workers. */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -6,6 +10,8 @@ import type { Db } from '../../db/client.js';
 import { endpointSchema, type EndpointSpec } from '../../spec/endpoint.js';
 import { createInferenceActivities, InferenceGateway, prepareRequests, requestIdRange, type InferenceGatewayOptions } from '../../activities/inference/index.js';
 import type { PrepareRequestRow, SamplingParams } from '../../activities/inference/types.js';
+import type { SimConfigInput } from '../../sim/config.js';
+import type { SimStats } from '../../sim/server.js';
 
 export const INFERENCE_TEST_WORKFLOWS = fileURLToPath(new URL('./workflows.ts', import.meta.url));
 
@@ -92,6 +98,42 @@ export async function startInferenceWorker(db: Db, taskQueue: string, gatewayOpt
       worker.shutdown();
       await run;
       await connection.close();
+    },
+  };
+}
+
+/**
+ * The simulator in its own process (`sim/main.ts`), so it does not share the event loop with the
+ * worker under test. Stats come from `GET /sim/stats`.
+ */
+export async function spawnSimulator(config: SimConfigInput): Promise<{ url: string; stats(): Promise<SimStats>; close(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'jf-sim-'));
+  const configPath = join(dir, 'sim.json');
+  writeFileSync(configPath, JSON.stringify(config));
+  const main = fileURLToPath(new URL('../../sim/main.ts', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', main, '--port', '0', '--config', configPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.once('exit', (code) => reject(new Error(`simulator exited early (${code}): ${out}`)));
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+  });
+  child.removeAllListeners('exit');
+  const root = url.replace(/\/v1$/, '');
+  return {
+    url,
+    async stats() {
+      const res = await fetch(`${root}/sim/stats`);
+      return (await res.json()) as SimStats;
+    },
+    async close() {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -20,6 +20,8 @@ const worker = await Worker.create({
   taskQueue: need('TASK_QUEUE'),
   workflowBundle: { codePath: need('BUNDLE_PATH') },
   activities: createInferenceActivities({ db: handle.db, gateway }),
+  // After a kill -9 the next worker picks the workflow up sooner.
+  stickyQueueScheduleToStartTimeout: '2 seconds',
 });
 const run = worker.run();
 console.log('worker-ready');
