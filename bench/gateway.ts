@@ -11,14 +11,9 @@
  * Env: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres; a temporary database is
  * created there and dropped after), TEMPORAL_ADDRESS (default: a dev server started here).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
-import pg from 'pg';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import { openDb } from '../db/client.js';
@@ -26,8 +21,7 @@ import { applyMigrations } from '../db/migrate.js';
 import { endpointSchema } from '../spec/endpoint.js';
 import { createInferenceActivities, InferenceGateway, prepareRequests, requestIdRange } from '../activities/inference/index.js';
 import type { PrepareRequestRow } from '../activities/inference/types.js';
-import { findTemporalCli } from '../runtime/temporal-cli.js';
-import { freePort, waitForTcp } from '../runtime/net.js';
+import { Cleanups, REPO, median, quietLogger, spawnSimulator, temporalAddress, temporaryDatabase } from './lib.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -47,64 +41,10 @@ const LATENCIES = args.latencies!.split(',').map(Number);
 const ROUNDS = Number(args.rounds);
 const CHUNK_SIZE = Number(args['chunk-size']);
 const PARALLEL = Number(args.parallel);
-const REPO = fileURLToPath(new URL('..', import.meta.url));
 // A workflow that only calls runInference (the test module doubles as the bench's workflowsPath).
 const WORKFLOWS = join(REPO, 'test', 'inference', 'workflows.ts');
 
-const cleanups: (() => Promise<void> | void)[] = [];
-
-async function spawnSimulator(latencyMs: number): Promise<{ url: string; child: ChildProcess }> {
-  const dir = mkdtempSync(join(tmpdir(), 'jf-bench-sim-'));
-  const configPath = join(dir, 'sim.json');
-  writeFileSync(configPath, JSON.stringify({ seed: 1, latency: { kind: 'fixed', ms: latencyMs }, models: { policy: { behaviour: 'policy' } } }));
-  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'sim', 'main.ts'), '--port', '0', '--config', configPath], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.once('exit', (code) => reject(new Error(`simulator exited (${code}): ${out}`)));
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-  });
-  child.removeAllListeners('exit');
-  cleanups.push(async () => {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return { url, child };
-}
-
-async function temporalAddress(): Promise<string> {
-  if (process.env.TEMPORAL_ADDRESS) return process.env.TEMPORAL_ADDRESS;
-  const port = await freePort();
-  const server = spawn(findTemporalCli(), ['server', 'start-dev', '--headless', '--port', String(port), '--log-level', 'error'], { stdio: 'ignore' });
-  cleanups.push(() => void server.kill('SIGTERM'));
-  await waitForTcp('127.0.0.1', port, 30_000);
-  return `127.0.0.1:${port}`;
-}
-
-async function temporaryDatabase(): Promise<string> {
-  const adminUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-  const name = `judgeflow_bench_${Date.now()}_${process.pid}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`create database "${name}"`);
-  await admin.end();
-  cleanups.push(async () => {
-    const a = new pg.Client({ connectionString: adminUrl });
-    await a.connect();
-    await a.query(`drop database if exists "${name}" with (force)`);
-    await a.end();
-  });
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
+const cleanups = new Cleanups();
 
 function prompt(tag: string, i: number) {
   return [
@@ -144,17 +84,16 @@ async function plainLoop(url: string, tag: string): Promise<Measure> {
   return stop();
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
-  const dbUrl = await temporaryDatabase();
+  const dbUrl = await temporaryDatabase(cleanups);
   const handle = openDb(dbUrl, { max: 10 });
-  cleanups.push(() => handle.close());
+  cleanups.add(() => handle.close());
   await applyMigrations(handle.db);
-  const address = await temporalAddress();
+  const address = await temporalAddress(cleanups);
 
   const connection = await Connection.connect({ address });
-  cleanups.push(() => connection.close());
+  cleanups.add(() => connection.close());
   const client = new Client({ connection });
   const nativeConnection = await NativeConnection.connect({ address });
   const taskQueue = `bench-gateway-${Date.now()}`;
@@ -169,11 +108,11 @@ async function main(): Promise<void> {
   const worker = await Worker.create({
     connection: nativeConnection,
     taskQueue,
-    workflowBundle: await bundleWorkflowCode({ workflowsPath: WORKFLOWS, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } as never }),
+    workflowBundle: await bundleWorkflowCode({ workflowsPath: WORKFLOWS, logger: quietLogger }),
     activities: createInferenceActivities({ db: handle.db, gateway }),
   });
   const running = worker.run();
-  cleanups.push(async () => {
+  cleanups.add(async () => {
     worker.shutdown();
     await running;
     await nativeConnection.close();
@@ -182,7 +121,7 @@ async function main(): Promise<void> {
   console.log(`gateway benchmark: ${N} requests, concurrency ${CONCURRENCY}, chunks of ${CHUNK_SIZE} x ${PARALLEL} in flight, ${ROUNDS} rounds`);
   const summary: string[] = [];
   for (const latency of LATENCIES) {
-    const { url } = await spawnSimulator(latency);
+    const url = await spawnSimulator({ seed: 1, latency: { kind: 'fixed', ms: latency }, models: { policy: { behaviour: 'policy' } } }, cleanups);
     const overhead: { before: number; after: number }[] = [];
     const endpoint = endpointSchema.parse({ base_url: url, model: 'policy', concurrency: CONCURRENCY, timeout_s: 60 });
     // Warm both paths (JIT, connections, workflow bundle) before timing.
@@ -258,5 +197,5 @@ async function main(): Promise<void> {
 try {
   await main();
 } finally {
-  for (const c of cleanups.reverse()) await c();
+  await cleanups.run();
 }

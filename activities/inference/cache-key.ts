@@ -1,31 +1,8 @@
-import { createHash } from 'node:crypto';
+import { canonicalJson, sha256Hex } from '../../spec/canonical.js';
 import type { EndpointSpec } from '../../spec/endpoint.js';
 import type { PreparedRequest } from './types.js';
 
-/**
- * Canonical JSON: object keys sorted, `undefined` members dropped (as JSON.stringify drops them),
- * arrays kept in order. Two values that mean the same request serialize to the same text.
- */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(sortKeys(value));
-}
-
-function sortKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map((v) => (v === undefined ? null : sortKeys(v)));
-  if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const k of Object.keys(value).sort()) {
-      const v = (value as Record<string, unknown>)[k];
-      if (v !== undefined) out[k] = sortKeys(v);
-    }
-    return out;
-  }
-  return value;
-}
-
-export function sha256Hex(data: string | Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
-}
+export { canonicalJson, sha256Hex };
 
 function normalizedBaseUrl(baseUrl: string): string {
   return baseUrl.replace(/\/+$/, '');

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { relative } from 'node:path';
-import YAML from 'yaml';
 import { REPO, openTestDb, startTestWorker, uniqueName } from '../helpers/env.js';
 import { runCli } from '../helpers/cli.js';
 import { writeSpec } from '../helpers/spec.js';

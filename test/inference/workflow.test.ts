@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { openDb, type DbHandle } from '../../db/client.js';
-import { startSimulator, type SimHandle } from '../../sim/server.js';
+import { startSimulator } from '../../sim/server.js';
 import { loadResults, stageUsage, type AttemptEvent } from '../../activities/inference/index.js';
 import type { inferenceTestWorkflow, InferenceTestInput } from './workflows.js';
 import { batchRows, endpoint, inferenceBundle, prepareBatch, requireEnv, spawnSimulator, startInferenceWorker, uniqueId } from './helpers.js';
