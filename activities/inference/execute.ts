@@ -128,10 +128,23 @@ export async function executeRequests(
   let crash: unknown;
   // The SDK throttles heartbeats anyway; each call still converts its payload, so tick by time.
   const heartbeat = () => ctx.heartbeat({ cursor: cursor.value } satisfies ExecuteRequestsProgress);
+  const unwritten = gateway.unwrittenSlots(endpoint);
+  // Rows holding an unwritten-result slot: given back when written, or when the call ends unrecorded.
+  const holding = new Set<number>();
+  const giveBack = (id: number) => {
+    if (holding.delete(id)) unwritten.release();
+  };
   const writer = new ResultWriter(
     db,
-    (batch) => cursor.markWritten(batch.map((r) => r.id)),
-    () => calls.abort(),
+    (batch) => {
+      cursor.markWritten(batch.map((r) => r.id));
+      for (const r of batch) giveBack(r.id);
+    },
+    () => {
+      calls.abort();
+      // Nothing more will be written by this activity: free its slots for the others.
+      for (const id of [...holding]) giveBack(id);
+    },
   );
   const timer = setInterval(heartbeat, HEARTBEAT_MS);
 
@@ -215,6 +228,7 @@ export async function executeRequests(
       (err: unknown) => {
         inflight.delete(p);
         settled();
+        giveBack(row.id);
         // Our own stop (cancel, fatal error elsewhere): nothing to record.
         if (err instanceof InferenceAbortedError && calls.aborted) return;
         if (err instanceof EndpointFatalError) fatal ??= err;
@@ -263,7 +277,15 @@ export async function executeRequests(
         if (calls.aborted) break pages;
         const part = misses.slice(i, i + slice);
         const images = await resolveImages(part.map((m) => m.row));
-        for (const m of part) dispatch(m.row, m.key, images);
+        for (const m of part) {
+          await unwritten.acquire();
+          if (calls.aborted) {
+            unwritten.release();
+            break pages;
+          }
+          holding.add(m.row.id);
+          dispatch(m.row, m.key, images);
+        }
       }
     }
     await Promise.all(inflight);
@@ -281,6 +303,8 @@ export async function executeRequests(
     await writer.close();
   } catch (err) {
     failure ??= err;
+  } finally {
+    for (const id of [...holding]) giveBack(id);
   }
   heartbeat();
 

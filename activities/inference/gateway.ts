@@ -10,7 +10,7 @@ import OpenAI from 'openai';
 import type { EndpointSpec } from '../../spec/endpoint.js';
 import { limiterKey, sha256Hex } from './cache-key.js';
 import { EndpointFatalError, InferenceAbortedError, InferenceItemError, InferenceTransientError, classifyInferenceError, type EndpointIdentity } from './errors.js';
-import { EndpointLimiter, sleep } from './limits.js';
+import { EndpointLimiter, Semaphore, sleep } from './limits.js';
 import type { PreparedContentPart, PreparedMessage, PreparedRequest } from './types.js';
 
 /** A successful completion, as cached and stored. */
@@ -223,6 +223,7 @@ export function endpointIdentity(name: string, endpoint: EndpointSpec): Endpoint
 export class InferenceGateway {
   private readonly clients = new Map<string, OpenAI>();
   private readonly limiters = new Map<string, EndpointLimiter>();
+  private readonly unwritten = new Map<string, Semaphore>();
   private readonly inflight = new Map<string, Job>();
   private readonly contexts = new WeakMap<EndpointSpec, EndpointContext>();
   readonly images: ImageCache;
@@ -284,6 +285,23 @@ export class InferenceGateway {
       this.contexts.set(endpoint, ctx);
     }
     return ctx;
+  }
+
+  /**
+   * Slots for results not yet durable, per endpoint: a request takes one before it is sent and
+   * gives it back once its row is written. So a worker that dies mid-batch leaves at most
+   * `concurrency` requests sent but unrecorded, which is all a retry sends again.
+   */
+  unwrittenSlots(endpoint: EndpointSpec): Semaphore {
+    const id = limiterKey(endpoint);
+    let slots = this.unwritten.get(id);
+    if (!slots) {
+      slots = new Semaphore(endpoint.concurrency);
+      this.unwritten.set(id, slots);
+    } else {
+      slots.setLimit(endpoint.concurrency);
+    }
+    return slots;
   }
 
   limiter(endpoint: EndpointSpec): EndpointLimiter {

@@ -18,7 +18,6 @@ import type { inferenceTestWorkflow, InferenceTestInput } from './workflows.js';
 import { batchRows, endpoint, inferenceBundle, prepareBatch, requireEnv, spawnSimulator, startInferenceWorker, uniqueId } from './helpers.js';
 
 /** Rows whose results arrived while a batched write was in flight when the worker died. */
-const WRITE_WINDOW = 8;
 
 let db: DbHandle;
 let connection: Connection;
@@ -217,12 +216,11 @@ describe('runInference', () => {
         `kill -9: ${finishedAtKill} rows written and ${atKill.requests} requests sent when killed (${inFlightAtKill} in flight at the simulator); ` +
           `re-sent after resume: ${resent}; result ${JSON.stringify({ succeeded: result.succeeded, sent: result.sent })}`,
       );
-      // Exactly the requests sent but not yet recorded when the worker died are sent again: the
-      // in-flight window (<= concurrency) plus results received while their batched write was
-      // in flight (group commit: a few rows at most).
+      // Exactly the requests sent but not yet recorded when the worker died are sent again, and a
+      // request holds its slot until its row is written: at most one in-flight window.
       expect(resent).toBe(atKill.requests - finishedAtKill);
       expect(inFlightAtKill).toBeLessThanOrEqual(concurrency);
-      expect(resent).toBeLessThanOrEqual(concurrency + WRITE_WINDOW);
+      expect(resent).toBeLessThanOrEqual(concurrency);
       expect(result.succeeded).toBe(N);
       expect(sim.stats().maxInFlight).toBeLessThanOrEqual(concurrency);
     } finally {
