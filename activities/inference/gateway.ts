@@ -153,6 +153,7 @@ export class CallGroup {
 }
 
 const IMAGE_TOKEN_ESTIMATE = 765;
+const RECENT_OUTPUTS = 4096;
 const DEFAULT_MAX_TOKENS_ESTIMATE = 1024;
 
 /** Rough prompt size for the tokens/minute bucket: 4 characters a token, a fixed cost per image. */
@@ -224,6 +225,7 @@ export class InferenceGateway {
   private readonly clients = new Map<string, OpenAI>();
   private readonly limiters = new Map<string, EndpointLimiter>();
   private readonly unwritten = new Map<string, Semaphore>();
+  private readonly recent = new Map<string, InferenceOutput>();
   private readonly inflight = new Map<string, Job>();
   private readonly contexts = new WeakMap<EndpointSpec, EndpointContext>();
   readonly images: ImageCache;
@@ -325,6 +327,8 @@ export class InferenceGateway {
    */
   complete(call: CompletionCall, group?: CallGroup): Promise<CompletionResult> {
     if (group?.aborted) return Promise.reject(new InferenceAbortedError('aborted'));
+    const done = this.recent.get(call.key);
+    if (done) return Promise.resolve({ ok: true, output: done, attempts: 0, sent: 0, shared: true });
     let job = this.inflight.get(call.key);
     const leader = !job;
     if (!job) {
@@ -363,11 +367,22 @@ export class InferenceGateway {
 
   private async run(call: CompletionCall, job: Job): Promise<CompletionResult> {
     try {
-      return await this.send(call, job.controller.signal);
+      const result = await this.send(call, job.controller.signal);
+      if (result.ok) this.remember(call.key, result.output);
+      return result;
     } finally {
       job.settled = true;
       job.forget();
     }
+  }
+
+  /**
+   * Outputs that just completed, so an identical request arriving after its twin finished (but
+   * before the Postgres cache was consulted again) is not sent twice. Bounded, oldest out first.
+   */
+  private remember(key: string, output: InferenceOutput): void {
+    this.recent.set(key, output);
+    if (this.recent.size > RECENT_OUTPUTS) this.recent.delete(this.recent.keys().next().value!);
   }
 
   private backoff(attempt: number): number {
