@@ -34,9 +34,9 @@ export const evaluateParams = z
     headline_policy: z.enum(['excluded', 'wrong']).default('excluded'),
     /** Bootstrap resamples for the 95% CIs (0: none). */
     bootstrap: z.number().int().min(0).max(100_000).default(1000),
-    /** About this many requests per chunk (prepare → inference → judge), and chunks in flight. */
+    /** About this many requests per chunk, and chunks in inference at once. */
     chunk_size: z.number().int().positive().default(500),
-    parallel: z.number().int().positive().max(64).default(3),
+    parallel: z.number().int().positive().max(64).default(2),
   })
   .strict();
 export type EvaluateParams = z.infer<typeof evaluateParams>;

@@ -1,4 +1,4 @@
-import { proxyActivities } from '@temporalio/workflow';
+import { condition, proxyActivities } from '@temporalio/workflow';
 import type { EvaluateActivities, RequestRange } from '../../activities/stages/evaluate.js';
 import type { EvaluateParams } from '../../spec/kinds/evaluate.js';
 import { runInference } from '../inference.js';
@@ -11,10 +11,10 @@ const acts = proxyActivities<EvaluateActivities>({
 });
 
 /**
- * The `evaluate` stage. Items are cut into chunks of about `chunk_size` requests; each chunk runs
- * prepare → inference → judge, and `parallel` chunks are in flight at once, so writing the next
- * chunk's requests and parsing the last one's outputs overlap with inference instead of adding
- * to it. Metrics come last, over every judgment of the stage.
+ * The `evaluate` stage. Items are cut into chunks of about `chunk_size` requests, and three lanes
+ * run side by side: requests are written a few chunks ahead of inference; `parallel` chunks are
+ * in inference at once (so the endpoint's limiter never drains between chunks); a chunk's outputs
+ * are parsed into judgments as soon as its inference ends. Metrics come last, over every judgment.
  */
 export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<StageOutput> {
   const { runId, stageId, params, seed } = input;
@@ -30,9 +30,26 @@ export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<
   const estimatedTotal = items * 2 * params.samples;
   const report = () => reportProgress({ stageId, done: totals.done, failed: totals.failed, total: Math.max(totals.total, estimatedTotal) });
 
-  const runChunk = async ([fromIdx, toIdx]: [number, number]): Promise<void> => {
-    const range: RequestRange = await acts.prepareEvaluationChunk({ runId, stageId, seed, params, datasetId, fromIdx, toIdx, endpoint });
-    totals.total += range.count;
+  // Lane 1: write requests, at most `lookahead` chunks ahead of inference.
+  const lookahead = params.parallel + 1;
+  const ranges: (RequestRange | undefined)[] = [];
+  let inferenceStarted = 0;
+  let prepareError: unknown;
+  void (async () => {
+    for (let i = 0; i < chunks.length; i++) {
+      await condition(() => i < inferenceStarted + lookahead);
+      const [fromIdx, toIdx] = chunks[i]!;
+      ranges[i] = await acts.prepareEvaluationChunk({ runId, stageId, seed, params, datasetId, fromIdx, toIdx, endpoint });
+      totals.total += ranges[i]!.count;
+    }
+  })().catch((err: unknown) => (prepareError = err));
+
+  // Lane 2: inference, `parallel` chunks at once; lane 3: judging, started as each chunk ends.
+  const judging: Promise<unknown>[] = [];
+  const infer = async (i: number): Promise<void> => {
+    await condition(() => ranges[i] !== undefined || prepareError !== undefined);
+    if (prepareError !== undefined) throw prepareError;
+    const range = ranges[i]!;
     if (range.count > 0) {
       const out = await runInference({
         runId,
@@ -49,20 +66,18 @@ export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<
       totals.done += out.succeeded + out.failed;
       totals.failed += out.failed;
     }
-    await acts.judgeEvaluationChunk({ runId, stageId, seed, params, datasetId, fromIdx, toIdx });
-    await report();
+    const [fromIdx, toIdx] = chunks[i]!;
+    judging.push(acts.judgeEvaluationChunk({ runId, stageId, seed, params, datasetId, fromIdx, toIdx }).then(report));
   };
-
-  // A sliding window of chunk pipelines.
-  let next = 0;
   const inflight = new Map<number, Promise<number>>();
-  while (next < chunks.length || inflight.size > 0) {
-    while (inflight.size < params.parallel && next < chunks.length) {
-      const i = next++;
-      inflight.set(i, runChunk(chunks[i]!).then(() => i));
+  while (inferenceStarted < chunks.length || inflight.size > 0) {
+    while (inflight.size < params.parallel && inferenceStarted < chunks.length) {
+      const i = inferenceStarted++;
+      inflight.set(i, infer(i).then(() => i));
     }
     inflight.delete(await Promise.race(inflight.values()));
   }
+  await Promise.all(judging);
 
   const scored = await acts.computeEvaluationMetrics({ runId, stageId, datasetId, seed, params, price: endpoint.price });
   return {
