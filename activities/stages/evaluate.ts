@@ -309,7 +309,8 @@ export function createEvaluateActivities({ db }: { db: Db }) {
       }>(
         `select j.item_key, j.view, j.sample, j.permutation, j.status, j.chosen_position, j.output_tokens, j.latency_ms, i.best, i.category, i.subset
          from judgments j join dataset_items i on i.dataset_id = $3 and i.item_key = j.item_key
-         where j.run_id = $1 and j.stage_id = $2`,
+         where j.run_id = $1 and j.stage_id = $2
+         order by i.idx, j.view, j.sample`,
         [runId, stageId, datasetId],
       );
       const records: JudgmentRecord[] = [];

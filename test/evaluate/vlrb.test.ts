@@ -50,10 +50,11 @@ const pick = (rows: M[], stage: string, metric: string, scope = 'overall', polic
 describe('evaluate on VL-RewardBench', () => {
   let runId: string;
   let rows: M[];
+  let loaded: Awaited<ReturnType<typeof specFromObject>>;
 
   beforeAll(async () => {
     const endpoint = (model: string) => ({ base_url: sim.url, model, concurrency: 64 });
-    const loaded = await specFromObject({
+    loaded = await specFromObject({
       name: uniqueName('vlrb'),
       seed: 5,
       endpoints: { 'judge-80': endpoint('judge-80'), 'judge-first': endpoint('judge-first'), 'judge-messy': endpoint('judge-messy') },
@@ -112,5 +113,20 @@ describe('evaluate on VL-RewardBench', () => {
     // Majority of 3 samples at 80% each: 0.8^3 + 3·0.8^2·0.2 ≈ 0.896 when all parse; more than a single sample.
     expect(excluded.value).toBeGreaterThan(0.84);
     expect(pick(rows, 'messy-k3', 'requests')!.value).toBe(3750);
+  });
+
+  it('a re-run of the same spec (another label) sends 0 requests and reproduces every number, CIs included', async () => {
+    const before = sim.stats().requests;
+    const again = await launchRun({ loaded, label: 'again', db: db.db, client, taskQueue: TQ });
+    expect(again.runId).not.toBe(runId);
+    await client.workflow.getHandle(again.runId).result();
+    expect(sim.stats().requests).toBe(before);
+    const rerun = await db.db.select().from(metrics).where(eq(metrics.runId, again.runId));
+    // Usage and latency describe the requests (all served from the cache now), not the judge.
+    const usage = new Set(['requests_cached', 'prompt_tokens', 'completion_tokens', 'cost_usd', 'mean_latency_ms']);
+    const key = (m: M) => `${m.stageId}|${m.metric}|${m.scope}|${m.policy}`;
+    const numbers = (list: M[]) => Object.fromEntries(list.filter((m) => !usage.has(m.metric)).map((m) => [key(m), [m.value, m.ciLow, m.ciHigh, m.n]]));
+    expect(numbers(rerun)).toEqual(numbers(rows));
+    expect(pick(rerun, 'unbiased-swap', 'requests_cached')!.value).toBe(2500);
   });
 });
