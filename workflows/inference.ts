@@ -8,8 +8,7 @@
  * fails with a non-retryable ApplicationFailure carrying the activity's message.
  */
 import { ActivityFailure, ApplicationFailure, CancellationScope, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
-import { ENDPOINT_FATAL_ERROR_TYPES, type ExecuteRequestsOutput, type InferenceActivities } from '../activities/inference/types.js';
-import type { EndpointSpec } from '../spec/endpoint.js';
+import { ENDPOINT_FATAL_ERROR_TYPES, type ExecuteRequestsInput, type ExecuteRequestsOutput, type InferenceActivities } from '../activities/inference/types.js';
 
 export interface InferenceProgress {
   /** Finished rows (succeeded + failed) of the chunks done so far. */
@@ -18,14 +17,8 @@ export interface InferenceProgress {
   total: number;
 }
 
-export interface RunInferenceOptions {
-  runId: string;
-  stageId: string;
-  endpointName: string;
-  endpoint: EndpointSpec;
-  /** Inclusive id range of the stage's rows (from `requestIdRange`). */
-  fromId: number;
-  toId: number;
+/** The stage's rows to run: `fromId`..`toId` is the inclusive id range from `requestIdRange`. */
+export interface RunInferenceOptions extends ExecuteRequestsInput {
   /** Rows in the range (from `requestIdRange`), for progress; default toId - fromId + 1. */
   total?: number;
   /** Rows per activity. Default 500. */

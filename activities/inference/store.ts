@@ -280,13 +280,17 @@ export interface RequestResult {
   latencyMs: number | null;
 }
 
-/** The rows of a stage (optionally an id range) with their outputs, in id order. */
+/**
+ * The rows of a stage with their outputs, in id order: all of them, an inclusive id range, or
+ * the rows with the given item keys.
+ */
 export async function loadResults(
   db: Db,
   runId: string,
   stageId: string,
-  range?: { fromId: number; toId: number },
+  only?: { fromId: number; toId: number } | { itemKeys: readonly string[] },
 ): Promise<RequestResult[]> {
+  const byKeys = only !== undefined && 'itemKeys' in only;
   const res = await db.$client.query<{
     id: string;
     item_key: string;
@@ -308,9 +312,9 @@ export async function loadResults(
             c.content, c.reasoning, c.finish_reason, r.prompt_tokens, r.completion_tokens, r.latency_ms
      from inference_requests r
      left join inference_cache c on c.key = r.cache_key and r.status = 'succeeded'
-     where r.run_id = $1 and r.stage_id = $2 and r.id between $3 and $4
+     where r.run_id = $1 and r.stage_id = $2 and ${byKeys ? 'r.item_key = any($3::text[])' : 'r.id between $3 and $4'}
      order by r.id`,
-    [runId, stageId, range?.fromId ?? 0, range?.toId ?? Number.MAX_SAFE_INTEGER],
+    byKeys ? [runId, stageId, only.itemKeys] : [runId, stageId, only?.fromId ?? 0, only?.toId ?? Number.MAX_SAFE_INTEGER],
   );
   return res.rows.map((r) => ({
     id: Number(r.id),

@@ -13,7 +13,7 @@ import { computeMetrics, type JudgmentRecord, type MetricRow } from '../evaluate
 import { parseChoice } from '../evaluate/parse.js';
 import { renderJudgePrompt } from '../evaluate/prompt.js';
 import { viewsFor } from '../evaluate/views.js';
-import { prepareRequests, stageUsage, storeImage } from '../inference/store.js';
+import { loadResults, prepareRequests, stageUsage, storeImage } from '../inference/store.js';
 import type { PreparedContentPart, PreparedMessage, PrepareRequestRow } from '../inference/types.js';
 
 export interface ImportEvaluationDatasetInput {
@@ -146,25 +146,6 @@ async function requestRangeOf(db: Db, runId: string, stageId: string, keys: stri
   return { fromId: Number(r.from_id ?? 0), toId: Number(r.to_id ?? -1), count: Number(r.n) };
 }
 
-interface ResultRow {
-  id: number;
-  itemKey: string;
-  status: string;
-  content: string | null;
-  completionTokens: number | null;
-  latencyMs: number | null;
-}
-
-async function loadResultsByKeys(db: Db, runId: string, stageId: string, keys: string[]): Promise<ResultRow[]> {
-  const res = await db.$client.query<{ id: string; item_key: string; status: string; content: string | null; completion_tokens: number | null; latency_ms: number | null }>(
-    `select r.id, r.item_key, r.status, c.content, r.completion_tokens, r.latency_ms
-     from inference_requests r left join inference_cache c on c.key = r.cache_key and r.status = 'succeeded'
-     where r.run_id = $1 and r.stage_id = $2 and r.item_key = any($3::text[])`,
-    [runId, stageId, keys],
-  );
-  return res.rows.map((r) => ({ id: Number(r.id), itemKey: r.item_key, status: r.status, content: r.content, completionTokens: r.completion_tokens, latencyMs: r.latency_ms }));
-}
-
 interface JudgmentRow {
   itemKey: string;
   view: number;
@@ -258,7 +239,7 @@ export function createEvaluateActivities({ db }: { db: Db }) {
         const views = viewsFor(params.positions, item.candidates.length, seed, item.itemKey);
         for (let v = 0; v < views.length; v++) for (let s = 0; s < params.samples; s++) keys.push(requestKey(item.itemKey, v, s));
       }
-      const results = await loadResultsByKeys(db, runId, stageId, keys);
+      const results = await loadResults(db, runId, stageId, { itemKeys: keys });
       const byKey = new Map(items.map((i) => [i.itemKey, i]));
       const rows: JudgmentRow[] = [];
       const viewCache = new Map<string, number[][]>();
