@@ -26,7 +26,7 @@ import { viewsFor } from '../activities/evaluate/views.js';
 import '../spec/builtin.js';
 import { loadSpec } from '../spec/load.js';
 import { startWorker } from '../worker.js';
-import { Cleanups, REPO, median, quietLogger, spawnSimulator, temporalAddress, temporaryDatabase } from './lib.js';
+import { Cleanups, REPO, median, quietLogger, spawnSimulator, temporalAddress, temporaryDatabase, watchEventLoop } from './lib.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +38,9 @@ const { values: args } = parseArgs({
     latency: { type: 'string', default: '50' },
     concurrency: { type: 'string', default: '64' },
     rounds: { type: 'string', default: '3' },
+    /** The stage's chunk_size and parallel (default: the stage's defaults). */
+    'chunk-size': { type: 'string' },
+    parallel: { type: 'string' },
     /** Time one side only (for profiling): judgeflow | plain. */
     only: { type: 'string' },
   },
@@ -48,8 +51,9 @@ const CONCURRENCY = Number(args.concurrency);
 const ROUNDS = Number(args.rounds);
 const DATA = join(REPO, 'data', 'vl-rewardbench', 'data.jsonl');
 
-async function plainScript(url: string, seed: number): Promise<{ seconds: number; accuracy: number; requests: number }> {
+async function plainScript(url: string, seed: number): Promise<{ seconds: number; accuracy: number; requests: number; lag: string }> {
   const t0 = performance.now();
+  const lagOf = watchEventLoop();
   const { items } = await loadDataset({ path: DATA });
   const client = new OpenAI({ baseURL: url, apiKey: 'EMPTY', maxRetries: 0, timeout: 120_000 });
   const jobs: { item: number; perm: number[]; sample: number; prompt: string }[] = [];
@@ -89,7 +93,8 @@ async function plainScript(url: string, seed: number): Promise<{ seconds: number
     if (winner === items[Number(key.split('/')[0])]!.best) correct++;
   }
   const parsed = votes.size;
-  return { seconds: (performance.now() - t0) / 1000, accuracy: correct / parsed, requests: jobs.length };
+  const lag = lagOf();
+  return { seconds: (performance.now() - t0) / 1000, accuracy: correct / parsed, requests: jobs.length, lag };
 }
 
 async function main(cleanups: Cleanups): Promise<void> {
@@ -118,7 +123,7 @@ async function main(cleanups: Cleanups): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'jf-bench-eval-'));
   // A new seed per run: otherwise the content-addressed cache answers every request of a repeat.
   let seed = 100;
-  const judgeflowRun = async (round: string): Promise<{ seconds: number; accuracy: number; requests: number }> => {
+  const judgeflowRun = async (round: string): Promise<{ seconds: number; accuracy: number; requests: number; timeline: string }> => {
     const path = join(dir, `${round}.yaml`);
     writeFileSync(
       path,
@@ -127,14 +132,46 @@ async function main(cleanups: Cleanups): Promise<void> {
         seed: seed++,
         endpoints: { judge: { base_url: url, model: 'judge', concurrency: CONCURRENCY, timeout_s: 120 } },
         datasets: { vlrb: { path: DATA } },
-        stages: [{ id: 'eval', uses: 'evaluate', with: { dataset: 'vlrb', judge: 'judge', positions: 'swap', samples: K } }],
+        stages: [
+          {
+            id: 'eval',
+            uses: 'evaluate',
+            with: {
+              dataset: 'vlrb',
+              judge: 'judge',
+              positions: 'swap',
+              samples: K,
+              ...(args['chunk-size'] ? { chunk_size: Number(args['chunk-size']) } : {}),
+              ...(args.parallel ? { parallel: Number(args.parallel) } : {}),
+            },
+          },
+        ],
       }),
     );
     const t0 = performance.now();
+    const lagOf = watchEventLoop();
     const loaded = await loadSpec(path);
     const { runId } = await launchRun({ loaded, db: handle.db, client, taskQueue });
     const out = (await client.workflow.getHandle(runId).result()) as { stages: Record<string, { ref: { accuracy: number }; items: { total: number } }> };
-    return { seconds: (performance.now() - t0) / 1000, accuracy: out.stages.eval!.ref.accuracy, requests: out.stages.eval!.items.total };
+    const seconds = (performance.now() - t0) / 1000;
+    const lag = lagOf();
+    // Where the time went, from the rows' own timestamps (ms after the launch).
+    const t = await handle.db.$client.query<Record<string, string | null>>(
+      `select extract(epoch from (s.started_at - r.created_at)) * 1000 as stage_start,
+              (select extract(epoch from (min(q.created_at) - r.created_at)) * 1000 from inference_requests q where q.run_id = r.id) as first_row,
+              (select extract(epoch from (min(x.finished_at) - r.created_at)) * 1000 from inference_requests q join inference_results x on x.request_id = q.id where q.run_id = r.id) as first_result,
+              (select extract(epoch from (max(x.finished_at) - r.created_at)) * 1000 from inference_requests q join inference_results x on x.request_id = q.id where q.run_id = r.id) as last_result,
+              (select extract(epoch from (min(m.created_at) - r.created_at)) * 1000 from metrics m where m.run_id = r.id) as metrics,
+              extract(epoch from (r.finished_at - r.created_at)) * 1000 as finished
+       from runs r join stages s on s.run_id = r.id where r.id = $1`,
+      [runId],
+    );
+    const ms = (v: string | null | undefined) => (v === null || v === undefined ? '?' : Number(v).toFixed(0));
+    const row = t.rows[0] ?? {};
+    const timeline =
+      `launch→stage ${ms(row.stage_start)} ms, first request row ${ms(row.first_row)}, first result ${ms(row.first_result)}, ` +
+      `last result ${ms(row.last_result)}, metrics ${ms(row.metrics)}, run finished ${ms(row.finished)} (after the launch's run row); ${lag}`;
+    return { seconds, accuracy: out.stages.eval!.ref.accuracy, requests: out.stages.eval!.items.total, timeline };
   };
 
   console.log(`evaluate benchmark: 1,250 items x 2 orders x ${K} samples, simulator latency ${LATENCY} ms, concurrency ${CONCURRENCY}, ${ROUNDS} rounds`);
@@ -150,10 +187,12 @@ async function main(cleanups: Cleanups): Promise<void> {
         const res = await judgeflowRun(`r${r}`);
         a.push(res.seconds);
         console.log(`  round ${r + 1}: judgeflow evaluate stage ${res.seconds.toFixed(2)} s (${res.requests} requests, accuracy ${(res.accuracy * 100).toFixed(1)}%)`);
+        console.log(`           ${res.timeline}`);
       } else {
         const res = await plainScript(url, 2000 + r);
         b.push(res.seconds);
         console.log(`  round ${r + 1}: plain openai script    ${res.seconds.toFixed(2)} s (${res.requests} requests, accuracy ${(res.accuracy * 100).toFixed(1)}%)`);
+        console.log(`           ${res.lag}`);
       }
     }
   }

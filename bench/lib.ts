@@ -1,4 +1,5 @@
 /** Shared plumbing of the benchmarks: a simulator in its own process, a scratch database, Temporal. */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -80,3 +81,18 @@ export async function temporaryDatabase(cleanups: Cleanups): Promise<string> {
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 export const quietLogger = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } as never;
+
+/**
+ * Watches the event loop's lag (how late a 5 ms timer fires) until the returned function is
+ * called; it returns "event-loop lag p50 …, p99 …, max … ms".
+ */
+export function watchEventLoop(): () => string {
+  const resolutionMs = 5;
+  const h = monitorEventLoopDelay({ resolution: resolutionMs });
+  h.enable();
+  return () => {
+    h.disable();
+    const lag = (ns: number) => Math.max(0, ns / 1e6 - resolutionMs).toFixed(1);
+    return `event-loop lag p50 ${lag(h.percentile(50))} ms, p99 ${lag(h.percentile(99))} ms, max ${lag(h.max)} ms`;
+  };
+}

@@ -26,5 +26,24 @@ export function limiterKey(endpoint: Pick<EndpointSpec, 'base_url' | 'model'>): 
  * messages (images stay `image_ref` parts, i.e. their hashes), the sampling params and the sample index.
  */
 export function cacheKey(fingerprint: string, request: PreparedRequest, sampleIndex: number): string {
-  return sha256Hex(canonicalJson({ endpoint: fingerprint, messages: request.messages, params: request.params, sample: sampleIndex }));
+  return cacheKeyOfSample(cacheKeyPrefix(fingerprint, request), sampleIndex);
+}
+
+/**
+ * The part of the cache key's canonical JSON that the samples of one request share, so k samples
+ * serialize the request once. (`sample` sorts last among the keys, so the canonical JSON of the
+ * whole object is this prefix, the sample index and the closing brace.)
+ */
+export function cacheKeyPrefix(fingerprint: string, request: PreparedRequest): string {
+  const shared = canonicalJson({ endpoint: fingerprint, messages: request.messages, params: request.params });
+  return `${shared.slice(0, -1)},"sample":`;
+}
+
+export function cacheKeyOfSample(prefix: string, sampleIndex: number): string {
+  return sha256Hex(`${prefix}${JSON.stringify(sampleIndex)}}`);
+}
+
+/** Content address of a request body (messages and params) in `request_bodies`. */
+export function requestBodyHash(request: PreparedRequest): string {
+  return sha256Hex(canonicalJson({ messages: request.messages, params: request.params }));
 }

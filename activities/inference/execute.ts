@@ -278,7 +278,9 @@ export async function executeRequests(
         const part = misses.slice(i, i + slice);
         const images = await resolveImages(part.map((m) => m.row));
         for (const m of part) {
-          await unwritten.acquire();
+          // Lowest id first across this worker's activities: the oldest chunk finishes first while
+          // the next one fills in behind it, instead of all chunks ending (and draining) together.
+          await unwritten.acquire(undefined, m.row.id);
           if (calls.aborted) {
             unwritten.release();
             break pages;

@@ -26,6 +26,6 @@ export function createInferenceActivities(deps: InferenceActivityDeps): Inferenc
 
 export { InferenceGateway, type InferenceGatewayOptions, type InferenceOutput, type AttemptEvent } from './gateway.js';
 export { prepareRequests, requestIdRange, storeImage, stageUsage, loadResults, type StageUsage, type RequestResult } from './store.js';
-export { canonicalJson, cacheKey, endpointFingerprint } from './cache-key.js';
+export { canonicalJson, cacheKey, endpointFingerprint, sha256Hex } from './cache-key.js';
 export { EndpointFatalError, InferenceItemError, InferenceTransientError, InferenceAbortedError } from './errors.js';
 export * from './types.js';

@@ -22,18 +22,28 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 interface Waiter {
+  priority: number;
+  seq: number;
   resolve: () => void;
   reject: (err: Error) => void;
   signal?: AbortSignal;
   onAbort?: () => void;
+  /** Aborted while queued: skipped when it reaches the top. */
+  gone?: boolean;
 }
 
-/** A FIFO counting semaphore whose limit can change while in use. */
+const before = (a: Waiter, b: Waiter) => a.priority < b.priority || (a.priority === b.priority && a.seq < b.seq);
+
+/**
+ * A counting semaphore whose limit can change while in use. Waiters are served lowest `priority`
+ * first, and in arrival order among equals (all priorities equal: plain FIFO).
+ */
 export class Semaphore {
   private active = 0;
-  // A queue with a moving head: shift() on a long array is O(n).
-  private queue: (Waiter | undefined)[] = [];
-  private head = 0;
+  /** A binary min-heap of waiters by (priority, seq). */
+  private heap: Waiter[] = [];
+  private live = 0;
+  private seq = 0;
 
   constructor(private limit: number) {}
 
@@ -42,7 +52,7 @@ export class Semaphore {
   }
 
   get waiting(): number {
-    return this.queue.length - this.head;
+    return this.live;
   }
 
   setLimit(limit: number): void {
@@ -52,29 +62,29 @@ export class Semaphore {
 
   /** Takes a slot now if one is free and nobody waits. */
   tryAcquire(): boolean {
-    if (this.active < this.limit && this.waiting === 0) {
+    if (this.active < this.limit && this.live === 0) {
       this.active++;
       return true;
     }
     return false;
   }
 
-  acquire(signal?: AbortSignal): Promise<void> {
+  acquire(signal?: AbortSignal, priority = 0): Promise<void> {
     if (signal?.aborted) return Promise.reject(new InferenceAbortedError('aborted while queued'));
     if (this.tryAcquire()) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, signal };
+      const waiter: Waiter = { priority, seq: this.seq++, resolve, reject, signal };
       if (signal) {
         waiter.onAbort = () => {
-          // Leave a hole: drain() skips it.
-          const i = this.queue.indexOf(waiter, this.head);
-          if (i >= 0) this.queue[i] = undefined;
+          waiter.gone = true;
+          this.live--;
           reject(new InferenceAbortedError('aborted while queued'));
         };
         signal.addEventListener('abort', waiter.onAbort, { once: true });
       }
-      this.queue.push(waiter);
-      // Only aborted holes may be ahead of it.
+      this.push(waiter);
+      this.live++;
+      // Only aborted waiters may be ahead of it.
       this.drain();
     });
   }
@@ -85,20 +95,45 @@ export class Semaphore {
   }
 
   private drain(): void {
-    while (this.active < this.limit && this.head < this.queue.length) {
-      const w = this.queue[this.head++];
-      if (!w) continue;
+    while (this.active < this.limit && this.heap.length > 0) {
+      const w = this.pop();
+      if (w.gone) continue;
+      this.live--;
       if (w.signal && w.onAbort) w.signal.removeEventListener('abort', w.onAbort);
       this.active++;
       w.resolve();
     }
-    if (this.head === this.queue.length) {
-      this.queue = [];
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue = this.queue.slice(this.head);
-      this.head = 0;
+  }
+
+  private push(w: Waiter): void {
+    const h = this.heap;
+    h.push(w);
+    for (let i = h.length - 1; i > 0; ) {
+      const parent = (i - 1) >> 1;
+      if (!before(h[i]!, h[parent]!)) break;
+      [h[i], h[parent]] = [h[parent]!, h[i]!];
+      i = parent;
     }
+  }
+
+  private pop(): Waiter {
+    const h = this.heap;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && before(h[l]!, h[m]!)) m = l;
+        if (r < h.length && before(h[r]!, h[m]!)) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m]!, h[i]!];
+        i = m;
+      }
+    }
+    return top;
   }
 }
 

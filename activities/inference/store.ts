@@ -5,7 +5,7 @@
  */
 import type { Db } from '../../db/client.js';
 import type { EndpointSpec } from '../../spec/endpoint.js';
-import { cacheKey, endpointFingerprint, sha256Hex } from './cache-key.js';
+import { cacheKeyOfSample, cacheKeyPrefix, endpointFingerprint, requestBodyHash, sha256Hex } from './cache-key.js';
 import type { InferenceOutput } from './gateway.js';
 import type { PrepareRequestRow, PreparedRequest } from './types.js';
 
@@ -33,14 +33,45 @@ export async function prepareRequests(
       throw new Error(`prepareRequests: item "${r.itemKey}" asks for n=${String(n)}; draw several samples as rows with distinct sampleIndex instead`);
     }
   }
+  // Rows sharing one request object (the samples of a prompt) share its body and serialization.
+  const bodies = new Map<PreparedRequest, { hash: string; json: string; prefixes: Map<string, string> }>();
+  const bodyOf = (request: PreparedRequest) => {
+    let b = bodies.get(request);
+    if (!b) {
+      b = { hash: requestBodyHash(request), json: JSON.stringify(request), prefixes: new Map() };
+      bodies.set(request, b);
+    }
+    return b;
+  };
+  const keyOf = (r: PrepareRequestRow) => {
+    const b = bodyOf(r.request);
+    const fp = fingerprints.get(r.endpoint)!;
+    let prefix = b.prefixes.get(fp);
+    if (prefix === undefined) {
+      prefix = cacheKeyPrefix(fp, r.request);
+      b.prefixes.set(fp, prefix);
+    }
+    return cacheKeyOfSample(prefix, r.sampleIndex);
+  };
   let inserted = 0;
   for (let i = 0; i < rows.length; i += INSERT_BATCH) {
     const batch = rows.slice(i, i + INSERT_BATCH);
+    const keys = batch.map(keyOf);
+    const distinct = new Map<string, string>();
+    for (const r of batch) {
+      const b = bodyOf(r.request);
+      distinct.set(b.hash, b.json);
+    }
+    // Bodies first (the rows reference them); an orphan body left by a crash in between is harmless.
+    await db.$client.query(
+      `insert into request_bodies (hash, body) select * from unnest($1::text[], $2::jsonb[]) on conflict (hash) do nothing`,
+      [[...distinct.keys()], [...distinct.values()]],
+    );
     const res = await db.$client.query(
-      `insert into inference_requests (run_id, stage_id, item_key, endpoint, sample_index, request, cache_key)
-       select run_id, stage_id, item_key, endpoint, sample_index, request, cache_key
-       from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::jsonb[], $7::text[])
-         with ordinality as t(run_id, stage_id, item_key, endpoint, sample_index, request, cache_key, ord)
+      `insert into inference_requests (run_id, stage_id, item_key, endpoint, sample_index, body_hash, cache_key)
+       select run_id, stage_id, item_key, endpoint, sample_index, body_hash, cache_key
+       from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])
+         with ordinality as t(run_id, stage_id, item_key, endpoint, sample_index, body_hash, cache_key, ord)
        order by ord
        on conflict (run_id, stage_id, item_key) do nothing`,
       [
@@ -49,8 +80,8 @@ export async function prepareRequests(
         batch.map((r) => r.itemKey),
         batch.map((r) => r.endpoint),
         batch.map((r) => r.sampleIndex),
-        batch.map((r) => JSON.stringify(r.request)),
-        batch.map((r) => cacheKey(fingerprints.get(r.endpoint)!, r.request, r.sampleIndex)),
+        batch.map((r) => bodyOf(r.request).hash),
+        keys,
       ],
     );
     inserted += res.rowCount ?? 0;
@@ -98,17 +129,30 @@ export interface PendingRow {
   cacheKey: string | null;
 }
 
+/**
+ * The pending rows (no result yet) of an id range, in id order, with their request bodies: each
+ * distinct body is fetched and parsed once, and the rows sharing it share the object.
+ */
 export async function loadPendingRows(
   db: Db,
   q: { runId: string; stageId: string; endpointName: string; afterId: number; toId: number; limit: number },
 ): Promise<PendingRow[]> {
-  const res = await db.$client.query<{ id: string; item_key: string; sample_index: number; request: PreparedRequest; cache_key: string | null }>(
-    `select id, item_key, sample_index, request, cache_key from inference_requests
-     where run_id = $1 and stage_id = $2 and endpoint = $3 and status = 'pending' and id > $4 and id <= $5
-     order by id limit $6`,
+  const res = await db.$client.query<{ id: string; item_key: string; sample_index: number; body_hash: string; cache_key: string | null }>(
+    `select q.id, q.item_key, q.sample_index, q.body_hash, q.cache_key from inference_requests q
+     where q.run_id = $1 and q.stage_id = $2 and q.endpoint = $3 and q.id > $4 and q.id <= $5
+       and not exists (select 1 from inference_results r where r.request_id = q.id)
+     order by q.id limit $6`,
     [q.runId, q.stageId, q.endpointName, q.afterId, q.toId, q.limit],
   );
-  return res.rows.map((r) => ({ id: Number(r.id), itemKey: r.item_key, sampleIndex: r.sample_index, request: r.request, cacheKey: r.cache_key }));
+  if (res.rows.length === 0) return [];
+  const hashes = [...new Set(res.rows.map((r) => r.body_hash))];
+  const bodies = await db.$client.query<{ hash: string; body: PreparedRequest }>(`select hash, body from request_bodies where hash = any($1::text[])`, [hashes]);
+  const byHash = new Map(bodies.rows.map((b) => [b.hash, b.body]));
+  return res.rows.map((r) => {
+    const request = byHash.get(r.body_hash);
+    if (!request) throw new Error(`request ${r.id}: body ${r.body_hash} is missing from request_bodies`);
+    return { id: Number(r.id), itemKey: r.item_key, sampleIndex: r.sample_index, request, cacheKey: r.cache_key };
+  });
 }
 
 export async function lookupCache(db: Db, keys: readonly string[]): Promise<Map<string, InferenceOutput>> {
@@ -155,9 +199,11 @@ export interface RowResult {
 }
 
 /**
- * Writes a batch of results in one statement: new cache entries (first writer wins) and the request
- * rows, only while still pending (a zombie attempt finishing late changes nothing). Rows travel as
- * one JSON parameter each side: serializing it is native, unlike pg's text[] literals.
+ * Writes a batch of results in one statement: new cache entries and result rows, the first writer
+ * winning both (a zombie attempt finishing late changes nothing). Insert-only: the request row and
+ * its body are never rewritten (an update of the request row cost 1.3-3.2 ms a batch of 4 against
+ * 0.8 ms for this). Rows travel as one JSON parameter each side: serializing it is native, unlike
+ * pg's text[] literals.
  */
 export async function writeResults(db: Db, results: readonly RowResult[]): Promise<void> {
   if (results.length === 0) return;
@@ -182,18 +228,17 @@ export async function writeResults(db: Db, results: readonly RowResult[]): Promi
   }));
   // Named: Postgres parses and plans it once per connection, not once per batch.
   await db.$client.query({
-    name: 'jf_inference_write_results_v2',
+    name: 'jf_inference_write_results_v4',
     text: `with new_cache as (
        insert into inference_cache (key, endpoint_fingerprint, model, content, reasoning, finish_reason, prompt_tokens, completion_tokens, latency_ms)
        select k, f, m, c, r, fr, pt, ct, l
        from json_to_recordset($1::json) as t(k text, f text, m text, c text, r text, fr text, pt int, ct int, l int)
        on conflict (key) do nothing
      )
-     update inference_requests q set
-       status = v.s, error_class = v.ec, error = v.e, attempts = q.attempts + v.a, cached = v.ca,
-       prompt_tokens = v.pt, completion_tokens = v.ct, latency_ms = v.l, finished_at = now()
+     insert into inference_results (request_id, status, error_class, error, attempts, cached, prompt_tokens, completion_tokens, latency_ms)
+     select id, s, ec, e, a, ca, pt, ct, l
      from json_to_recordset($2::json) as v(id bigint, s text, ec text, e text, a int, ca boolean, pt int, ct int, l int)
-     where q.id = v.id and q.status = 'pending'`,
+     on conflict (request_id) do nothing`,
     values: [JSON.stringify([...entries.values()]), JSON.stringify(rows)],
   });
 }
@@ -204,11 +249,12 @@ export async function rangeCounts(
   q: { runId: string; stageId: string; endpointName: string; fromId: number; toId: number },
 ): Promise<{ succeeded: number; failed: number; cached: number; pending: number }> {
   const res = await db.$client.query<{ succeeded: string; failed: string; cached: string; pending: string }>(
-    `select count(*) filter (where status = 'succeeded') as succeeded,
-            count(*) filter (where status = 'failed') as failed,
-            count(*) filter (where status = 'succeeded' and cached) as cached,
-            count(*) filter (where status = 'pending') as pending
-     from inference_requests where run_id = $1 and stage_id = $2 and endpoint = $3 and id between $4 and $5`,
+    `select count(*) filter (where r.status = 'succeeded') as succeeded,
+            count(*) filter (where r.status = 'failed') as failed,
+            count(*) filter (where r.status = 'succeeded' and r.cached) as cached,
+            count(*) filter (where r.request_id is null) as pending
+     from inference_requests q left join inference_results r on r.request_id = q.id
+     where q.run_id = $1 and q.stage_id = $2 and q.endpoint = $3 and q.id between $4 and $5`,
     [q.runId, q.stageId, q.endpointName, q.fromId, q.toId],
   );
   const r = res.rows[0]!;
@@ -237,13 +283,14 @@ export async function stageUsage(
 ): Promise<StageUsage> {
   const res = await db.$client.query<Record<string, string | null>>(
     `select count(*) as requests,
-            count(*) filter (where status = 'succeeded') as succeeded,
-            count(*) filter (where status = 'failed') as failed,
-            count(*) filter (where status = 'pending') as pending,
-            count(*) filter (where status = 'succeeded' and cached) as cached,
-            coalesce(sum(prompt_tokens) filter (where cached is not true), 0) as prompt_tokens,
-            coalesce(sum(completion_tokens) filter (where cached is not true), 0) as completion_tokens
-     from inference_requests where run_id = $1 and stage_id = $2`,
+            count(*) filter (where r.status = 'succeeded') as succeeded,
+            count(*) filter (where r.status = 'failed') as failed,
+            count(*) filter (where r.request_id is null) as pending,
+            count(*) filter (where r.status = 'succeeded' and r.cached) as cached,
+            coalesce(sum(r.prompt_tokens) filter (where not r.cached), 0) as prompt_tokens,
+            coalesce(sum(r.completion_tokens) filter (where not r.cached), 0) as completion_tokens
+     from inference_requests q left join inference_results r on r.request_id = q.id
+     where q.run_id = $1 and q.stage_id = $2`,
     [runId, stageId],
   );
   const r = res.rows[0]!;
@@ -308,12 +355,14 @@ export async function loadResults(
     completion_tokens: number | null;
     latency_ms: number | null;
   }>(
-    `select r.id, r.item_key, r.endpoint, r.sample_index, r.status, r.error_class, r.error, r.attempts, r.cached,
+    `select q.id, q.item_key, q.endpoint, q.sample_index, coalesce(r.status, 'pending') as status, r.error_class, r.error,
+            coalesce(r.attempts, 0) as attempts, r.cached,
             c.content, c.reasoning, c.finish_reason, r.prompt_tokens, r.completion_tokens, r.latency_ms
-     from inference_requests r
-     left join inference_cache c on c.key = r.cache_key and r.status = 'succeeded'
-     where r.run_id = $1 and r.stage_id = $2 and ${byKeys ? 'r.item_key = any($3::text[])' : 'r.id between $3 and $4'}
-     order by r.id`,
+     from inference_requests q
+     left join inference_results r on r.request_id = q.id
+     left join inference_cache c on c.key = q.cache_key and r.status = 'succeeded'
+     where q.run_id = $1 and q.stage_id = $2 and ${byKeys ? 'q.item_key = any($3::text[])' : 'q.id between $3 and $4'}
+     order by q.id`,
     byKeys ? [runId, stageId, only.itemKeys] : [runId, stageId, only?.fromId ?? 0, only?.toId ?? Number.MAX_SAFE_INTEGER],
   );
   return res.rows.map((r) => ({

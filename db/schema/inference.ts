@@ -1,4 +1,4 @@
-import { bigserial, boolean, customType, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, boolean, customType, integer, jsonb, pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 
 const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () => 'bytea' });
 
@@ -31,7 +31,22 @@ export const inferenceCache = pgTable('inference_cache', {
 export const REQUEST_STATUSES = ['pending', 'succeeded', 'failed'] as const;
 export type RequestStatus = (typeof REQUEST_STATUSES)[number];
 
-/** A prepared inference request of one stage; (run, stage, item_key) is unique, so writes are idempotent. */
+/**
+ * Request bodies, content-addressed: hash = sha256 of the canonical JSON of { messages, params }
+ * (messages carry images as { type: 'image_ref', hash }). The k samples of one prompt, or the N of
+ * a best-of-N, share one body.
+ */
+export const requestBodies = pgTable('request_bodies', {
+  hash: text().primaryKey(),
+  body: jsonb().notNull(),
+  createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * A prepared inference request of one stage, immutable once written; (run, stage, item_key) is
+ * unique, so preparing again is idempotent. Its outcome is a row of `inference_results`: a request
+ * without one is pending.
+ */
 export const inferenceRequests = pgTable(
   'inference_requests',
   {
@@ -41,22 +56,31 @@ export const inferenceRequests = pgTable(
     itemKey: text().notNull(),
     endpoint: text().notNull(),
     sampleIndex: integer().notNull().default(0),
-    /** { messages, params }: messages carry images as { type: 'image_ref', hash }. */
-    request: jsonb().notNull(),
+    bodyHash: text()
+      .notNull()
+      .references(() => requestBodies.hash),
     cacheKey: text(),
-    status: text().$type<RequestStatus>().notNull().default('pending'),
-    errorClass: text(),
-    error: text(),
-    attempts: integer().notNull().default(0),
-    cached: boolean(),
-    promptTokens: integer(),
-    completionTokens: integer(),
-    latencyMs: integer(),
     createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
-    finishedAt: timestamp({ withTimezone: true }),
   },
-  (t) => [
-    uniqueIndex('inference_requests_item_uq').on(t.runId, t.stageId, t.itemKey),
-    index('inference_requests_stage_status_idx').on(t.runId, t.stageId, t.status),
-  ],
+  (t) => [uniqueIndex('inference_requests_item_uq').on(t.runId, t.stageId, t.itemKey)],
 );
+
+/**
+ * The outcome of one request, written once (the first writer wins: a late zombie attempt changes
+ * nothing). Insert-only, so recording a result never rewrites the request row and its body.
+ */
+export const inferenceResults = pgTable('inference_results', {
+  requestId: bigint({ mode: 'number' })
+    .primaryKey()
+    .references(() => inferenceRequests.id, { onDelete: 'cascade' }),
+  /** 'succeeded' | 'failed' */
+  status: text().$type<Exclude<RequestStatus, 'pending'>>().notNull(),
+  errorClass: text(),
+  error: text(),
+  attempts: integer().notNull().default(0),
+  cached: boolean().notNull().default(false),
+  promptTokens: integer(),
+  completionTokens: integer(),
+  latencyMs: integer(),
+  finishedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+});

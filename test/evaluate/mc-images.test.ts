@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { and, eq } from 'drizzle-orm';
 import type { Client } from '@temporalio/client';
 import { launchRun } from '../../cli/launch.js';
-import { datasets, inferenceRequests, judgments, metrics } from '../../db/schema/index.js';
+import { datasets, inferenceRequests, judgments, metrics, requestBodies } from '../../db/schema/index.js';
 import { startSimulator, type SimHandle } from '../../sim/server.js';
 import '../../spec/builtin.js';
 import { openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
@@ -75,7 +75,8 @@ describe('evaluate on mc-jsonl with images, K = 3', () => {
     const reqs = await db.db.select().from(inferenceRequests).where(and(eq(inferenceRequests.runId, runId), eq(inferenceRequests.stageId, 'eval')));
     expect(reqs).toHaveLength(180);
     // Image parts are stored as references to blobs, never bytes.
-    const body = JSON.stringify(reqs[0]!.request);
+    const [stored] = await db.db.select().from(requestBodies).where(eq(requestBodies.hash, reqs[0]!.bodyHash));
+    const body = JSON.stringify(stored!.body);
     expect(body).toMatch(/"hash":"[0-9a-f]{64}","mime":"image\/png","type":"image_ref"/);
     expect(body).not.toMatch(/base64/);
     expect(sim.stats().images).toBeGreaterThanOrEqual(180);

@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { openDb, type DbHandle } from '../../db/client.js';
 import { startSimulator, type SimHandle } from '../../sim/server.js';
 import { freePort } from '../../runtime/net.js';
-import { canonicalJson, cacheKey, endpointFingerprint, loadResults, stageUsage, storeImage } from '../../activities/inference/index.js';
+import { canonicalJson, cacheKey, endpointFingerprint, loadResults, sha256Hex, stageUsage, storeImage } from '../../activities/inference/index.js';
 import { classifyInferenceError, InferenceItemError, InferenceTransientError, EndpointFatalError } from '../../activities/inference/errors.js';
 import { APIError } from 'openai';
 import { CallGroup, storableText } from '../../activities/inference/gateway.js';
@@ -49,6 +49,10 @@ describe('pure parts', () => {
     const same = { params: { max_tokens: 5, temperature: 0, top_p: undefined }, messages: [{ content: 'hi', role: 'user' as const }] };
     expect(cacheKey(fp, req, 0)).toBe(cacheKey(fp, same, 0));
     expect(cacheKey(fp, req, 0)).not.toBe(cacheKey(fp, req, 1));
+    // The key is its definition (sha256 of the canonical JSON), whichever way it is computed.
+    for (const sample of [0, 1, 12]) {
+      expect(cacheKey(fp, same, sample)).toBe(sha256Hex(canonicalJson({ sample, params: req.params, endpoint: fp, messages: req.messages })));
+    }
   });
 
   it('the in-flight semaphore is FIFO, skips aborted waiters and follows limit changes', async () => {
@@ -66,11 +70,32 @@ describe('pure parts', () => {
     await b;
     sem.release();
     await a;
-    expect([sem.inFlight, sem.waiting]).toEqual([1, 2]);
+    // The aborted waiter no longer counts: only c waits.
+    expect([sem.inFlight, sem.waiting]).toEqual([1, 1]);
     sem.setLimit(2);
     await c;
     expect(order).toEqual(['b:InferenceAbortedError', 'a', 'c']);
     expect([sem.inFlight, sem.waiting]).toEqual([2, 0]);
+  });
+
+  it('the semaphore serves the lowest priority first, FIFO among equals', async () => {
+    const sem = new Semaphore(1);
+    await sem.acquire();
+    const order: string[] = [];
+    const waits = [
+      ['x', 50],
+      ['y', 7],
+      ['z', 50],
+      ['w', 3],
+      ['v', 7],
+    ].map(([name, prio]) => sem.acquire(undefined, prio as number).then(() => order.push(name as string)));
+    for (let i = 0; i < waits.length; i++) {
+      sem.release();
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(waits);
+    expect(order).toEqual(['w', 'y', 'v', 'x', 'z']);
+    expect([sem.inFlight, sem.waiting]).toEqual([1, 0]);
   });
 
   it('text Postgres cannot hold (NUL, lone surrogates) becomes U+FFFD', () => {
@@ -263,7 +288,12 @@ describe('executeRequests', () => {
       },
     }));
     const range = await prepareBatch(db.db, rows, ep);
-    const stored = await db.pool.query<{ request: unknown }>('select request from inference_requests where run_id = $1', [runId]);
+    const stored = await db.pool.query<{ body: unknown }>(
+      'select b.body from inference_requests q join request_bodies b on b.hash = q.body_hash where q.run_id = $1',
+      [runId],
+    );
+    expect(stored.rows).toHaveLength(2);
+    expect(JSON.stringify(stored.rows)).toContain('"type":"image_ref"');
     expect(JSON.stringify(stored.rows)).not.toContain('base64');
     const before = sim.stats();
     const { activities } = activitiesFor(db.db);

@@ -1,0 +1,134 @@
+/**
+ * The gateway's HTTP transport (`nodeFetch` under the `openai` client) against a raw HTTP server
+ * doing what real servers and proxies do: compressed bodies, a connection dropped mid-body, a
+ * server that never answers, retry-after on 429, keep-alive.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gzipSync, brotliCompressSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
+import { nodeFetch } from '../../activities/inference/transport.js';
+import { classifyInferenceError, InferenceTransientError } from '../../activities/inference/errors.js';
+
+const completion = (content: string) =>
+  JSON.stringify({
+    id: 'c1',
+    object: 'chat.completion',
+    created: 1,
+    model: 'm',
+    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+    usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
+  });
+
+let server: http.Server;
+let base: string;
+const sockets = new Set<unknown>();
+let lastBody = '';
+
+beforeAll(async () => {
+  server = http.createServer((req, res) => {
+    sockets.add(req.socket);
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      lastBody = Buffer.concat(chunks).toString('utf8');
+      const mode = String(req.headers['x-mode'] ?? 'plain');
+      if (mode === 'gzip') {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+        return res.end(gzipSync(completion('zipped')));
+      }
+      if (mode === 'br') {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'br' });
+        return res.end(brotliCompressSync(completion('brotli')));
+      }
+      if (mode === 'drop') {
+        // Promise 1,000 bytes, send a few, then cut the connection.
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
+        res.write('{"id":"c1","choices":[');
+        return setTimeout(() => req.socket.destroy(), 20);
+      }
+      if (mode === 'hang') return; // never answers
+      if (mode === 'slow-body') {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
+        res.write('{"id":');
+        return; // the rest never comes
+      }
+      if (mode === '429') {
+        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '7' });
+        return res.end(JSON.stringify({ error: { message: 'slow down', type: 'rate_limit' } }));
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(completion(`echo ${JSON.parse(lastBody).messages[0].content}`));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+});
+
+const ident = { name: 'ep', baseUrl: 'http://x', model: 'm' };
+
+function client(mode: string, timeout = 5_000) {
+  return new OpenAI({ baseURL: base, apiKey: 'k', maxRetries: 0, timeout, fetch: nodeFetch(), defaultHeaders: { 'x-mode': mode } });
+}
+
+const ask = (c: OpenAI, content = 'hi', signal?: AbortSignal) =>
+  c.chat.completions.create({ model: 'm', messages: [{ role: 'user', content }], max_tokens: 4 }, { signal });
+
+describe('nodeFetch under the openai client', () => {
+  it('sends the JSON body, returns the parsed completion and reuses one keep-alive connection', async () => {
+    const c = client('plain');
+    const before = sockets.size;
+    for (let i = 0; i < 5; i++) {
+      const out = await ask(c, `q${i} ✓ ünïcode`);
+      expect(out.choices[0]!.message.content).toBe(`echo q${i} ✓ ünïcode`);
+      expect(out.usage?.completion_tokens).toBe(2);
+    }
+    expect(JSON.parse(lastBody).max_tokens).toBe(4);
+    expect(sockets.size - before).toBe(1);
+  });
+
+  it('decodes gzip and brotli bodies', async () => {
+    expect((await ask(client('gzip'))).choices[0]!.message.content).toBe('zipped');
+    expect((await ask(client('br'))).choices[0]!.message.content).toBe('brotli');
+  });
+
+  it('a connection cut mid-body is a retryable connection error, not a truncated body', async () => {
+    const err = await ask(client('drop')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(APIConnectionError);
+    const c = classifyInferenceError(err, ident);
+    expect(c).toBeInstanceOf(InferenceTransientError);
+    expect((c as InferenceTransientError).kind).toBe('connection');
+  });
+
+  it('no answer within the timeout, before or during the body, is a timeout', async () => {
+    for (const mode of ['hang', 'slow-body']) {
+      const t0 = Date.now();
+      const err = await ask(client(mode, 300)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(APIConnectionTimeoutError);
+      expect(Date.now() - t0).toBeLessThan(3_000);
+      expect((classifyInferenceError(err, ident) as InferenceTransientError).kind).toBe('timeout');
+    }
+  });
+
+  it("the caller's abort signal stops the request", async () => {
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 100);
+    const err = await ask(client('slow-body'), 'x', ac.signal).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(APIUserAbortError);
+  });
+
+  it('error statuses keep their headers (retry-after on a 429)', async () => {
+    const err = await ask(client('429')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(APIError);
+    expect((err as APIError).status).toBe(429);
+    const c = classifyInferenceError(err, ident) as InferenceTransientError;
+    expect(c.kind).toBe('rate_limited');
+    expect(c.retryAfterMs).toBe(7_000);
+  });
+});
