@@ -26,24 +26,30 @@ export function limiterKey(endpoint: Pick<EndpointSpec, 'base_url' | 'model'>): 
  * messages (images stay `image_ref` parts, i.e. their hashes), the sampling params and the sample index.
  */
 export function cacheKey(fingerprint: string, request: PreparedRequest, sampleIndex: number): string {
-  return cacheKeyOfSample(cacheKeyPrefix(fingerprint, request), sampleIndex);
+  return cacheKeyOfSample(cacheKeyPrefix(fingerprint, canonicalBody(request)), sampleIndex);
+}
+
+/** Canonical JSON of a request body (its messages and params): what `request_bodies` stores. */
+export function canonicalBody(request: PreparedRequest): string {
+  return canonicalJson({ messages: request.messages, params: request.params });
+}
+
+/** Content address of a request body in `request_bodies`: sha256 of its canonical JSON. */
+export function requestBodyHash(body: string): string {
+  return sha256Hex(body);
 }
 
 /**
- * The part of the cache key's canonical JSON that the samples of one request share, so k samples
- * serialize the request once. (`sample` sorts last among the keys, so the canonical JSON of the
- * whole object is this prefix, the sample index and the closing brace.)
+ * The part of the cache key's canonical JSON that the samples of one request share, built from the
+ * body's canonical JSON, so k samples serialize the request once. Keys sort `endpoint` < `messages`
+ * < `params` < `sample`: the canonical JSON of the whole key object is `{"endpoint":…,` + the
+ * body's members + `,"sample":N}`.
  */
-export function cacheKeyPrefix(fingerprint: string, request: PreparedRequest): string {
-  const shared = canonicalJson({ endpoint: fingerprint, messages: request.messages, params: request.params });
-  return `${shared.slice(0, -1)},"sample":`;
+export function cacheKeyPrefix(fingerprint: string, body: string): string {
+  if (!body.startsWith('{"messages":')) throw new Error('cacheKeyPrefix: expected the canonical JSON of a request body (from canonicalBody)');
+  return `{"endpoint":${JSON.stringify(fingerprint)},${body.slice(1, -1)},"sample":`;
 }
 
 export function cacheKeyOfSample(prefix: string, sampleIndex: number): string {
   return sha256Hex(`${prefix}${JSON.stringify(sampleIndex)}}`);
-}
-
-/** Content address of a request body (messages and params) in `request_bodies`. */
-export function requestBodyHash(request: PreparedRequest): string {
-  return sha256Hex(canonicalJson({ messages: request.messages, params: request.params }));
 }

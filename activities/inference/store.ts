@@ -5,7 +5,7 @@
  */
 import type { Db } from '../../db/client.js';
 import type { EndpointSpec } from '../../spec/endpoint.js';
-import { cacheKeyOfSample, cacheKeyPrefix, endpointFingerprint, requestBodyHash, sha256Hex } from './cache-key.js';
+import { cacheKeyOfSample, cacheKeyPrefix, canonicalBody, endpointFingerprint, requestBodyHash, sha256Hex } from './cache-key.js';
 import type { InferenceOutput } from './gateway.js';
 import type { PrepareRequestRow, PreparedRequest } from './types.js';
 
@@ -38,7 +38,8 @@ export async function prepareRequests(
   const bodyOf = (request: PreparedRequest) => {
     let b = bodies.get(request);
     if (!b) {
-      b = { hash: requestBodyHash(request), json: JSON.stringify(request), prefixes: new Map() };
+      const json = canonicalBody(request);
+      b = { hash: requestBodyHash(json), json, prefixes: new Map() };
       bodies.set(request, b);
     }
     return b;
@@ -48,7 +49,7 @@ export async function prepareRequests(
     const fp = fingerprints.get(r.endpoint)!;
     let prefix = b.prefixes.get(fp);
     if (prefix === undefined) {
-      prefix = cacheKeyPrefix(fp, r.request);
+      prefix = cacheKeyPrefix(fp, b.json);
       b.prefixes.set(fp, prefix);
     }
     return cacheKeyOfSample(prefix, r.sampleIndex);
