@@ -4,9 +4,10 @@
  * must fix fails at once (non-retryable, with a message naming the endpoint, the URL and the env
  * var); a server having a bad moment (5xx, timeout) is retried by the activity's retry policy.
  */
-import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
+import type OpenAI from 'openai';
+import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
 import type { EndpointSpec } from '../../spec/endpoint.js';
-import { EndpointFatalError, networkErrorCode, toApplicationFailure } from './errors.js';
+import { EndpointFatalError, networkErrorCode, redirectError, toApplicationFailure } from './errors.js';
 import type { InferenceGateway } from './gateway.js';
 import { sleep } from './limits.js';
 import type { CheckEndpointsInput, CheckEndpointsOutput } from './types.js';
@@ -15,11 +16,10 @@ const CONNECT_TRIES = 3;
 const CONNECT_RETRY_MS = 300;
 const CHECK_TIMEOUT_MS = 15_000;
 
-async function listModels(name: string, endpoint: EndpointSpec, apiKey: string): Promise<string[]> {
-  const client = new OpenAI({ baseURL: endpoint.base_url, apiKey, maxRetries: 0, timeout: Math.min(CHECK_TIMEOUT_MS, endpoint.timeout_s * 1000) });
+async function listModels(name: string, endpoint: EndpointSpec, client: OpenAI): Promise<string[]> {
   for (let attempt = 1; ; attempt++) {
     try {
-      const page = await client.models.list();
+      const page = await client.models.list({ timeout: Math.min(CHECK_TIMEOUT_MS, endpoint.timeout_s * 1000) });
       return page.data.map((m) => m.id);
     } catch (err) {
       if (err instanceof APIConnectionError && !(err instanceof APIConnectionTimeoutError)) {
@@ -35,6 +35,8 @@ async function listModels(name: string, endpoint: EndpointSpec, apiKey: string):
           const hint = endpoint.api_key_env ? `check the env var ${endpoint.api_key_env}` : 'the endpoint needs a key: set api_key_env to the env var holding it';
           throw new EndpointFatalError('EndpointAuthError', `endpoint "${name}" (${endpoint.base_url}): the API key was rejected (${err.status}); ${hint}`, { cause: err });
         }
+        const redirect = redirectError(name, endpoint.base_url, err);
+        if (redirect) throw redirect;
         if (err.status === 404) {
           throw new EndpointFatalError(
             'EndpointConfigError',
@@ -54,7 +56,8 @@ export async function checkEndpoints(deps: { gateway: InferenceGateway }, input:
   try {
     await Promise.all(
       Object.entries(input.endpoints).map(async ([name, endpoint]) => {
-        const served = await listModels(name, endpoint, deps.gateway.apiKey(name, endpoint));
+        // The gateway's own client: the check sees the endpoint as the requests will.
+        const served = await listModels(name, endpoint, deps.gateway.client(name, endpoint));
         if (!served.includes(endpoint.model)) {
           throw new EndpointFatalError(
             'EndpointModelNotFoundError',

@@ -118,6 +118,8 @@ export function classifyInferenceError(err: unknown, ep: EndpointIdentity): Infe
   if (err instanceof APIError) {
     const status = err.status;
     if (status === undefined) return new InferenceTransientError('connection', `connection error: ${err.message}`, undefined, undefined, { cause: err });
+    const redirect = redirectError(ep.name, ep.baseUrl, err);
+    if (redirect) return redirect;
     const where = `endpoint "${ep.name}" (${ep.baseUrl})`;
     if (status === 401 || status === 403) {
       const hint = ep.apiKeyEnv ? `check the env var ${ep.apiKeyEnv}` : 'the endpoint needs a key: set api_key_env to the env var holding it';
@@ -144,6 +146,21 @@ export function classifyInferenceError(err: unknown, ep: EndpointIdentity): Infe
   }
   if (err instanceof Error && err.name === 'AbortError') return new InferenceAbortedError('request aborted', { cause: err });
   throw err;
+}
+
+/**
+ * A 3xx from an API endpoint: the gateway does not follow redirects (a POST redirected by 301/302
+ * would arrive as a GET, and every request would cost two round trips), so the run stops at once
+ * and names the URL to use instead.
+ */
+export function redirectError(name: string, baseUrl: string, err: APIError): EndpointFatalError | undefined {
+  if (err.status === undefined || err.status < 300 || err.status > 399) return undefined;
+  const location = err.headers?.get('location');
+  return new EndpointFatalError(
+    'EndpointConfigError',
+    `endpoint "${name}": ${baseUrl} answered ${err.status}, redirecting to ${location ?? '(no location)'}; set base_url to the URL the server wants`,
+    { cause: err },
+  );
 }
 
 /** The activity failure for an endpoint-fatal error: non-retryable, typed, the message kept. */

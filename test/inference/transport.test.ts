@@ -9,7 +9,10 @@ import { gzipSync, brotliCompressSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 import { nodeFetch } from '../../activities/inference/transport.js';
-import { classifyInferenceError, InferenceTransientError } from '../../activities/inference/errors.js';
+import { classifyInferenceError, EndpointFatalError, InferenceTransientError } from '../../activities/inference/errors.js';
+import { checkEndpoints } from '../../activities/inference/check.js';
+import { InferenceGateway } from '../../activities/inference/gateway.js';
+import { endpointSchema } from '../../spec/endpoint.js';
 
 const completion = (content: string) =>
   JSON.stringify({
@@ -33,7 +36,7 @@ beforeAll(async () => {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       lastBody = Buffer.concat(chunks).toString('utf8');
-      const mode = String(req.headers['x-mode'] ?? 'plain');
+      const mode = req.url?.startsWith('/moved/') ? 'redirect' : String(req.headers['x-mode'] ?? 'plain');
       if (mode === 'gzip') {
         res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
         return res.end(gzipSync(completion('zipped')));
@@ -53,6 +56,10 @@ beforeAll(async () => {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
         res.write('{"id":');
         return; // the rest never comes
+      }
+      if (mode === 'redirect') {
+        res.writeHead(307, { location: 'https://api.example.test/v1' + (req.url ?? '').replace(/^(\/moved)?\/v1/, '') });
+        return res.end();
       }
       if (mode === '429') {
         res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '7' });
@@ -130,5 +137,18 @@ describe('nodeFetch under the openai client', () => {
     const c = classifyInferenceError(err, ident) as InferenceTransientError;
     expect(c.kind).toBe('rate_limited');
     expect(c.retryAfterMs).toBe(7_000);
+  });
+
+  it('a redirect stops the endpoint at once, naming where the server points (the check says so before any request)', async () => {
+    const err = await ask(client('redirect')).catch((e: unknown) => e);
+    const c = classifyInferenceError(err, ident);
+    expect(c).toBeInstanceOf(EndpointFatalError);
+    expect((c as EndpointFatalError).message).toMatch(/answered 307, redirecting to https:\/\/api\.example\.test\/v1\/chat\/completions; set base_url/);
+
+    // The pre-flight check goes through the gateway's client and stops there.
+    const endpoint = endpointSchema.parse({ base_url: base.replace(/\/v1$/, '/moved/v1'), model: 'm' });
+    const failure = await checkEndpoints({ gateway: new InferenceGateway() }, { endpoints: { ep: endpoint } }).catch((e: unknown) => e);
+    expect(failure).toMatchObject({ type: 'EndpointConfigError', nonRetryable: true });
+    expect((failure as Error).message).toMatch(/endpoint "ep": .* answered 307, redirecting to https:\/\/api\.example\.test\/v1\/models/);
   });
 });
