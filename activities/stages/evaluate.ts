@@ -23,6 +23,8 @@ export interface ImportEvaluationDatasetOutput {
   datasetId: number;
   /** Items this stage evaluates (the dataset's `limit` applied). */
   items: number;
+  /** The most candidates an item of those has (absent in histories from before it was added). */
+  maxCandidates?: number;
 }
 export interface PrepareEvaluationChunkInput {
   runId: string;
@@ -206,7 +208,12 @@ export function createEvaluateActivities({ db }: { db: Db }) {
     /** Imports the dataset once per content hash; returns its id and how many items the stage uses. */
     async importEvaluationDataset({ dataset }: ImportEvaluationDatasetInput): Promise<ImportEvaluationDatasetOutput> {
       const { id, count } = await importDataset(db, dataset);
-      return { datasetId: id, items: dataset.limit ? Math.min(dataset.limit, count) : count };
+      const items = dataset.limit ? Math.min(dataset.limit, count) : count;
+      const res = await db.$client.query<{ k: number | null }>(
+        'select max(jsonb_array_length(candidates)) as k from dataset_items where dataset_id = $1 and idx < $2',
+        [id, items],
+      );
+      return { datasetId: id, items, maxCandidates: res.rows[0]?.k ?? 2 };
     },
 
     /** Writes the judge requests of items [fromIdx, toIdx): every order (view) x every sample. */

@@ -66,7 +66,7 @@ describe('evaluate on mc-jsonl with images, K = 3', () => {
       name: uniqueName('mc'),
       endpoints: { judge: { base_url: sim.url, model: 'judge', concurrency: 8 } },
       datasets: { charts: { path: join(dir, 'mc.jsonl'), format: 'mc-jsonl', images: dir } },
-      stages: [{ id: 'eval', uses: 'evaluate', with: { dataset: 'charts', judge: 'judge', positions: 'swap', temperature: 0, bootstrap: 50 } }],
+      stages: [{ id: 'eval', uses: 'evaluate', with: { dataset: 'charts', judge: 'judge', positions: 'swap', temperature: 0, bootstrap: 50, chunk_size: 9 } }],
     });
     expect(loaded.warnings.join('\n')).toMatch(/datasets\.charts: 2 row\(s\) skipped: line 11: .*; line 21: .*missing\.png/);
     const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: TQ });
@@ -74,6 +74,10 @@ describe('evaluate on mc-jsonl with images, K = 3', () => {
 
     const reqs = await db.db.select().from(inferenceRequests).where(and(eq(inferenceRequests.runId, runId), eq(inferenceRequests.stageId, 'eval')));
     expect(reqs).toHaveLength(180);
+    // chunk_size counts requests: 3 views x 1 sample per item, so 3 items (9 requests) a chunk.
+    const history = await client.workflow.getHandle(`${runId}/eval`).fetchHistory();
+    const prepares = history.events!.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'prepareEvaluationChunk');
+    expect(prepares).toHaveLength(20);
     // Image parts are stored as references to blobs, never bytes.
     const [stored] = await db.db.select().from(requestBodies).where(eq(requestBodies.hash, reqs[0]!.bodyHash));
     const body = JSON.stringify(stored!.body);

@@ -1,4 +1,4 @@
-import { condition, proxyActivities } from '@temporalio/workflow';
+import { condition, patched, proxyActivities } from '@temporalio/workflow';
 import type { EvaluateActivities, RequestRange } from '../../activities/stages/evaluate.js';
 import type { EvaluateParams } from '../../spec/kinds/evaluate.js';
 import { runInference } from '../inference.js';
@@ -19,15 +19,17 @@ const acts = proxyActivities<EvaluateActivities>({
 export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<StageOutput> {
   const { runId, stageId, params, seed } = input;
   const endpoint = input.endpoints[params.judge]!;
-  const { datasetId, items } = await acts.importEvaluationDataset({ dataset: input.datasets[params.dataset]! });
+  const { datasetId, items, maxCandidates } = await acts.importEvaluationDataset({ dataset: input.datasets[params.dataset]! });
 
-  // Requests per item is views x samples; views are at most K, and K is small: 2 for VL-RewardBench.
-  const itemsPerChunk = Math.max(1, Math.floor(params.chunk_size / (2 * params.samples)));
+  // Requests per item: views x samples, where swap shows K orders and the other modes one. (Runs
+  // begun before this was known keep sizing chunks for 2 views, so their histories replay.)
+  const viewsPerItem = patched('evaluate-chunks-by-views') && maxCandidates !== undefined ? (params.positions === 'swap' ? maxCandidates : 1) : 2;
+  const itemsPerChunk = Math.max(1, Math.floor(params.chunk_size / (viewsPerItem * params.samples)));
   const chunks: [number, number][] = [];
   for (let a = 0; a < items; a += itemsPerChunk) chunks.push([a, Math.min(items, a + itemsPerChunk)]);
 
   const totals = { total: 0, done: 0, failed: 0 };
-  const estimatedTotal = items * 2 * params.samples;
+  const estimatedTotal = items * viewsPerItem * params.samples;
   const report = () => reportProgress({ stageId, done: totals.done, failed: totals.failed, total: Math.max(totals.total, estimatedTotal) });
 
   // Lane 1: write requests, at most `lookahead` chunks ahead of inference.
