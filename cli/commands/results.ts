@@ -100,10 +100,11 @@ export async function printRunResults(conn: Connected, runId: string, stageId?: 
   }
   const other = headlinePolicy === 'excluded' ? 'wrong' : 'excluded';
   console.log(`\nresults of run ${runId} (accuracy %, 95% bootstrap CI; unparseable outputs ${headlinePolicy === 'excluded' ? 'excluded from' : 'counted wrong in'} the headline)`);
-  console.log(
-    table(
-      ['stage', 'items', `overall (${headlinePolicy})`, 'macro', ...categories, `overall (${other})`, 'consistency', 'first-pos', 'unparseable', 'out tok', 'requests', 'cost'],
-      out,
-    ),
-  );
+  const header = ['stage', 'items', `overall (${headlinePolicy})`, 'macro', ...categories, `overall (${other})`, 'consistency', 'first-pos', 'unparseable', 'out tok', 'requests', 'cost'];
+  // No endpoint with a price: no cost column.
+  if (out.every((row) => row.at(-1) === '')) {
+    header.pop();
+    for (const row of out) row.pop();
+  }
+  console.log(table(header, out));
 }
