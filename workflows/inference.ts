@@ -7,7 +7,7 @@
  * endpoint-fatal error (bad key, unknown model, nothing listening) cancels the other chunks and
  * fails with a non-retryable ApplicationFailure carrying the activity's message.
  */
-import { ActivityFailure, ApplicationFailure, CancellationScope, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancellationScope, patched, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
 import { ENDPOINT_FATAL_ERROR_TYPES, type ExecuteRequestsInput, type ExecuteRequestsOutput, type InferenceActivities } from '../activities/inference/types.js';
 
 export interface InferenceProgress {
@@ -21,7 +21,7 @@ export interface InferenceProgress {
 export interface RunInferenceOptions extends ExecuteRequestsInput {
   /** Rows in the range (from `requestIdRange`), for progress; default toId - fromId + 1. */
   total?: number;
-  /** Rows per activity. Default 500. */
+  /** Rows per activity. Default 500; larger when the range would make more than MAX_CHUNKS chunks. */
   chunkSize?: number;
   /** Chunk activities in flight. Default 2. */
   parallel?: number;
@@ -34,8 +34,23 @@ export interface RunInferenceOptions extends ExecuteRequestsInput {
 
 export type RunInferenceResult = ExecuteRequestsOutput & { total: number; chunks: number };
 
+/**
+ * The most chunk activities one workflow schedules for a stage. Each costs about 15 history events
+ * (its activity and the workflow tasks around it) and a history is capped at 51,200 events (warned
+ * from 10,240), so past this the chunks grow instead: a 3-million-request stage has 400 chunks of
+ * 7,500, each paging through its rows.
+ */
+export const MAX_CHUNKS = 400;
+
+/** Items (or rows) per chunk: `wanted`, unless that would make more than MAX_CHUNKS chunks. */
+export function chunkSizeFor(count: number, wanted: number): number {
+  return Math.max(1, Math.floor(wanted), Math.ceil(count / MAX_CHUNKS));
+}
+
 export async function runInference(opts: RunInferenceOptions): Promise<RunInferenceResult> {
-  const chunkSize = Math.max(1, opts.chunkSize ?? 500);
+  const total = opts.total ?? Math.max(0, opts.toId - opts.fromId + 1);
+  const wanted = Math.max(1, opts.chunkSize ?? 500);
+  const chunkSize = patched('inference-max-chunks') ? chunkSizeFor(opts.toId - opts.fromId + 1, wanted) : wanted;
   const parallel = Math.max(1, opts.parallel ?? 2);
   const { executeRequests } = proxyActivities<InferenceActivities>({
     // Generous: a chunk that outlives it is retried and resumes from its heartbeat cursor.
@@ -53,7 +68,6 @@ export async function runInference(opts: RunInferenceOptions): Promise<RunInfere
 
   const chunks: [number, number][] = [];
   for (let a = opts.fromId; a <= opts.toId; a += chunkSize) chunks.push([a, Math.min(opts.toId, a + chunkSize - 1)]);
-  const total = opts.total ?? Math.max(0, opts.toId - opts.fromId + 1);
   const totals: RunInferenceResult = { succeeded: 0, failed: 0, cached: 0, sent: 0, promptTokens: 0, completionTokens: 0, total, chunks: chunks.length };
 
   const scope = new CancellationScope();

@@ -192,6 +192,9 @@ async function upsertJudgments(db: Db, runId: string, stageId: string, rows: Jud
   }
 }
 
+/** Requests whose outputs one step of `judgeEvaluationChunk` loads and parses. */
+const JUDGE_BATCH = 2000;
+
 function judgeMessages(item: { query: string; imageHash: string | null; candidates: string[] }, perm: number[], params: EvaluateParams, mime: string | undefined): PreparedMessage[] {
   const text = renderJudgePrompt({ template: params.template, query: item.query, candidates: perm.map((c) => item.candidates[c]!), labels: params.labels });
   const content: PreparedContentPart[] = [];
@@ -238,46 +241,50 @@ export function createEvaluateActivities({ db }: { db: Db }) {
       return requestRangeOf(db, runId, stageId, rows.map((r) => r.itemKey));
     },
 
-    /** Parses the judge outputs of items [fromIdx, toIdx) into judgments (idempotent upsert). */
+    /**
+     * Parses the judge outputs of items [fromIdx, toIdx) into judgments (idempotent upsert), about
+     * JUDGE_BATCH requests at a time, so a large chunk never holds all its outputs in memory.
+     */
     async judgeEvaluationChunk({ runId, stageId, seed, params, datasetId, fromIdx, toIdx }: JudgeEvaluationChunkInput): Promise<{ judged: number }> {
       const items = await datasetRows(db, datasetId, fromIdx, toIdx);
-      const keys: string[] = [];
-      for (const item of items) {
-        const views = viewsFor(params.positions, item.candidates.length, seed, item.itemKey);
-        for (let v = 0; v < views.length; v++) for (let s = 0; s < params.samples; s++) keys.push(requestKey(item.itemKey, v, s));
-      }
-      const results = await loadResults(db, runId, stageId, { itemKeys: keys });
-      const byKey = new Map(items.map((i) => [i.itemKey, i]));
-      const rows: JudgmentRow[] = [];
-      const viewCache = new Map<string, number[][]>();
-      for (const r of results) {
-        const { itemKey, view, sample } = parseRequestKey(r.itemKey);
-        const item = byKey.get(itemKey)!;
-        let views = viewCache.get(itemKey);
-        if (!views) {
-          views = viewsFor(params.positions, item.candidates.length, seed, itemKey);
-          viewCache.set(itemKey, views);
+      let judged = 0;
+      for (let start = 0; start < items.length; ) {
+        const slice: { item: (typeof items)[number]; views: number[][] }[] = [];
+        const keys: string[] = [];
+        while (start < items.length && (slice.length === 0 || keys.length < JUDGE_BATCH)) {
+          const item = items[start++]!;
+          const views = viewsFor(params.positions, item.candidates.length, seed, item.itemKey);
+          slice.push({ item, views });
+          for (let v = 0; v < views.length; v++) for (let s = 0; s < params.samples; s++) keys.push(requestKey(item.itemKey, v, s));
         }
-        const perm = views[view]!;
-        const failed = r.status !== 'succeeded';
-        const position = failed ? null : parseChoice(r.content ?? '', item.candidates.length, params.labels).position;
-        const chosen = position === null ? null : perm[position]!;
-        rows.push({
-          itemKey,
-          view,
-          sample,
-          requestId: r.id,
-          permutation: perm,
-          status: failed ? 'failed' : position === null ? 'unparseable' : 'parsed',
-          chosenPosition: position,
-          chosenCandidate: chosen,
-          correct: chosen === null ? null : chosen === item.best ? 1 : 0,
-          outputTokens: r.completionTokens,
-          latencyMs: r.latencyMs,
-        });
+        const results = await loadResults(db, runId, stageId, { itemKeys: keys });
+        const byKey = new Map(slice.map((x) => [x.item.itemKey, x]));
+        const rows: JudgmentRow[] = [];
+        for (const r of results) {
+          const { itemKey, view, sample } = parseRequestKey(r.itemKey);
+          const { item, views } = byKey.get(itemKey)!;
+          const perm = views[view]!;
+          const failed = r.status !== 'succeeded';
+          const position = failed ? null : parseChoice(r.content ?? '', item.candidates.length, params.labels).position;
+          const chosen = position === null ? null : perm[position]!;
+          rows.push({
+            itemKey,
+            view,
+            sample,
+            requestId: r.id,
+            permutation: perm,
+            status: failed ? 'failed' : position === null ? 'unparseable' : 'parsed',
+            chosenPosition: position,
+            chosenCandidate: chosen,
+            correct: chosen === null ? null : chosen === item.best ? 1 : 0,
+            outputTokens: r.completionTokens,
+            latencyMs: r.latencyMs,
+          });
+        }
+        await upsertJudgments(db, runId, stageId, rows);
+        judged += rows.length;
       }
-      await upsertJudgments(db, runId, stageId, rows);
-      return { judged: rows.length };
+      return { judged };
     },
 
     /** Metrics over every judgment of the stage, replacing any earlier ones of the stage. */

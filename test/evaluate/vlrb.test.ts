@@ -62,7 +62,8 @@ describe('evaluate on VL-RewardBench', () => {
       stages: [
         { id: 'first-swap', uses: 'evaluate', with: { dataset: 'vlrb', judge: 'judge-first', positions: 'swap', bootstrap: 200 } },
         { id: 'first-unswapped', uses: 'evaluate', with: { dataset: 'vlrb', judge: 'judge-first', positions: 'none', bootstrap: 200 } },
-        { id: 'unbiased-swap', uses: 'evaluate', with: { dataset: 'vlrb', judge: 'judge-80', positions: 'swap', bootstrap: 200 } },
+        // One chunk of 2,500 requests: its judgments are parsed in two batches (2,000 + 500).
+        { id: 'unbiased-swap', uses: 'evaluate', with: { dataset: 'vlrb', judge: 'judge-80', positions: 'swap', bootstrap: 200, chunk_size: 2500 } },
         { id: 'messy-k3', uses: 'evaluate', with: { dataset: 'vlrb', judge: 'judge-messy', positions: 'random', samples: 3, bootstrap: 200 } },
       ],
     });

@@ -1,7 +1,7 @@
 import { condition, patched, proxyActivities } from '@temporalio/workflow';
 import type { EvaluateActivities, RequestRange } from '../../activities/stages/evaluate.js';
 import type { EvaluateParams } from '../../spec/kinds/evaluate.js';
-import { runInference } from '../inference.js';
+import { chunkSizeFor, runInference } from '../inference.js';
 import { reportProgress } from '../progress.js';
 import type { StageInput, StageOutput } from '../types.js';
 
@@ -24,7 +24,8 @@ export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<
   // Requests per item: views x samples, where swap shows K orders and the other modes one. (Runs
   // begun before this was known keep sizing chunks for 2 views, so their histories replay.)
   const viewsPerItem = patched('evaluate-chunks-by-views') && maxCandidates !== undefined ? (params.positions === 'swap' ? maxCandidates : 1) : 2;
-  const itemsPerChunk = Math.max(1, Math.floor(params.chunk_size / (viewsPerItem * params.samples)));
+  const wantedItems = Math.max(1, Math.floor(params.chunk_size / (viewsPerItem * params.samples)));
+  const itemsPerChunk = patched('evaluate-max-chunks') ? chunkSizeFor(items, wantedItems) : wantedItems;
   const chunks: [number, number][] = [];
   for (let a = 0; a < items; a += itemsPerChunk) chunks.push([a, Math.min(items, a + itemsPerChunk)]);
 
