@@ -35,10 +35,11 @@ export interface RunInferenceOptions extends ExecuteRequestsInput {
 export type RunInferenceResult = ExecuteRequestsOutput & { total: number; chunks: number };
 
 /**
- * The most chunk activities one workflow schedules for a stage. Each costs about 15 history events
- * (its activity and the workflow tasks around it) and a history is capped at 51,200 events (warned
- * from 10,240), so past this the chunks grow instead: a 3-million-request stage has 400 chunks of
- * 7,500, each paging through its rows.
+ * The most chunks one workflow cuts a stage into. A chunk costs history events (6 in
+ * `runInference`, measured by bench/scale.ts; about 15 in the evaluate stage, which runs three
+ * activities a chunk) and a history is capped at 51,200 events (warned from 10,240), so past this
+ * the chunks grow instead: a 3-million-request stage has 400 chunks of 7,500, each paging through
+ * its rows.
  */
 export const MAX_CHUNKS = 400;
 
