@@ -32,6 +32,9 @@ export async function prepareRequests(
     if (n !== undefined && n !== 1) {
       throw new Error(`prepareRequests: item "${r.itemKey}" asks for n=${String(n)}; draw several samples as rows with distinct sampleIndex instead`);
     }
+    if (r.request.params.stream !== undefined && r.request.params.stream !== false) {
+      throw new Error(`prepareRequests: item "${r.itemKey}" asks for stream=${String(r.request.params.stream)}; the gateway stores whole completions, drop stream`);
+    }
   }
   // Rows sharing one request object (the samples of a prompt) share its body and serialization.
   const bodies = new Map<PreparedRequest, { hash: string; json: string; prefixes: Map<string, string> }>();

@@ -259,6 +259,14 @@ describe('executeRequests', () => {
     }
   });
 
+  it('refuses n > 1 and stream before writing anything', async () => {
+    const runId = uniqueId('refuse');
+    const ep = endpoint(sim.url);
+    await expect(prepareBatch(db.db, batchRows(runId, 's', 3, { params: { n: 2 } }), ep)).rejects.toThrow(/asks for n=2; draw several samples as rows with distinct sampleIndex/);
+    await expect(prepareBatch(db.db, batchRows(runId, 's', 3, { params: { stream: true } }), ep)).rejects.toThrow(/asks for stream=true; .*drop stream/);
+    expect((await stageUsage(db.db, runId, 's')).requests).toBe(0);
+  });
+
   it('a seed varies per sample (seed + sampleIndex) and reproduces', async () => {
     const runId = uniqueId('seed');
     const ep = endpoint(sim.url, { concurrency: 4 });
