@@ -38,7 +38,11 @@ export interface LoadResult {
   items: McItem[];
   issues: RowIssue[];
   format: DatasetFormat;
-  /** sha256 (hex) of the source file's bytes. */
+  /**
+   * Identity of the loaded items: sha256 (hex) of the source file's bytes, and, when images were
+   * read from files or URLs, of each item's key and image hash too. The same file loaded with
+   * other images (or without them) is another dataset.
+   */
   contentHash: string;
 }
 
@@ -50,7 +54,8 @@ export interface LoadDatasetOptions {
   imagesDir?: string;
   /**
    * Read image files. Default: true when `imagesDir` is given. Without `imagesDir`, paths resolve
-   * against the dataset file's directory. Parquet images travel inside the file and are always kept.
+   * against the dataset file's directory. Parquet images travel inside the file and are always kept;
+   * images given as http(s) URLs are always downloaded (one that cannot be skips its row).
    */
   readImages?: boolean;
   /** Keep only the first `limit` valid items. */
@@ -143,7 +148,7 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<LoadResult>
   } catch (err) {
     throw new DatasetError(`cannot read dataset file ${path}: ${(err as Error).message}`, { path, cause: err });
   }
-  const contentHash = createHash('sha256').update(bytes).digest('hex');
+  const fileHash = createHash('sha256').update(bytes).digest('hex');
   const format = opts.format ?? inferFormat(path, bytes);
 
   const readImages = (opts.readImages ?? opts.imagesDir !== undefined) && format !== 'vl-rewardbench-parquet';
@@ -155,16 +160,21 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<LoadResult>
     limit: readImages ? Number.POSITIVE_INFINITY : limit,
   };
 
-  let parsed: ParsedRows;
-  if (format === 'vl-rewardbench-parquet') {
-    parsed = await parseParquet(path, bytes, ctx);
-  } else {
+  const parse = async (c: RowContext): Promise<ParsedRows> => {
+    if (format === 'vl-rewardbench-parquet') return parseParquet(path, bytes, c);
     const vlrb = format === 'vl-rewardbench';
-    parsed = parseJsonl(bytes, vlrb ? vlrbFromRecord : mcFromRecord, new ItemKeys(vlrb ? 'vl-rewardbench' : 'unique'), ctx);
+    return parseJsonl(bytes, vlrb ? vlrbFromRecord : mcFromRecord, new ItemKeys(vlrb ? 'vl-rewardbench' : 'unique'), c);
+  };
+  let parsed = await parse(ctx);
+  if (ctx.limit !== Number.POSITIVE_INFINITY && parsed.rows.some((r) => r.imageFile !== undefined)) {
+    // URL images are downloaded (whatever readImages says) and one that fails skips its row: the
+    // limit must then apply after the downloads, so parse every row.
+    parsed = await parse({ ...ctx, limit: Number.POSITIVE_INFINITY });
   }
   let issues = [...parsed.issues];
-  const items = readImages ? await attachImages(parsed.rows, issues, limit) : parsed.rows.map((r) => r.item);
-  if (readImages && items.length === limit) {
+  const fetched = readImages || parsed.rows.some((r) => r.imageFile !== undefined);
+  const items = fetched ? await attachImages(parsed.rows, issues, limit) : parsed.rows.map((r) => r.item);
+  if (fetched && items.length === limit) {
     // Report only the rows up to the last item kept, as a load without images does.
     const lastKey = items[items.length - 1]!.itemKey;
     const cutoff = parsed.rows.find((r) => r.item.itemKey === lastKey)!.line;
@@ -181,6 +191,12 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<LoadResult>
       `no valid ${format} rows in ${path}` + (issues.length > 0 ? ` (${issues.length} bad rows; ${first}${issues.length > 3 ? '; …' : ''})` : ' (empty file)'),
       { path, issues },
     );
+  }
+  let contentHash = fileHash;
+  if (fetched) {
+    const h = createHash('sha256').update(fileHash);
+    for (const item of items) if (item.image?.bytes) h.update(`\u0000${item.itemKey}\u0000`).update(createHash('sha256').update(item.image.bytes).digest('hex'));
+    contentHash = h.digest('hex');
   }
   return { items, issues, format, contentHash };
 }
@@ -434,8 +450,11 @@ function normalizeParquetValue(v: unknown): unknown {
 
 // --- images ----------------------------------------------------------------------------------
 
+const IMAGE_URL = /^https?:\/\//i;
+
 function withImagePath(item: McItem, imagePath: string | undefined, ctx: RowContext): { item: McItem; imageFile?: string } {
   if (imagePath === undefined || imagePath === '') return { item };
+  if (IMAGE_URL.test(imagePath)) return { item: { ...item, image: { path: imagePath } }, imageFile: imagePath };
   if (!ctx.readImages) return { item: { ...item, image: { path: imagePath } } };
   const file = isAbsolute(imagePath) ? imagePath : join(ctx.imageBase, imagePath);
   return { item: { ...item, image: { path: file } }, imageFile: file };
@@ -457,18 +476,48 @@ async function attachImages(rows: PendingRow[], issues: RowIssue[], limit: numbe
   return items;
 }
 
+const IMAGE_DOWNLOAD_TIMEOUT_MS = 30_000;
+const IMAGE_MAX_BYTES = 64 * 1024 * 1024;
+
+/** Downloads an image (two tries: a second chance for a dropped connection or a 5xx). */
+async function downloadImage(url: string): Promise<{ bytes: Buffer; mime?: string }> {
+  for (let attempt = 1; ; attempt++) {
+    let retryable = true;
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(IMAGE_DOWNLOAD_TIMEOUT_MS), redirect: 'follow' });
+      if (!res.ok) {
+        retryable = res.status >= 500;
+        throw new Error(`HTTP ${res.status}`);
+      }
+      const declared = Number(res.headers.get('content-length') ?? 0);
+      if (declared > IMAGE_MAX_BYTES) {
+        retryable = false;
+        throw new Error(`${declared} bytes, more than ${IMAGE_MAX_BYTES}`);
+      }
+      const bytes = Buffer.from(await res.arrayBuffer());
+      const type = res.headers.get('content-type')?.split(';')[0]?.trim();
+      return { bytes, ...(type?.startsWith('image/') ? { mime: type } : {}) };
+    } catch (err) {
+      if (!retryable || attempt >= 2) throw err;
+    }
+  }
+}
+
 async function withImageBytes(row: PendingRow): Promise<{ item: McItem } | { issue: RowIssue }> {
   if (row.imageFile === undefined) return { item: row.item };
   let bytes: Buffer;
+  let declaredMime: string | undefined;
   try {
-    bytes = await readFile(row.imageFile);
+    if (IMAGE_URL.test(row.imageFile)) ({ bytes, mime: declaredMime } = await downloadImage(row.imageFile));
+    else bytes = await readFile(row.imageFile);
   } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    const e = err as NodeJS.ErrnoException;
+    const reason = e.name === 'TimeoutError' ? `no answer in ${IMAGE_DOWNLOAD_TIMEOUT_MS / 1000} s` : (e.code ?? e.message);
     return { issue: { line: row.line, reason: `unreadable image ${row.imageFile}: ${reason}` } };
   }
   if (bytes.length === 0) return { issue: { line: row.line, reason: `empty image ${row.imageFile}` } };
   const data = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const mime = sniffImageMime(data) ?? mimeFromExtension(row.imageFile);
+  const mime = sniffImageMime(data) ?? declaredMime ?? mimeFromExtension(IMAGE_URL.test(row.imageFile) ? new URL(row.imageFile).pathname : row.imageFile);
   return { item: { ...row.item, image: { path: row.imageFile, bytes: data, ...(mime ? { mime } : {}) } } };
 }
 

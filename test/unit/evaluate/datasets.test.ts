@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -239,6 +241,60 @@ describe('loadDataset: mc-jsonl', () => {
     expect(r.items.map((i) => i.itemKey)).toEqual(['b']);
     expect(r.items[0]!.image?.mime).toBe('image/gif');
     expect(r.issues.map((i) => i.line)).toEqual([1]);
+  });
+
+  it('downloads http(s) image URLs (no imagesDir needed); a failed download skips its row; limit applies after', async () => {
+    const served = new Map<string, { status: number; body?: Uint8Array; type?: string }>([
+      ['/img/a.png', { status: 200, body: PNG, type: 'image/png' }],
+      ['/img/b', { status: 200, body: JPEG, type: 'application/octet-stream' }],
+      ['/img/missing.png', { status: 404 }],
+    ]);
+    let hits = 0;
+    const server = http.createServer((req, res) => {
+      hits++;
+      const s = served.get(req.url ?? '') ?? { status: 404 };
+      res.writeHead(s.status, s.type ? { 'content-type': s.type } : {});
+      res.end(s.body ? Buffer.from(s.body) : undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const rows = [
+        { id: 'a', query: 'q', image: `${base}/img/a.png`, candidates: ['1', '2'], best: 0 },
+        { id: 'gone', query: 'q', image: `${base}/img/missing.png`, candidates: ['1', '2'], best: 0 },
+        { id: 'b', query: 'q', image: `${base}/img/b`, candidates: ['1', '2'], best: 1 },
+        { id: 'c', query: 'q', image: `${base}/img/a.png`, candidates: ['1', '2'], best: 1 },
+      ];
+      const path = join(dir, 'mc-urls.jsonl');
+      await writeFile(path, rows.map((r) => JSON.stringify(r)).join('\n'));
+      const r = await loadDataset({ path, limit: 2 });
+      expect(r.items.map((i) => [i.itemKey, i.image?.mime, Buffer.from(i.image!.bytes!).equals(Buffer.from(i.itemKey === 'a' ? PNG : JPEG))])).toEqual([
+        ['a', 'image/png', true],
+        ['b', 'image/jpeg', true],
+      ]);
+      expect(r.issues).toEqual([{ line: 2, reason: `unreadable image ${base}/img/missing.png: HTTP 404` }]);
+      expect(hits).toBeGreaterThanOrEqual(3);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('the content hash covers the images read: same file, other images (or none), another dataset', async () => {
+    const sub = join(dir, 'mc-hash');
+    await mkdir(join(sub, 'v1'), { recursive: true });
+    await mkdir(join(sub, 'v2'), { recursive: true });
+    await writeFile(join(sub, 'v1', 'a.png'), PNG);
+    await writeFile(join(sub, 'v2', 'a.png'), Uint8Array.from([...PNG, 1]));
+    const path = join(sub, 'items.jsonl');
+    await writeFile(path, JSON.stringify({ id: 'a', query: 'q', image: 'a.png', candidates: ['1', '2'], best: 0 }));
+    const none = await loadDataset({ path });
+    const v1 = await loadDataset({ path, imagesDir: join(sub, 'v1') });
+    const v1again = await loadDataset({ path, imagesDir: join(sub, 'v1') });
+    const v2 = await loadDataset({ path, imagesDir: join(sub, 'v2') });
+    expect(none.contentHash).toBe(createHash('sha256').update(await readFile(path)).digest('hex'));
+    expect(v1.contentHash).toBe(v1again.contentHash);
+    expect(new Set([none.contentHash, v1.contentHash, v2.contentHash]).size).toBe(3);
   });
 
   it('VL-RewardBench with imagesDir reads images and skips records whose image is unreadable', async () => {
