@@ -97,6 +97,12 @@ function responseHeaders(raw: http.IncomingHttpHeaders): Headers {
 export interface NodeFetchOptions {
   /** Idle keep-alive sockets kept per host (the limiter bounds the busy ones). Default 256. */
   maxFreeSockets?: number;
+  /**
+   * An idle socket is closed after this long. Default 4 s: below the 5 s after which uvicorn (vLLM,
+   * SGLang) closes idle connections, so a request is never written into a socket the server is
+   * closing at that moment.
+   */
+  idleSocketMs?: number;
 }
 
 /**
@@ -104,7 +110,9 @@ export interface NodeFetchOptions {
  * `close()` destroys the agents' sockets.
  */
 export function nodeFetch(options: NodeFetchOptions = {}): typeof fetch & { close(): void } {
-  const agentOptions = { keepAlive: true, maxFreeSockets: options.maxFreeSockets ?? 256, scheduling: 'lifo' as const };
+  // `timeout` on a keep-alive agent closes sockets idle in its free list (busy ones are the
+  // openai client's timeout's business).
+  const agentOptions = { keepAlive: true, maxFreeSockets: options.maxFreeSockets ?? 256, scheduling: 'lifo' as const, timeout: options.idleSocketMs ?? 4_000 };
   const httpAgent = new http.Agent(agentOptions);
   const httpsAgent = new https.Agent(agentOptions);
 

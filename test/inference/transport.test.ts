@@ -52,6 +52,12 @@ beforeAll(async () => {
         return setTimeout(() => req.socket.destroy(), 20);
       }
       if (mode === 'hang') return; // never answers
+      if (mode === 'late') {
+        return setTimeout(() => {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(completion('late but whole'));
+        }, 700);
+      }
       if (mode === 'slow-body') {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
         res.write('{"id":');
@@ -97,6 +103,16 @@ describe('nodeFetch under the openai client', () => {
       expect(out.usage?.completion_tokens).toBe(2);
     }
     expect(JSON.parse(lastBody).max_tokens).toBe(4);
+    expect(sockets.size - before).toBe(1);
+  });
+
+  it('the idle-socket timeout closes only idle sockets: a response slower than it still arrives', async () => {
+    const c = new OpenAI({ baseURL: base, apiKey: 'k', maxRetries: 0, timeout: 5_000, fetch: nodeFetch({ idleSocketMs: 200 }), defaultHeaders: { 'x-mode': 'late' } });
+    expect((await ask(c)).choices[0]!.message.content).toBe('late but whole');
+    const before = sockets.size;
+    await new Promise((r) => setTimeout(r, 400));
+    // The idle socket was closed in between: the next call opens a new one, without an error.
+    expect((await ask(c)).choices[0]!.message.content).toBe('late but whole');
     expect(sockets.size - before).toBe(1);
   });
 
