@@ -62,7 +62,9 @@ registerStageKind({
     if (ds) {
       const path = isAbsolute(ds.path) ? ds.path : resolve(specDir, ds.path);
       try {
-        // A dataset with no valid row is refused before launch (the load is fast; images are not read).
+        // A dataset with no valid row is refused before launch; rows it will skip (an unreadable or
+        // undownloadable image among them) are warned about. Images are read here and again by the
+        // stage's import: the check runs in the CLI, the import in a worker, maybe on another host.
         const loaded = await loadDataset({ path, format: ds.format, imagesDir: ds.images ? resolve(specDir, ds.images) : undefined, limit: ds.limit });
         if (loaded.issues.length > 0) {
           const shown = loaded.issues.slice(0, 5).map((i) => `line ${i.line}: ${i.reason}`).join('; ');
