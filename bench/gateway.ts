@@ -11,17 +11,12 @@
  * Env: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres; a temporary database is
  * created there and dropped after), TEMPORAL_ADDRESS (default: a dev server started here).
  */
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
-import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
-import { openDb } from '../db/client.js';
-import { applyMigrations } from '../db/migrate.js';
 import { endpointSchema } from '../spec/endpoint.js';
-import { createInferenceActivities, InferenceGateway, prepareRequests, requestIdRange } from '../activities/inference/index.js';
+import { InferenceGateway, prepareRequests, requestIdRange } from '../activities/inference/index.js';
 import type { PrepareRequestRow } from '../activities/inference/types.js';
-import { Cleanups, REPO, median, quietLogger, spawnSimulator, temporalAddress, temporaryDatabase } from './lib.js';
+import { Cleanups, median, spawnSimulator, startInferenceBench } from './lib.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -41,8 +36,6 @@ const LATENCIES = args.latencies!.split(',').map(Number);
 const ROUNDS = Number(args.rounds);
 const CHUNK_SIZE = Number(args['chunk-size']);
 const PARALLEL = Number(args.parallel);
-// A workflow that only calls runInference (the test module doubles as the bench's workflowsPath).
-const WORKFLOWS = join(REPO, 'test', 'inference', 'workflows.ts');
 
 const cleanups = new Cleanups();
 
@@ -86,17 +79,6 @@ async function plainLoop(url: string, tag: string): Promise<Measure> {
 
 
 async function main(): Promise<void> {
-  const dbUrl = await temporaryDatabase(cleanups);
-  const handle = openDb(dbUrl, { max: 10 });
-  cleanups.add(() => handle.close());
-  await applyMigrations(handle.db);
-  const address = await temporalAddress(cleanups);
-
-  const connection = await Connection.connect({ address });
-  cleanups.add(() => connection.close());
-  const client = new Client({ connection });
-  const nativeConnection = await NativeConnection.connect({ address });
-  const taskQueue = `bench-gateway-${Date.now()}`;
   // First HTTP start and last HTTP end of a run: the rest of the wall time is orchestration.
   const window = { first: Infinity, last: 0 };
   const gateway = new InferenceGateway({
@@ -105,18 +87,7 @@ async function main(): Promise<void> {
       window.last = Math.max(window.last, e.endedAt);
     },
   });
-  const worker = await Worker.create({
-    connection: nativeConnection,
-    taskQueue,
-    workflowBundle: await bundleWorkflowCode({ workflowsPath: WORKFLOWS, logger: quietLogger }),
-    activities: createInferenceActivities({ db: handle.db, gateway }),
-  });
-  const running = worker.run();
-  cleanups.add(async () => {
-    worker.shutdown();
-    await running;
-    await nativeConnection.close();
-  });
+  const { db, client, taskQueue } = await startInferenceBench(cleanups, { name: 'gateway', gateway });
 
   console.log(`gateway benchmark: ${N} requests, concurrency ${CONCURRENCY}, chunks of ${CHUNK_SIZE} x ${PARALLEL} in flight, ${ROUNDS} rounds`);
   const summary: string[] = [];
@@ -136,8 +107,8 @@ async function main(): Promise<void> {
         sampleIndex: 0,
         request: { messages: prompt(tag, i), params: { temperature: 0.7, max_tokens: 64 } },
       }));
-      await prepareRequests(handle.db, rows, { ep: endpoint });
-      const range = await requestIdRange(handle.db, runId, 'gen');
+      await prepareRequests(db, rows, { ep: endpoint });
+      const range = await requestIdRange(db, runId, 'gen');
       window.first = Infinity;
       window.last = 0;
       const wall0 = Date.now();

@@ -6,6 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
+import { openDb } from '../db/client.js';
+import { applyMigrations } from '../db/migrate.js';
+import { createInferenceActivities, type InferenceGateway } from '../activities/inference/index.js';
 import { findTemporalCli } from '../runtime/temporal-cli.js';
 import { freePort, waitForTcp } from '../runtime/net.js';
 
@@ -95,4 +100,34 @@ export function watchEventLoop(): () => string {
     const lag = (ns: number) => Math.max(0, ns / 1e6 - resolutionMs).toFixed(1);
     return `event-loop lag p50 ${lag(h.percentile(50))} ms, p99 ${lag(h.percentile(99))} ms, max ${lag(h.max)} ms`;
   };
+}
+
+/**
+ * What the inference benchmarks share: a scratch database (migrated), a Temporal client, and an
+ * in-process worker running `runInference` (test/inference/workflows.ts) with `gateway`.
+ */
+export async function startInferenceBench(cleanups: Cleanups, opts: { name: string; gateway: InferenceGateway }) {
+  const dbUrl = await temporaryDatabase(cleanups);
+  const handle = openDb(dbUrl, { max: 10 });
+  cleanups.add(() => handle.close());
+  await applyMigrations(handle.db);
+  const address = await temporalAddress(cleanups);
+  const connection = await Connection.connect({ address });
+  cleanups.add(() => connection.close());
+  const client = new Client({ connection });
+  const nativeConnection = await NativeConnection.connect({ address });
+  const taskQueue = `bench-${opts.name}-${Date.now()}`;
+  const worker = await Worker.create({
+    connection: nativeConnection,
+    taskQueue,
+    workflowBundle: await bundleWorkflowCode({ workflowsPath: join(REPO, 'test', 'inference', 'workflows.ts'), logger: quietLogger }),
+    activities: createInferenceActivities({ db: handle.db, gateway: opts.gateway }),
+  });
+  const running = worker.run();
+  cleanups.add(async () => {
+    worker.shutdown();
+    await running;
+    await nativeConnection.close();
+  });
+  return { db: handle.db, client, taskQueue };
 }

@@ -10,16 +10,11 @@
  * baseline: the larger ones should hold its throughput with memory and history that do not grow
  * with the stage.
  */
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
-import { openDb } from '../db/client.js';
-import { applyMigrations } from '../db/migrate.js';
 import { endpointSchema } from '../spec/endpoint.js';
-import { createInferenceActivities, InferenceGateway, prepareRequests, requestIdRange } from '../activities/inference/index.js';
+import { InferenceGateway, prepareRequests, requestIdRange } from '../activities/inference/index.js';
 import type { PrepareRequestRow } from '../activities/inference/types.js';
-import { Cleanups, REPO, quietLogger, spawnSimulator, temporalAddress, temporaryDatabase } from './lib.js';
+import { Cleanups, spawnSimulator, startInferenceBench } from './lib.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -33,28 +28,7 @@ const CONCURRENCY = Number(args.concurrency);
 
 const cleanups = new Cleanups();
 try {
-  const dbUrl = await temporaryDatabase(cleanups);
-  const handle = openDb(dbUrl, { max: 10 });
-  cleanups.add(() => handle.close());
-  await applyMigrations(handle.db);
-  const address = await temporalAddress(cleanups);
-  const connection = await Connection.connect({ address });
-  cleanups.add(() => connection.close());
-  const client = new Client({ connection });
-  const nativeConnection = await NativeConnection.connect({ address });
-  const taskQueue = `bench-scale-${Date.now()}`;
-  const worker = await Worker.create({
-    connection: nativeConnection,
-    taskQueue,
-    workflowBundle: await bundleWorkflowCode({ workflowsPath: join(REPO, 'test', 'inference', 'workflows.ts'), logger: quietLogger }),
-    activities: createInferenceActivities({ db: handle.db, gateway: new InferenceGateway() }),
-  });
-  const running = worker.run();
-  cleanups.add(async () => {
-    worker.shutdown();
-    await running;
-    await nativeConnection.close();
-  });
+  const { db, client, taskQueue } = await startInferenceBench(cleanups, { name: 'scale', gateway: new InferenceGateway() });
   const url = await spawnSimulator({ seed: 1, latency: { kind: 'fixed', ms: Number(args.latency) }, models: { policy: { behaviour: 'policy' } } }, cleanups);
   const endpoint = endpointSchema.parse({ base_url: url, model: 'policy', concurrency: CONCURRENCY, timeout_s: 60 });
 
@@ -76,10 +50,10 @@ try {
           request: { messages: [{ role: 'user', content: `scale ${runId} question ${i}: which candidate is best?` }], params: { temperature: 0.7, max_tokens: 64 } },
         });
       }
-      await prepareRequests(handle.db, rows, { ep: endpoint });
+      await prepareRequests(db, rows, { ep: endpoint });
     }
     const prepareS = (performance.now() - p0) / 1000;
-    const range = await requestIdRange(handle.db, runId, 'gen');
+    const range = await requestIdRange(db, runId, 'gen');
 
     global.gc?.();
     const rss0 = process.memoryUsage().rss;
