@@ -3,6 +3,7 @@
  * Postgres, never payloads), then parse the judge outputs into judgments and compute metrics.
  * Both are idempotent: a retry after a crash converges on the same rows.
  */
+import { ApplicationFailure } from '@temporalio/common';
 import { and, asc, eq, gte, lt } from 'drizzle-orm';
 import type { Db } from '../../db/client.js';
 import { datasetItems, datasets, metrics } from '../../db/schema/index.js';
@@ -265,6 +266,14 @@ export function createEvaluateActivities({ db }: { db: Db }) {
           const { item, views } = byKey.get(itemKey)!;
           const perm = views[view]!;
           const failed = r.status !== 'succeeded';
+          if (!failed && r.content === null) {
+            // A succeeded request without its output: judging it would count it unparseable.
+            throw ApplicationFailure.create({
+              type: 'InferenceIntegrityError',
+              nonRetryable: true,
+              message: `stage "${stageId}": request ${r.id} (${r.itemKey}) succeeded but its output is missing from inference_cache`,
+            });
+          }
           const position = failed ? null : parseChoice(r.content ?? '', item.candidates.length, params.labels).position;
           const chosen = position === null ? null : perm[position]!;
           rows.push({
