@@ -111,8 +111,8 @@ export async function executeRequests(
   const resumed = ctx.info.heartbeatDetails as ExecuteRequestsProgress | undefined;
   const start = Math.max(fromId - 1, typeof resumed?.cursor === 'number' ? resumed.cursor : fromId - 1);
   // A fresh activity sends the range's failed rows again (a resumed stage retries what failed, e.g.
-  // while its endpoint was down); a retried attempt resuming from its cursor keeps its own outcomes.
-  const includeFailed = resumed === undefined;
+  // while its endpoint was down); a retried attempt keeps the outcomes its earlier attempts wrote.
+  const includeFailed = ctx.info.attempt <= 1 && resumed === undefined;
 
   try {
     // Fail before touching any row when the key's env var is missing.

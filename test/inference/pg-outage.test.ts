@@ -14,6 +14,7 @@ import type { Client } from '@temporalio/client';
 import { launchRun } from '../../cli/launch.js';
 import { openDb, type DbHandle } from '../../db/client.js';
 import { InferenceGateway } from '../../activities/inference/gateway.js';
+import { loadResults } from '../../activities/inference/store.js';
 import { ensurePostgres } from '../../runtime/embedded-postgres.js';
 import { readRecord } from '../../runtime/daemon.js';
 import { freePort } from '../../runtime/net.js';
@@ -183,6 +184,10 @@ describe('a Postgres outage mid-run', () => {
       const judged = await judgmentsOf(db, runId);
       expect(judged).toEqual(refJudgments);
       expect(await headlineOf(db, runId)).toEqual(await headlineOf(refDb, ref.runId));
+      for (const stageId of ['unbiased', 'first']) {
+        const outputs = async (h: DbHandle, id: string) => (await loadResults(h.db, id, stageId)).map((r) => [r.itemKey, r.status, r.content]);
+        expect(await outputs(db, runId)).toEqual(await outputs(refDb, ref.runId));
+      }
     } finally {
       await worker?.shutdown();
       await db.close();
