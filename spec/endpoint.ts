@@ -28,6 +28,12 @@ export const endpointSchema = z
     max_attempts: z.number().int().min(1).max(50).default(6),
     /** Cap on a server's retry-after, seconds. */
     max_retry_after_s: z.number().positive().default(30),
+    /**
+     * Seconds without any answer from the server (connections refused or reset, timeouts, and no
+     * response of any kind in between) after which the stage stops with EndpointDownError naming
+     * the endpoint. Absent: 60. (Optional, not defaulted here: existing specs keep their hash.)
+     */
+    down_after_s: z.number().positive().max(86_400).optional(),
     /** USD per million tokens, for cost accounting. */
     price: z
       .object({ input_per_mtok: z.number().nonnegative().default(0), output_per_mtok: z.number().nonnegative().default(0) })
@@ -36,3 +42,6 @@ export const endpointSchema = z
   .strict();
 
 export type EndpointSpec = z.infer<typeof endpointSchema>;
+
+/** `down_after_s` when a spec leaves it out. */
+export const DEFAULT_DOWN_AFTER_S = 60;

@@ -65,6 +65,8 @@ export async function checkEndpoints(deps: { gateway: InferenceGateway }, input:
           );
         }
         models[name] = served;
+        // It answers: a silence the gateway remembers from before (a stage stopped by it) is over.
+        deps.gateway.markAnswered(endpoint);
       }),
     );
   } catch (err) {

@@ -10,6 +10,7 @@
  * pending were in flight or unwritten when the previous attempt died, and are sent again.
  */
 import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
 import type { Db } from '../../db/client.js';
 import { cacheKey, endpointFingerprint } from './cache-key.js';
 import { EndpointFatalError, InferenceAbortedError, toApplicationFailure } from './errors.js';
@@ -109,6 +110,9 @@ export async function executeRequests(
   const ctx = Context.current();
   const resumed = ctx.info.heartbeatDetails as ExecuteRequestsProgress | undefined;
   const start = Math.max(fromId - 1, typeof resumed?.cursor === 'number' ? resumed.cursor : fromId - 1);
+  // A fresh activity sends the range's failed rows again (a resumed stage retries what failed, e.g.
+  // while its endpoint was down); a retried attempt keeps the outcomes its earlier attempts wrote.
+  const includeFailed = ctx.info.attempt <= 1 && resumed === undefined;
 
   try {
     // Fail before touching any row when the key's env var is missing.
@@ -176,7 +180,10 @@ export async function executeRequests(
         promptTokens: o.promptTokens,
         completionTokens: o.completionTokens,
         latencyMs: result.shared ? 0 : o.latencyMs,
-        cacheEntry: result.shared ? undefined : { key, fingerprint, model: endpoint.model, output: o },
+        // A shared output writes its cache entry too, in the same statement as its result: the twin
+        // that received it may never have committed it (its write failed, or has not happened yet),
+        // and a succeeded result must never exist without its output. The first entry wins.
+        cacheEntry: { key, fingerprint, model: endpoint.model, output: o },
       });
     } else {
       writer.add({
@@ -248,7 +255,7 @@ export async function executeRequests(
     heartbeat();
     let after = start;
     pages: for (;;) {
-      const rows = await loadPendingRows(db, { runId, stageId, endpointName, afterId: after, toId, limit: PAGE_SIZE });
+      const rows = await loadPendingRows(db, { runId, stageId, endpointName, afterId: after, toId, limit: PAGE_SIZE, includeFailed });
       if (rows.length === 0) break;
       after = rows[rows.length - 1]!.id;
       cursor.add(rows.map((r) => r.id));
@@ -316,5 +323,16 @@ export async function executeRequests(
   if (ctx.cancellationSignal.aborted) await ctx.cancelled;
 
   const counts = await rangeCounts(db, { runId, stageId, endpointName, fromId, toId });
+  if (counts.lost > 0) {
+    // The invariant every later step relies on: a succeeded request has its output. Stop loudly
+    // rather than let judgments read a missing output as an unparseable one.
+    throw ApplicationFailure.create({
+      type: 'InferenceIntegrityError',
+      nonRetryable: true,
+      message:
+        `stage "${stageId}": ${counts.lost} succeeded request(s) of ids ${fromId}-${toId} have no output in inference_cache ` +
+        `(first ids: ${counts.lostIds.join(', ')}); their results were written without their outputs`,
+    });
+  }
   return { succeeded: counts.succeeded, failed: counts.failed, cached: counts.cached, sent, promptTokens, completionTokens };
 }

@@ -7,7 +7,7 @@
  * It holds no state that must survive the process: everything durable lives in Postgres.
  */
 import OpenAI from 'openai';
-import type { EndpointSpec } from '../../spec/endpoint.js';
+import { DEFAULT_DOWN_AFTER_S, type EndpointSpec } from '../../spec/endpoint.js';
 import { limiterKey, sha256Hex } from './cache-key.js';
 import { EndpointFatalError, InferenceAbortedError, InferenceItemError, InferenceTransientError, classifyInferenceError, type EndpointIdentity } from './errors.js';
 import { EndpointLimiter, Semaphore, sleep } from './limits.js';
@@ -228,6 +228,8 @@ export class InferenceGateway {
   private readonly unwritten = new Map<string, Semaphore>();
   private readonly recent = new Map<string, InferenceOutput>();
   private readonly inflight = new Map<string, Job>();
+  /** Per endpoint (limiter key): since when no request got any answer, and the latest such failure. */
+  private readonly silence = new Map<string, { since: number; last: number }>();
   private readonly contexts = new WeakMap<EndpointSpec, EndpointContext>();
   readonly images: ImageCache;
   private readonly backoffBase: number;
@@ -387,6 +389,26 @@ export class InferenceGateway {
     if (this.recent.size > RECENT_OUTPUTS) this.recent.delete(this.recent.keys().next().value!);
   }
 
+  /** The endpoint answered (any HTTP response, even an error): it is not down. */
+  markAnswered(endpoint: EndpointSpec): void {
+    this.silence.delete(limiterKey(endpoint));
+  }
+
+  /**
+   * Notes a failure that got no answer at all (connection refused or reset, timeout); returns since
+   * when the endpoint has been silent. A silence whose latest failure is older than `staleMs` (no
+   * request tried in between) starts over: it says nothing about the server now.
+   */
+  private noteSilence(limKey: string, now: number, staleMs: number): number {
+    let s = this.silence.get(limKey);
+    if (!s || now - s.last > staleMs) {
+      s = { since: now, last: now };
+      this.silence.set(limKey, s);
+    }
+    s.last = now;
+    return s.since;
+  }
+
   private backoff(attempt: number): number {
     const ceiling = Math.min(this.backoffMax, this.backoffBase * 2 ** (attempt - 1));
     return Math.round(ceiling * (0.5 + Math.random() * 0.5));
@@ -400,6 +422,11 @@ export class InferenceGateway {
     if (typeof params.seed === 'number') params.seed = sampleSeed(params.seed, call.sampleIndex);
     const body = { ...params, model: endpoint.model, messages: call.request.messages.map((m) => toWireMessage(m, call.images)) };
     const capMs = endpoint.max_retry_after_s * 1000;
+    const downAfterMs = (endpoint.down_after_s ?? DEFAULT_DOWN_AFTER_S) * 1000;
+    // Longer than any gap between two failures of a request that keeps retrying.
+    const staleMs = downAfterMs + this.backoffMax + endpoint.timeout_s * 1000;
+    /** When this request first failed with no answer (connection error or timeout). */
+    let firstSilentAt: number | undefined;
 
     let sent = 0;
     for (let attempt = 1; ; attempt++) {
@@ -413,6 +440,7 @@ export class InferenceGateway {
         const raw: unknown = await client.chat.completions.create(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming, { signal });
         const parsed = parseCompletion(raw);
         const endedAt = Date.now();
+        this.silence.delete(limKey);
         this.onAttempt?.({ key: call.key, endpoint: limKey, attempt, startedAt, endedAt, outcome: 'ok', status: 200 });
         return { ok: true, output: { ...parsed, latencyMs: endedAt - startedAt }, attempts: attempt, sent, shared: false };
       } catch (err) {
@@ -430,8 +458,27 @@ export class InferenceGateway {
         throw failure;
       }
       if (failure instanceof InferenceItemError) {
+        this.silence.delete(limKey);
         this.onAttempt?.({ key: call.key, endpoint: limKey, attempt, startedAt, endedAt, outcome: failure.kind, status: failure.status });
         return { ok: false, errorClass: `item:${failure.kind}`, error: storableText(failure.message), attempts: attempt, sent, shared: false };
+      }
+      // Nothing answered: the endpoint may be down. Any response (429, 5xx, a malformed body) says it is not.
+      const unanswered = failure.kind === 'connection' || failure.kind === 'timeout';
+      let silentSince: number | undefined;
+      if (unanswered) {
+        firstSilentAt ??= endedAt;
+        silentSince = this.noteSilence(limKey, endedAt, staleMs);
+        if (endedAt - silentSince >= downAfterMs) {
+          this.onAttempt?.({ key: call.key, endpoint: limKey, attempt, startedAt, endedAt, outcome: failure.kind, status: failure.status });
+          throw new EndpointFatalError(
+            'EndpointDownError',
+            `endpoint "${ident.name}": nothing answers at ${ident.baseUrl} for ${Math.round((endedAt - silentSince) / 1000)} s (${failure.message}; down_after_s ${downAfterMs / 1000}); ` +
+              'the stage stopped. Start the server (or fix base_url) and launch the same command again: answered requests are kept, the others are sent',
+            { cause: failure },
+          );
+        }
+      } else {
+        this.silence.delete(limKey);
       }
       let waitMs: number;
       if (failure.kind === 'rate_limited') {
@@ -442,7 +489,10 @@ export class InferenceGateway {
         waitMs = failure.retryAfterMs !== undefined ? Math.min(capMs, failure.retryAfterMs) : this.backoff(attempt);
       }
       this.onAttempt?.({ key: call.key, endpoint: limKey, attempt, startedAt, endedAt, outcome: failure.kind, status: failure.status, waitMs });
-      if (attempt >= endpoint.max_attempts) {
+      // While the endpoint has stayed silent since this request first failed, the fault is the
+      // endpoint's, not the item's: keep trying until it answers or `down_after_s` declares it down.
+      const endpointSilent = silentSince !== undefined && firstSilentAt !== undefined && silentSince <= firstSilentAt;
+      if (attempt >= endpoint.max_attempts && !endpointSilent) {
         const error = storableText(`transient: ${failure.message} after ${attempt} attempts`);
         return { ok: false, errorClass: `transient:${failure.kind}`, error, attempts: attempt, sent, shared: false };
       }

@@ -136,17 +136,19 @@ export interface PendingRow {
 /**
  * The pending rows (no result yet) of an id range, in id order, with their request bodies: each
  * distinct body is fetched and parsed once, and the rows sharing it share the object.
+ * `includeFailed`: rows whose result is a failure count as pending too (a resumed stage sends
+ * them again; a succeeded row is never sent again).
  */
 export async function loadPendingRows(
   db: Db,
-  q: { runId: string; stageId: string; endpointName: string; afterId: number; toId: number; limit: number },
+  q: { runId: string; stageId: string; endpointName: string; afterId: number; toId: number; limit: number; includeFailed?: boolean },
 ): Promise<PendingRow[]> {
   const res = await db.$client.query<{ id: string; item_key: string; sample_index: number; body_hash: string; cache_key: string | null }>(
     `select q.id, q.item_key, q.sample_index, q.body_hash, q.cache_key from inference_requests q
      where q.run_id = $1 and q.stage_id = $2 and q.endpoint = $3 and q.id > $4 and q.id <= $5
-       and not exists (select 1 from inference_results r where r.request_id = q.id)
+       and not exists (select 1 from inference_results r where r.request_id = q.id and (r.status = 'succeeded' or not $7::boolean))
      order by q.id limit $6`,
-    [q.runId, q.stageId, q.endpointName, q.afterId, q.toId, q.limit],
+    [q.runId, q.stageId, q.endpointName, q.afterId, q.toId, q.limit, q.includeFailed === true],
   );
   if (res.rows.length === 0) return [];
   const hashes = [...new Set(res.rows.map((r) => r.body_hash))];
@@ -198,13 +200,18 @@ export interface RowResult {
   promptTokens: number | null;
   completionTokens: number | null;
   latencyMs: number | null;
-  /** Set for a completion this process received (not a cache hit): it is added to the cache. */
+  /**
+   * Set for a completion this process received or shared (not a cache hit): it is added to the
+   * cache in the same statement as the result, so no succeeded result is committed without it.
+   */
   cacheEntry?: { key: string; fingerprint: string; model: string; output: InferenceOutput };
 }
 
 /**
- * Writes a batch of results in one statement: new cache entries and result rows, the first writer
- * winning both (a zombie attempt finishing late changes nothing). Insert-only: the request row and
+ * Writes a batch of results in one statement: new cache entries and result rows. The first cache
+ * entry wins; the first succeeded result wins (a zombie attempt finishing late changes nothing),
+ * while a failed result is replaced by the outcome of a later send (a resumed stage sends failed
+ * rows again). Insert-only for the request row and
  * its body are never rewritten (an update of the request row cost 1.3-3.2 ms a batch of 4 against
  * 0.8 ms for this). Rows travel as one JSON parameter each side: serializing it is native, unlike
  * pg's text[] literals.
@@ -232,7 +239,7 @@ export async function writeResults(db: Db, results: readonly RowResult[]): Promi
   }));
   // Named: Postgres parses and plans it once per connection, not once per batch.
   await db.$client.query({
-    name: 'jf_inference_write_results_v4',
+    name: 'jf_inference_write_results_v5',
     text: `with new_cache as (
        insert into inference_cache (key, endpoint_fingerprint, model, content, reasoning, finish_reason, prompt_tokens, completion_tokens, latency_ms)
        select k, f, m, c, r, fr, pt, ct, l
@@ -242,27 +249,45 @@ export async function writeResults(db: Db, results: readonly RowResult[]): Promi
      insert into inference_results (request_id, status, error_class, error, attempts, cached, prompt_tokens, completion_tokens, latency_ms)
      select id, s, ec, e, a, ca, pt, ct, l
      from json_to_recordset($2::json) as v(id bigint, s text, ec text, e text, a int, ca boolean, pt int, ct int, l int)
-     on conflict (request_id) do nothing`,
+     on conflict (request_id) do update set
+       status = excluded.status, error_class = excluded.error_class, error = excluded.error, attempts = excluded.attempts,
+       cached = excluded.cached, prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens,
+       latency_ms = excluded.latency_ms, finished_at = excluded.finished_at
+     where inference_results.status = 'failed'`,
     values: [JSON.stringify([...entries.values()]), JSON.stringify(rows)],
   });
 }
 
-/** Row counts of one activity's range (this stage and endpoint). */
+/**
+ * Row counts of one activity's range (this stage and endpoint). `lost` counts succeeded rows whose
+ * output is not in `inference_cache` (must be 0; `lostIds` names a few), so the check costs no
+ * extra round trip.
+ */
 export async function rangeCounts(
   db: Db,
   q: { runId: string; stageId: string; endpointName: string; fromId: number; toId: number },
-): Promise<{ succeeded: number; failed: number; cached: number; pending: number }> {
-  const res = await db.$client.query<{ succeeded: string; failed: string; cached: string; pending: string }>(
+): Promise<{ succeeded: number; failed: number; cached: number; pending: number; lost: number; lostIds: number[] }> {
+  const res = await db.$client.query<{ succeeded: string; failed: string; cached: string; pending: string; lost: string; lost_ids: string[] | null }>(
     `select count(*) filter (where r.status = 'succeeded') as succeeded,
             count(*) filter (where r.status = 'failed') as failed,
             count(*) filter (where r.status = 'succeeded' and r.cached) as cached,
-            count(*) filter (where r.request_id is null) as pending
+            count(*) filter (where r.request_id is null) as pending,
+            count(*) filter (where r.status = 'succeeded' and c.key is null) as lost,
+            (array_agg(q.id order by q.id) filter (where r.status = 'succeeded' and c.key is null))[1:5] as lost_ids
      from inference_requests q left join inference_results r on r.request_id = q.id
+     left join inference_cache c on c.key = q.cache_key and r.status = 'succeeded'
      where q.run_id = $1 and q.stage_id = $2 and q.endpoint = $3 and q.id between $4 and $5`,
     [q.runId, q.stageId, q.endpointName, q.fromId, q.toId],
   );
   const r = res.rows[0]!;
-  return { succeeded: Number(r.succeeded), failed: Number(r.failed), cached: Number(r.cached), pending: Number(r.pending) };
+  return {
+    succeeded: Number(r.succeeded),
+    failed: Number(r.failed),
+    cached: Number(r.cached),
+    pending: Number(r.pending),
+    lost: Number(r.lost),
+    lostIds: (r.lost_ids ?? []).map(Number),
+  };
 }
 
 export interface StageUsage {

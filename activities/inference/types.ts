@@ -99,12 +99,14 @@ export interface InferenceActivities {
 
 /**
  * `ApplicationFailure` types the inference activities throw as non-retryable: the endpoint cannot
- * serve this run (bad key, unknown model, nothing listening, key env var missing).
+ * serve this run (bad key, unknown model, nothing listening, key env var missing, nothing answered
+ * mid-run for the endpoint's `down_after_s`).
  */
 export const ENDPOINT_FATAL_ERROR_TYPES = [
   'EndpointAuthError',
   'EndpointModelNotFoundError',
   'EndpointUnreachableError',
   'EndpointConfigError',
+  'EndpointDownError',
 ] as const;
 export type EndpointFatalErrorType = (typeof ENDPOINT_FATAL_ERROR_TYPES)[number];

@@ -3,10 +3,11 @@
  * Postgres, never payloads), then parse the judge outputs into judgments and compute metrics.
  * Both are idempotent: a retry after a crash converges on the same rows.
  */
+import { ApplicationFailure } from '@temporalio/common';
 import { and, asc, eq, gte, lt } from 'drizzle-orm';
 import type { Db } from '../../db/client.js';
 import { datasetItems, datasets, metrics } from '../../db/schema/index.js';
-import type { EvaluateParams } from '../../spec/kinds/evaluate.js';
+import { DEFAULT_MAX_FAILED_SHARE, type EvaluateParams } from '../../spec/kinds/evaluate.js';
 import type { DatasetRef, EndpointSpec } from '../../workflows/types.js';
 import { loadDataset, type McItem } from '../evaluate/datasets.js';
 import { computeMetrics, type JudgmentRecord, type MetricRow } from '../evaluate/metrics.js';
@@ -206,6 +207,16 @@ function judgeMessages(item: { query: string; imageHash: string | null; candidat
   return messages;
 }
 
+/** The stage's failed requests by error class, most frequent first: `transient:connection ×300, …`. */
+async function failedClasses(db: Db, runId: string, stageId: string): Promise<string> {
+  const res = await db.$client.query<{ error_class: string | null; n: number }>(
+    `select r.error_class, count(*)::int as n from inference_requests q join inference_results r on r.request_id = q.id
+     where q.run_id = $1 and q.stage_id = $2 and r.status = 'failed' group by r.error_class order by n desc, r.error_class limit 3`,
+    [runId, stageId],
+  );
+  return res.rows.map((r) => `${r.error_class ?? 'unknown'} ×${r.n}`).join(', ') || 'none recorded';
+}
+
 export function createEvaluateActivities({ db }: { db: Db }) {
   return {
     /** Imports the dataset once per content hash; returns its id and how many items the stage uses. */
@@ -265,6 +276,14 @@ export function createEvaluateActivities({ db }: { db: Db }) {
           const { item, views } = byKey.get(itemKey)!;
           const perm = views[view]!;
           const failed = r.status !== 'succeeded';
+          if (!failed && r.content === null) {
+            // A succeeded request without its output: judging it would count it unparseable.
+            throw ApplicationFailure.create({
+              type: 'InferenceIntegrityError',
+              nonRetryable: true,
+              message: `stage "${stageId}": request ${r.id} (${r.itemKey}) succeeded but its output is missing from inference_cache`,
+            });
+          }
           const position = failed ? null : parseChoice(r.content ?? '', item.candidates.length, params.labels).position;
           const chosen = position === null ? null : perm[position]!;
           rows.push({
@@ -329,7 +348,11 @@ export function createEvaluateActivities({ db }: { db: Db }) {
       const headline = computed.find((m) => m.metric === 'accuracy' && m.scope === 'overall' && m.policy === params.headline_policy);
       const macro = computed.find((m) => m.metric === 'accuracy' && m.scope === 'macro' && m.policy === params.headline_policy);
       const usage = await stageUsage(db, runId, stageId, price);
+      // Items with at least one output that was not a failed request, of all the stage's items.
+      const answered = new Set(records.filter((r) => !r.failed).map((r) => r.itemKey)).size;
       const all: MetricRow[] = [
+        { metric: 'items_total', scope: 'overall', policy: '', value: scored.size, n: scored.size },
+        { metric: 'items_answered', scope: 'overall', policy: '', value: answered, n: scored.size },
         ...computed.filter((m) => m.metric !== 'headline_accuracy'),
         ...(headline ? [{ ...headline, metric: 'headline_accuracy' }] : []),
         ...(macro ? [{ ...macro, metric: 'headline_macro_accuracy' }] : []),
@@ -344,6 +367,20 @@ export function createEvaluateActivities({ db }: { db: Db }) {
         await tx.delete(metrics).where(and(eq(metrics.runId, runId), eq(metrics.stageId, stageId)));
         await tx.insert(metrics).values(all.map((m) => ({ runId, stageId, metric: m.metric, scope: m.scope, policy: m.policy, value: m.value, ciLow: m.ciLow ?? null, ciHigh: m.ciHigh ?? null, n: m.n })));
       });
+      // Metrics over what was answered are stored (for a look), but the stage fails: a headline
+      // on a fraction of the items must not pass for the stage's result.
+      const unanswered = usage.failed + usage.pending;
+      const maxShare = params.max_failed_share ?? DEFAULT_MAX_FAILED_SHARE;
+      if (usage.requests > 0 && unanswered / usage.requests > maxShare) {
+        const classes = await failedClasses(db, runId, stageId);
+        throw ApplicationFailure.create({
+          type: 'FailedShareExceeded',
+          nonRetryable: true,
+          message:
+            `stage "${stageId}": ${unanswered} of ${usage.requests} requests failed (${((100 * unanswered) / usage.requests).toFixed(1)}%; ${classes}), ` +
+            `above max_failed_share ${maxShare}; items answered: ${answered} of ${scored.size}. Launch the same command again to send the failed requests again (answered ones are kept)`,
+        });
+      }
       return { judgments: records.length, accuracy: headline?.value ?? null, macroAccuracy: macro?.value ?? null };
     },
   };

@@ -85,7 +85,8 @@ export async function printRunResults(conn: Connected, runId: string, stageId?: 
     const cost = get('cost_usd')?.value ?? 0;
     out.push([
       stage,
-      get('items_judged')?.value ?? '',
+      // Items with an answer of all the stage's items (older runs stored only items_judged).
+      get('items_total') ? `${get('items_answered')?.value ?? 0}/${get('items_total')!.value}` : (get('items_judged')?.value ?? ''),
       withCi(get('accuracy', 'overall', headlinePolicy)),
       withCi(get('accuracy', 'macro', headlinePolicy)),
       ...categories.map((c) => withCi(get('accuracy', `category:${c}`, headlinePolicy))),

@@ -66,8 +66,9 @@ export const inferenceRequests = pgTable(
 );
 
 /**
- * The outcome of one request, written once (the first writer wins: a late zombie attempt changes
- * nothing). Insert-only, so recording a result never rewrites the request row and its body.
+ * The outcome of one request. A succeeded result is final (the first writer wins: a late zombie
+ * attempt changes nothing); a failed one is replaced when a resumed stage sends the request again.
+ * Recording a result never rewrites the request row and its body.
  */
 export const inferenceResults = pgTable('inference_results', {
   requestId: bigint({ mode: 'number' })

@@ -37,9 +37,18 @@ export const evaluateParams = z
     /** About this many requests per chunk, and chunks in inference at once. */
     chunk_size: z.number().int().positive().default(500),
     parallel: z.number().int().positive().max(64).default(2),
+    /**
+     * The stage fails when more than this share of its requests failed (after their retries);
+     * its metrics are still stored. Absent: 0.02. (Optional, not defaulted here: existing specs
+     * keep their hash.)
+     */
+    max_failed_share: z.number().min(0).max(1).optional(),
   })
   .strict();
 export type EvaluateParams = z.infer<typeof evaluateParams>;
+
+/** `max_failed_share` when a spec leaves it out. */
+export const DEFAULT_MAX_FAILED_SHARE = 0.02;
 
 registerStageKind({
   kind: 'evaluate',

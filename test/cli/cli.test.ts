@@ -104,7 +104,7 @@ describe('judgeflow CLI', () => {
       expect(first.stderr).toMatch(/started/);
       expect(first.code).toBe(0);
       expect(first.stdout).toMatch(/results of run/);
-      expect(first.stdout).toMatch(/eval-again\s+40\s+\d+\.\d \[/);
+      expect(first.stdout).toMatch(/eval-again\s+40\/40\s+\d+\.\d \[/);
       // No endpoint has a price: no cost column.
       expect(first.stdout).toMatch(/out tok\s+requests\s*\n/);
       const runId = /run (\S+): started/.exec(first.stderr)![1]!;
