@@ -27,7 +27,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
     taskQueue,
     maxConcurrentActivityTaskExecutions: values['max-activities'] ? Number(values['max-activities']) : undefined,
   });
-  console.error(`judgeflow worker: polling task queue "${taskQueue}" on ${temporalAddress}`);
+  // The identity is what Temporal records for every task this worker runs (Web UI, history).
+  console.error(`judgeflow worker: polling task queue "${taskQueue}" on ${temporalAddress} as ${w.worker.options.identity}`);
   await w.run;
   return EXIT.ok;
 }
