@@ -6,10 +6,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { startSimulator, type SimHandle } from '../../sim/server.js';
 import { REPO, openTestDb, testClient, testDatabaseUrl, testTemporalAddress, uniqueName } from '../helpers/env.js';
+import { runCli } from '../helpers/cli.js';
 import { writeSpec } from '../helpers/spec.js';
 import type { DbHandle } from '../../db/client.js';
 
@@ -20,6 +22,9 @@ const ITEMS = 300;
 // Two orders per item (swap), one sample: requests per stage.
 const PER_STAGE = ITEMS * 2;
 const CONCURRENCY_A = 4;
+// The pool's endpoint wants a key, and only the pool's worker has it.
+const GPU_KEY_ENV = 'JF_SCALEOUT_GPU_KEY';
+const GPU_KEY = 'sk-gpu-pool';
 
 /** A `judgeflow` process from the real bin, its output collected as it comes. */
 interface Proc {
@@ -82,8 +87,8 @@ interface Worker {
   identity: string;
 }
 
-async function startWorkerProcess(args: string[] = []): Promise<Worker> {
-  const proc = judgeflow(['worker', ...args]);
+async function startWorkerProcess(args: string[] = [], env: Record<string, string> = {}): Promise<Worker> {
+  const proc = judgeflow(['worker', ...args], env);
   const m = await proc.waitFor(/polling task queue "[^"]+" on \S+ as (\S+)/);
   return { proc, identity: m[1]! };
 }
@@ -125,12 +130,14 @@ async function whoRanWhat(client: Client, workflowId: string): Promise<{ activit
   return { activities, workflowTasks };
 }
 
-function spec(name: string, simUrl: string) {
-  const endpoint = (model: string, concurrency: number) => ({ base_url: simUrl, model, concurrency });
+function spec(name: string, simUrl: string, gpuSimUrl: string) {
   return {
     name,
     seed: 21,
-    endpoints: { 'judge-a': endpoint('judge-a', CONCURRENCY_A), 'judge-b': endpoint('judge-b', 8) },
+    endpoints: {
+      'judge-a': { base_url: simUrl, model: 'judge-a', concurrency: CONCURRENCY_A },
+      'judge-b': { base_url: gpuSimUrl, model: 'judge-b', concurrency: 8, api_key_env: GPU_KEY_ENV },
+    },
     datasets: { vlrb: { path: DATA, limit: ITEMS } },
     stages: [
       // Inference on the default queue, spread over the two workers there.
@@ -167,9 +174,29 @@ async function resultCounts(db: DbHandle, runId: string, stageId: string): Promi
   return r.rows[0];
 }
 
+describe('judgeflow worker: configuration', () => {
+  it('refuses one server without the other (exit 2, the missing variable named) instead of starting a local one', async () => {
+    const a = await runCli(['worker'], { DATABASE_URL: '', JUDGEFLOW_STATE_DIR: join(REPO, '.judgeflow-never') });
+    expect(a.code).toBe(2);
+    expect(a.stderr).toContain('judgeflow worker: TEMPORAL_ADDRESS is set but DATABASE_URL is not; set DATABASE_URL too');
+    const b = await runCli(['worker'], { TEMPORAL_ADDRESS: '', JUDGEFLOW_STATE_DIR: join(REPO, '.judgeflow-never') });
+    expect(b.code).toBe(2);
+    expect(b.stderr).toContain('judgeflow worker: DATABASE_URL is set but TEMPORAL_ADDRESS is not; set TEMPORAL_ADDRESS too');
+    expect(existsSync(join(REPO, '.judgeflow-never'))).toBe(false);
+  });
+
+  it('refuses a task queue name Temporal would not match (exit 2)', async () => {
+    const res = await runCli(['worker', '--task-queue', 'gpu b']);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain('--task-queue "gpu b": a task queue name uses letters, digits');
+  });
+});
+
 describe('scale-out: two workers on the run queue, one on an inference pool', () => {
   let db: DbHandle;
   let sim: SimHandle;
+  let gpuSim: SimHandle;
+  const requests = () => sim.stats().requests + gpuSim.stats().requests;
   let client: Client;
   let closeClient: () => Promise<void>;
   let specPath: string;
@@ -181,24 +208,33 @@ describe('scale-out: two workers on the run queue, one on an inference pool', ()
       seed: 4,
       truth: DATA,
       latency: { kind: 'fixed', ms: 50 },
-      models: { 'judge-a': { behaviour: 'judge', accuracy: 0.8 }, 'judge-b': { behaviour: 'judge', accuracy: 0.7, first_bias: 0.2 } },
+      models: { 'judge-a': { behaviour: 'judge', accuracy: 0.8 } },
     });
+    gpuSim = await startSimulator({
+      seed: 4,
+      truth: DATA,
+      api_key: GPU_KEY,
+      latency: { kind: 'fixed', ms: 50 },
+      models: { 'judge-b': { behaviour: 'judge', accuracy: 0.7, first_bias: 0.2 } },
+    });
+    expect(process.env[GPU_KEY_ENV], 'the default-queue workers must not have the pool key').toBeUndefined();
     ({ client, close: closeClient } = await testClient());
-    specPath = writeSpec(spec(uniqueName('scaleout'), sim.url));
-    [workers.a, workers.b, workers.gpu] = await Promise.all([startWorkerProcess(), startWorkerProcess(), startWorkerProcess(['--task-queue', GPU])]);
+    specPath = writeSpec(spec(uniqueName('scaleout'), sim.url, gpuSim.url));
+    [workers.a, workers.b, workers.gpu] = await Promise.all([startWorkerProcess(), startWorkerProcess(), startWorkerProcess(['--task-queue', GPU], { [GPU_KEY_ENV]: GPU_KEY })]);
   }, 180_000);
 
   afterAll(async () => {
     await Promise.all([stop(workers.a), stop(workers.b), stop(workers.gpu)]);
     await closeClient?.();
     await sim?.close();
+    await gpuSim?.close();
     await db?.close();
   });
 
   let reference: { runId: string; sent: number };
 
   it('a run spreads over the workers; the pool stage sends its inference only to the pool worker', async () => {
-    const before = sim.stats().requests;
+    const before = requests();
     const res = await new Promise<{ code: number | null; out: string }>((resolve) => {
       const p = judgeflow(['run', specPath, '--label', 'reference']);
       void p.exit.then((code) => resolve({ code, out: p.output() }));
@@ -206,7 +242,7 @@ describe('scale-out: two workers on the run queue, one on an inference pool', ()
     expect(res.code, res.out).toBe(0);
     expect(res.out).toMatch(/results of run/);
     const runId = /run (\S+): started/.exec(res.out)![1]!;
-    reference = { runId, sent: sim.stats().requests - before };
+    reference = { runId, sent: requests() - before };
     // A fresh cache: every request sent exactly once.
     expect(reference.sent).toBe(2 * PER_STAGE);
 
@@ -224,8 +260,14 @@ describe('scale-out: two workers on the run queue, one on an inference pool', ()
     // The pool's inference ran only on the pool's worker.
     expect(inferenceOf(pool.activities).length).toBeGreaterThan(0);
     expect(inferenceOf(pool.activities).map((r) => [r.queue, r.identity])).toEqual(inferenceOf(pool.activities).map(() => [GPU, gpu]));
+    // Each endpoint was checked where its requests go: the pool's, with its key, by the pool's worker.
+    const checks = experiment.activities.filter((r) => r.type === 'checkEndpoints');
+    expect(checks.map((r) => [r.queue, r.identity === gpu]).sort()).toEqual([
+      [GPU, true],
+      [TQ, false],
+    ]);
     // Everything else (workflows, bookkeeping, import/prepare/judge/metrics) ran on the default queue.
-    const others = [...main.activities, ...pool.activities.filter((r) => r.type !== 'executeRequests'), ...experiment.activities];
+    const others = [...main.activities, ...pool.activities.filter((r) => r.type !== 'executeRequests'), ...experiment.activities.filter((r) => r.type !== 'checkEndpoints')];
     expect(others.every((r) => r.queue === TQ && r.identity !== gpu)).toBe(true);
     for (const h of [main, pool, experiment]) expect([...h.workflowTasks].every((id) => id === a || id === b)).toBe(true);
     // Every activity of a stage is noticed within a minute when its worker dies.
@@ -238,7 +280,7 @@ describe('scale-out: two workers on the run queue, one on an inference pool', ()
 
   it('kill -9 of a default-queue worker mid-stage: the others finish the run, nothing lost, at most `concurrency` requests paid twice', async () => {
     expect(reference, 'needs the reference run of the previous test').toBeDefined();
-    const before = sim.stats().requests;
+    const before = requests();
     // Another revision of the endpoints: a cache miss for every request (the simulator's answers do not depend on it).
     const run = judgeflow([
       'run',
@@ -291,7 +333,7 @@ describe('scale-out: two workers on the run queue, one on an inference pool', ()
     expect(got).toEqual(want);
 
     // Paid twice: only what the killed worker had sent but not yet written, at most its concurrency.
-    const sent = sim.stats().requests - before;
+    const sent = requests() - before;
     expect(sent).toBeGreaterThanOrEqual(2 * PER_STAGE);
     expect(sent).toBeLessThanOrEqual(2 * PER_STAGE + CONCURRENCY_A);
 
