@@ -1,4 +1,5 @@
 import type { Db } from '../db/client.js';
+import { keepAlive } from './heartbeat.js';
 import { createInferenceActivities } from './inference/index.js';
 import type { InferenceGateway } from './inference/gateway.js';
 import { createRecordActivities } from './records.js';
@@ -14,7 +15,8 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createRecordActivities(deps),
     ...createInferenceActivities(deps),
-    ...createEvaluateActivities(deps),
+    // Heartbeating, so a killed worker's import/prepare/judge/metrics step is retried elsewhere fast.
+    ...keepAlive(createEvaluateActivities(deps)),
   };
 }
 

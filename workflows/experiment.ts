@@ -11,9 +11,11 @@ import {
   condition,
   executeChild,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
+  type ActivityOptions,
 } from '@temporalio/workflow';
 import type { RecordActivities } from '../activities/records.js';
 import type { EndpointSpec } from '../spec/endpoint.js';
@@ -39,10 +41,11 @@ const records = proxyActivities<RecordActivities>({
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', nonRetryableErrorTypes: ['RunNotFound'] },
 });
 
-const preflight = proxyActivities<PreflightActivities>({
+const PREFLIGHT_OPTIONS: ActivityOptions = {
   startToCloseTimeout: '2 minutes',
   retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['EndpointError'] },
-});
+};
+const preflight = proxyActivities<PreflightActivities>(PREFLIGHT_OPTIONS);
 
 export function errorMessage(err: unknown): string {
   // Child failures wrap the stage's own error: report the innermost message.
@@ -120,11 +123,24 @@ export async function experimentWorkflow({ runId }: ExperimentInput): Promise<Ex
   };
 
   try {
-    const endpoints: Record<string, EndpointSpec> = {};
-    for (const s of plan.stages) if (!plan.succeeded[s.id]) Object.assign(endpoints, s.endpoints);
-    if (Object.keys(endpoints).length > 0) {
+    // Each endpoint is checked from where its requests will go: on the task queue of the stages that
+    // call it, so a pool's workers alone need its key and its network. (Runs begun before this
+    // check every endpoint on the run's queue.)
+    const byQueue = new Map<string, Record<string, EndpointSpec>>();
+    const perQueue = patched('endpoint-check-per-queue');
+    for (const s of plan.stages) {
+      if (plan.succeeded[s.id]) continue;
+      const queue = (perQueue && s.taskQueue) || '';
+      byQueue.set(queue, { ...byQueue.get(queue), ...s.endpoints });
+    }
+    const checks = [...byQueue].filter(([, endpoints]) => Object.keys(endpoints).length > 0);
+    if (checks.length > 0) {
       try {
-        await preflight.checkEndpoints({ endpoints });
+        await Promise.all(
+          checks.map(([queue, endpoints]) =>
+            (queue ? proxyActivities<PreflightActivities>({ ...PREFLIGHT_OPTIONS, taskQueue: queue }) : preflight).checkEndpoints({ endpoints }),
+          ),
+        );
       } catch (err) {
         if (isCancellation(err)) throw err;
         const message = `endpoint check failed: ${errorMessage(err)}`;

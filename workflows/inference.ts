@@ -58,6 +58,9 @@ export async function runInference(opts: RunInferenceOptions): Promise<RunInfere
     startToCloseTimeout: '30 minutes',
     heartbeatTimeout: opts.heartbeatTimeout ?? '30 seconds',
     taskQueue: opts.taskQueue,
+    // Chunks go through the task queue to whichever worker polls it. Eager dispatch (on by default
+    // in recent servers) would hand every chunk to the worker running this workflow: no spread.
+    allowEagerDispatch: false,
     retry: {
       initialInterval: '1 second',
       backoffCoefficient: 2,

@@ -7,6 +7,9 @@ import type { StageInput, StageOutput } from '../types.js';
 
 const acts = proxyActivities<EvaluateActivities>({
   startToCloseTimeout: '1 hour',
+  // The activities heartbeat while they run (activities/heartbeat.ts): a killed worker's step is
+  // retried on another worker after this, not after the hour.
+  heartbeatTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: ['DatasetError', 'MetricsInputError'] },
 });
 
