@@ -1,12 +1,22 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { gunzipSync } from 'node:zlib';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { DeterminismViolationError } from '@temporalio/workflow';
-import { Worker } from '@temporalio/worker';
+import { bundleWorkflowCode, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
+import type { temporal } from '@temporalio/proto';
 import { REPO, TEST_WORKFLOWS } from '../helpers/env.js';
 
-const history = historyFromJSON(JSON.parse(readFileSync(join(REPO, 'test', 'replay', 'histories', 'experiment-diamond.json'), 'utf8')));
+type History = temporal.api.history.v1.IHistory;
+const HISTORIES = join(REPO, 'test', 'replay', 'histories');
+
+function load(file: string): History {
+  const raw = readFileSync(join(HISTORIES, file));
+  return historyFromJSON(JSON.parse((file.endsWith('.gz') ? gunzipSync(raw) : raw).toString('utf8')));
+}
+
+const history = load('experiment-diamond.json');
 
 describe('replay of committed experiment histories', () => {
   it('the recorded history has the stages it should (guards against an empty fixture)', () => {
@@ -23,4 +33,117 @@ describe('replay of committed experiment histories', () => {
       Worker.runReplayHistory({ workflowsPath: join(REPO, 'test', 'replay', 'incompatible-workflows.ts') }, history, 'experiment-diamond'),
     ).rejects.toBeInstanceOf(DeterminismViolationError);
   });
+});
+
+/** Patch ids recorded in a history (`patched()` taken), in order. */
+function patches(h: History): string[] {
+  return (h.events ?? [])
+    .filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_patch')
+    .map((e) => JSON.parse(new TextDecoder().decode(e.markerRecordedEventAttributes!.details!['patch-data']!.payloads![0]!.data!)).id as string);
+}
+const activities = (h: History, type: string) => (h.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === type).length;
+const signalsSent = (h: History) => (h.events ?? []).filter((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes).length;
+const signalsReceived = (h: History) => (h.events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes).length;
+
+const ALL = ['evaluate-chunks-by-views', 'evaluate-max-chunks', 'inference-max-chunks', 'progress-by-query'];
+
+/**
+ * Histories of the evaluate stage, its experiment and `runInference`, recorded with the code before
+ * and after each patch (test/replay/README.md says how). Each is sized so that the other branch of
+ * its patches would issue other commands: the chunk counts below are those of the recorded branch.
+ */
+const STAGE_HISTORIES: { file: string; recorded: string; patches: string[]; counts: (h: History) => Record<string, number>; expected: Record<string, number> }[] = [
+  {
+    // 8 items, chunk_size 4, one view: 4 items a chunk (unpatched: 2 views, 2 items a chunk, 4 chunks).
+    file: 'evaluate-views.json.gz',
+    recorded: 'current',
+    patches: ALL,
+    counts: (h) => ({ chunks: activities(h, 'prepareEvaluationChunk'), signals: signalsSent(h) }),
+    expected: { chunks: 2, signals: 0 },
+  },
+  {
+    // 401 items, chunk_size 1: 400 chunks at most, so 2 items a chunk (unpatched: 401 chunks).
+    file: 'evaluate-max-chunks.json.gz',
+    recorded: 'current',
+    patches: ALL,
+    counts: (h) => ({ chunks: activities(h, 'prepareEvaluationChunk'), signals: signalsSent(h) }),
+    expected: { chunks: 201, signals: 0 },
+  },
+  {
+    // Its experiment: no progress signal reached it.
+    file: 'evaluate-max-chunks-experiment.json.gz',
+    recorded: 'current',
+    patches: [],
+    counts: (h) => ({ stages: (h.events ?? []).filter((e) => e.startChildWorkflowExecutionInitiatedEventAttributes).length, signals: signalsReceived(h) }),
+    expected: { stages: 1, signals: 0 },
+  },
+  {
+    // 401 requests, chunk size 1: 2 a chunk (unpatched: 401 chunks).
+    file: 'inference-max-chunks.json.gz',
+    recorded: 'current',
+    patches: ['inference-max-chunks'],
+    counts: (h) => ({ chunks: activities(h, 'executeRequests') }),
+    expected: { chunks: 201 },
+  },
+  {
+    // Before all patches (d714440^): 401 items, chunk_size 2 sized for 2 views: 1 item a chunk, 401
+    // chunks (the views patch would make 2 items a chunk, the max-chunks patch 2 too), and a
+    // progress signal per chunk.
+    file: 'evaluate-before-patches.json.gz',
+    recorded: 'd714440^',
+    patches: [],
+    counts: (h) => ({ chunks: activities(h, 'prepareEvaluationChunk'), signals: signalsSent(h) }),
+    expected: { chunks: 401, signals: 401 },
+  },
+  {
+    // Its experiment, which received the 401 signals.
+    file: 'evaluate-before-patches-experiment.json.gz',
+    recorded: 'd714440^',
+    patches: [],
+    counts: (h) => ({ stages: (h.events ?? []).filter((e) => e.startChildWorkflowExecutionInitiatedEventAttributes).length, signals: signalsReceived(h) }),
+    expected: { stages: 1, signals: 401 },
+  },
+  {
+    // Before all patches: 8 items, chunk_size 4 sized for 2 views: 4 chunks.
+    file: 'evaluate-views-before-patches.json.gz',
+    recorded: 'd714440^',
+    patches: [],
+    counts: (h) => ({ chunks: activities(h, 'prepareEvaluationChunk'), signals: signalsSent(h) }),
+    expected: { chunks: 4, signals: 4 },
+  },
+  {
+    // Between the patches (2b52256^): chunks by views, no cap: 401 items, chunk_size 1, 401 chunks.
+    file: 'evaluate-before-max-chunks.json.gz',
+    recorded: '2b52256^',
+    patches: ['evaluate-chunks-by-views'],
+    counts: (h) => ({ chunks: activities(h, 'prepareEvaluationChunk'), signals: signalsSent(h) }),
+    expected: { chunks: 401, signals: 401 },
+  },
+  {
+    // Before the inference cap (2b52256^): 401 requests, chunk size 1: 401 chunks.
+    file: 'inference-before-max-chunks.json.gz',
+    recorded: '2b52256^',
+    patches: [],
+    counts: (h) => ({ chunks: activities(h, 'executeRequests') }),
+    expected: { chunks: 401 },
+  },
+];
+
+describe('replay of evaluate and runInference histories, before and after each patch', () => {
+  let bundle: WorkflowBundleWithSourceMap;
+  beforeAll(async () => {
+    bundle = await bundleWorkflowCode({
+      workflowsPath: join(REPO, 'test', 'replay', 'workflows.ts'),
+      logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } as never,
+    });
+  });
+
+  for (const h of STAGE_HISTORIES) {
+    it(`${h.file} (recorded with ${h.recorded} code) replays with the current code`, async () => {
+      const recorded = load(h.file);
+      expect(patches(recorded)).toEqual(h.patches);
+      expect(h.counts(recorded)).toEqual(h.expected);
+      await Worker.runReplayHistory({ workflowBundle: bundle }, recorded, h.file);
+    });
+  }
 });
