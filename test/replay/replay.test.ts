@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -129,13 +130,30 @@ const STAGE_HISTORIES: { file: string; recorded: string; patches: string[]; coun
   },
 ];
 
+// The bundler's webpack (not a dependency of ours), for its DefinePlugin.
+const webpack = createRequire(createRequire(import.meta.url).resolve('@temporalio/worker'))('webpack') as {
+  DefinePlugin: new (defs: Record<string, string>) => unknown;
+};
+
+/** The replay workflows as shipped, or with `patched(forced)` always true (test/replay/forced/patched.ts). */
+function bundle(forced?: string): Promise<WorkflowBundleWithSourceMap> {
+  return bundleWorkflowCode({
+    workflowsPath: join(REPO, 'test', 'replay', 'workflows.ts'),
+    logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } as never,
+    webpackConfigHook: forced
+      ? (config) => ({
+          ...config,
+          resolve: { ...config.resolve, alias: { ...config.resolve?.alias, '@temporalio/workflow$': join(REPO, 'test', 'replay', 'forced', 'patched.ts') } },
+          plugins: [...(config.plugins ?? []), new webpack.DefinePlugin({ __FORCED_PATCH__: JSON.stringify(forced) }) as never],
+        })
+      : undefined,
+  });
+}
+
 describe('replay of evaluate and runInference histories, before and after each patch', () => {
-  let bundle: WorkflowBundleWithSourceMap;
+  let shipped: WorkflowBundleWithSourceMap;
   beforeAll(async () => {
-    bundle = await bundleWorkflowCode({
-      workflowsPath: join(REPO, 'test', 'replay', 'workflows.ts'),
-      logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } as never,
-    });
+    shipped = await bundle();
   });
 
   for (const h of STAGE_HISTORIES) {
@@ -143,7 +161,31 @@ describe('replay of evaluate and runInference histories, before and after each p
       const recorded = load(h.file);
       expect(patches(recorded)).toEqual(h.patches);
       expect(h.counts(recorded)).toEqual(h.expected);
-      await Worker.runReplayHistory({ workflowBundle: bundle }, recorded, h.file);
+      await Worker.runReplayHistory({ workflowBundle: shipped }, recorded, h.file);
     });
   }
+
+  // The branches matter: a history recorded before a patch fails to replay if that one patch's
+  // branch is taken (chunking or progress signals differ from what was recorded), while the same
+  // substitution with an unknown patch id replays. ('evaluate-chunks-by-views' is not here: runs
+  // begun before it have no `maxCandidates` in their recorded dataset result, which keeps them at
+  // 2 views whatever patched() answers.)
+  const BEFORE: [file: string, patch: string][] = [
+    ['evaluate-before-patches.json.gz', 'evaluate-max-chunks'],
+    ['evaluate-before-patches.json.gz', 'progress-by-query'],
+    ['evaluate-views-before-patches.json.gz', 'progress-by-query'],
+    ['evaluate-before-max-chunks.json.gz', 'evaluate-max-chunks'],
+    ['inference-before-max-chunks.json.gz', 'inference-max-chunks'],
+  ];
+  it('a history recorded before a patch takes the unpatched branch: the patched one fails replay', async () => {
+    const control = await bundle('no-such-patch');
+    for (const file of new Set(BEFORE.map(([f]) => f))) await Worker.runReplayHistory({ workflowBundle: control }, load(file), file);
+    const bundles = new Map<string, WorkflowBundleWithSourceMap>();
+    for (const [file, patch] of BEFORE) {
+      if (!bundles.has(patch)) bundles.set(patch, await bundle(patch));
+      await expect(Worker.runReplayHistory({ workflowBundle: bundles.get(patch)! }, load(file), file), `${file} with ${patch}`).rejects.toBeInstanceOf(
+        DeterminismViolationError,
+      );
+    }
+  });
 });
