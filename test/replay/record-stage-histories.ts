@@ -38,9 +38,19 @@ const candidates = (i: number) => [`Answer A to question ${i}: it is ${i}.`, `An
 const truthLines: string[] = [];
 for (let i = 0; i < 2000; i++) truthLines.push(JSON.stringify({ candidates: candidates(i), best: i % 2 }));
 writeFileSync(join(dir, 'truth.jsonl'), truthLines.join('\n') + '\n');
-const sim = await startSimulator({ seed: 5, truth: join(dir, 'truth.jsonl'), models: { judge: { behaviour: 'judge', accuracy: 0.9 }, policy: { behaviour: 'policy' } } });
+const sim = await startSimulator({
+  seed: 5,
+  truth: join(dir, 'truth.jsonl'),
+  models: { judge: { behaviour: 'judge', accuracy: 0.9 }, policy: { behaviour: 'policy' } },
+});
 const tq = uniqueName('record-stages');
-const worker = await startWorker({ databaseUrl, temporalAddress: address, namespace: 'default', taskQueue: tq, workflowsPath: join(REPO, 'test', 'replay', 'workflows.ts') });
+const worker = await startWorker({
+  databaseUrl,
+  temporalAddress: address,
+  namespace: 'default',
+  taskQueue: tq,
+  workflowsPath: join(REPO, 'test', 'replay', 'workflows.ts'),
+});
 const { client, close } = await testClient(address);
 
 function write(name: string, history: temporal.api.history.v1.IHistory) {
@@ -55,14 +65,18 @@ try {
     const count = Number(n);
     if (what === 'evaluate') {
       const data = join(dir, `${name}.jsonl`);
-      const lines = Array.from({ length: count }, (_, i) => JSON.stringify({ id: `q-${i}`, query: `Question ${i}: which answer is right?`, candidates: candidates(i), best: i % 2, category: i % 3 ? 'a' : 'b' }));
+      const lines = Array.from({ length: count }, (_, i) =>
+        JSON.stringify({ id: `q-${i}`, query: `Question ${i}: which answer is right?`, candidates: candidates(i), best: i % 2, category: i % 3 ? 'a' : 'b' }),
+      );
       writeFileSync(data, lines.join('\n') + '\n');
       const loaded = await specFromObject({
         name: uniqueName(name!),
         seed: 11,
         endpoints: { judge: { base_url: sim.url, model: 'judge', concurrency: 16 } },
         datasets: { qa: { path: data, format: 'mc-jsonl' } },
-        stages: [{ id: 'eval', uses: 'evaluate', with: { dataset: 'qa', judge: 'judge', positions: 'none', temperature: 0, bootstrap: 10, chunk_size: Number(size) } }],
+        stages: [
+          { id: 'eval', uses: 'evaluate', with: { dataset: 'qa', judge: 'judge', positions: 'none', temperature: 0, bootstrap: 10, chunk_size: Number(size) } },
+        ],
       });
       const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: tq });
       await client.workflow.getHandle(runId).result();

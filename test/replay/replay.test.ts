@@ -22,7 +22,13 @@ const history = load('experiment-diamond.json');
 describe('replay of committed experiment histories', () => {
   it('the recorded history has the stages it should (guards against an empty fixture)', () => {
     const children = (history.events ?? []).filter((e) => e.startChildWorkflowExecutionInitiatedEventAttributes);
-    expect(children.map((e) => e.startChildWorkflowExecutionInitiatedEventAttributes!.workflowId!.split('/')[1]).sort()).toEqual(['a', 'b', 'broken', 'c', 'd']);
+    expect(children.map((e) => e.startChildWorkflowExecutionInitiatedEventAttributes!.workflowId!.split('/')[1]).sort()).toEqual([
+      'a',
+      'b',
+      'broken',
+      'c',
+      'd',
+    ]);
   });
 
   it('replays cleanly with the current workflow code', async () => {
@@ -53,7 +59,13 @@ const ALL = ['evaluate-chunks-by-views', 'evaluate-max-chunks', 'inference-max-c
  * and after each patch (test/replay/README.md says how). Each is sized so that the other branch of
  * its patches would issue other commands: the chunk counts below are those of the recorded branch.
  */
-const STAGE_HISTORIES: { file: string; recorded: string; patches: string[]; counts: (h: History) => Record<string, number>; expected: Record<string, number> }[] = [
+const STAGE_HISTORIES: {
+  file: string;
+  recorded: string;
+  patches: string[];
+  counts: (h: History) => Record<string, number>;
+  expected: Record<string, number>;
+}[] = [
   {
     // 8 items, chunk_size 4, one view: 4 items a chunk (unpatched: 2 views, 2 items a chunk, 4 chunks).
     file: 'evaluate-views.json.gz',

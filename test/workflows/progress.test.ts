@@ -34,7 +34,10 @@ afterAll(async () => {
 
 /** Runs one test-work stage of `chunks` chunks; returns the event types of the parent's and the stage's histories. */
 async function runStage(chunks: number, ms: number, onRunning?: (runId: string) => Promise<void>) {
-  const loaded = await specFromObject({ name: uniqueName(`chunks-${chunks}`), stages: [{ id: 'work', uses: 'test-work', with: { items: chunks, batch: 1, ms } }] });
+  const loaded = await specFromObject({
+    name: uniqueName(`chunks-${chunks}`),
+    stages: [{ id: 'work', uses: 'test-work', with: { items: chunks, batch: 1, ms } }],
+  });
   const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: TQ });
   await onRunning?.(runId);
   await client.workflow.getHandle(runId).result();
