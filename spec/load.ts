@@ -77,7 +77,7 @@ function applyOverride(doc: Record<string, unknown>, path: string, value: unknow
     const last = i === parts.length - 1;
     const where = parts.slice(0, i + 1).join('.');
     if (Array.isArray(cur)) {
-      let idx = /^\d+$/.test(part) ? Number(part) : cur.findIndex((e) => e && typeof e === 'object' && (e as { id?: unknown }).id === part);
+      const idx = /^\d+$/.test(part) ? Number(part) : cur.findIndex((e) => e && typeof e === 'object' && (e as { id?: unknown }).id === part);
       if (idx < 0 || idx > cur.length || (idx === cur.length && !last)) {
         throw new SpecError(file, [{ path: `--set ${path}`, message: `"${part}" is neither an index nor an id in ${parts.slice(0, i).join('.') || 'the list'}` }]);
       }

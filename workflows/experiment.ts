@@ -1,8 +1,9 @@
 /**
  * The experiment workflow: interprets a run's DAG. Each stage is a child workflow with id
  * `<run id>/<stage id>`, started as soon as its needs have succeeded; independent stages run
- * concurrently. Stage status lives in Postgres (written by activities); live progress is the
- * `progress` query, fed by the stages' `stageProgress` signals.
+ * concurrently. Stage status lives in Postgres (written by activities); the `progress` query gives
+ * stage statuses, and each running stage answers its own `stageProgress` query with live counts
+ * (stages of older histories signal them here instead: the handler stays).
  */
 import {
   ApplicationFailure,

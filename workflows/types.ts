@@ -96,5 +96,12 @@ export interface StageProgressUpdate {
   failed: number;
 }
 
+/**
+ * The experiment workflow's view of its stages: status, errors, and final counts. A running stage's
+ * live counts are its own `stageProgress` query (cli/live-progress.ts merges both).
+ */
 export const progressQuery = defineQuery<RunProgress>('progress');
+/** A stage workflow's live counts (workflow id `<run id>/<stage id>`); registered at its first report. */
+export const stageProgressQuery = defineQuery<StageProgressUpdate>('stageProgress');
+/** Sent by stages of histories begun before the 'progress-by-query' patch; still handled. */
 export const stageProgressSignal = defineSignal<[StageProgressUpdate]>('stageProgress');

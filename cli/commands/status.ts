@@ -1,9 +1,10 @@
 import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { getRun, getStages } from '../../db/queries.js';
-import { progressQuery, type RunProgress, type StageStatusName } from '../../workflows/types.js';
+import type { RunProgress, StageStatusName } from '../../workflows/types.js';
 import { parseFlags } from '../args.js';
 import { connect, type Connected } from '../connect.js';
 import { EXIT, UsageError } from '../errors.js';
+import { liveProgress } from '../live-progress.js';
 import { renderProgress } from '../render.js';
 
 const USAGE = `usage: judgeflow status <run> [--watch] [--json]
@@ -33,7 +34,7 @@ export async function currentProgress(conn: Connected, runId: string): Promise<R
   const handle = conn.client.workflow.getHandle(runId);
   try {
     const desc = await handle.describe();
-    if (desc.status.name === 'RUNNING') return await handle.query(progressQuery);
+    if (desc.status.name === 'RUNNING') return await liveProgress(conn.client, runId);
   } catch (err) {
     if (!(err instanceof WorkflowNotFoundError)) throw err;
   }
@@ -81,7 +82,7 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
     await Promise.race([outcome, new Promise((r) => setTimeout(r, 1000))]);
     if (finished || opts.json) continue;
     try {
-      const progress = await handle.query(progressQuery);
+      const progress = await liveProgress(conn.client, runId);
       if (tty) {
         const text = renderProgress(progress);
         if (text !== last) {

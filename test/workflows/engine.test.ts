@@ -3,7 +3,8 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { eq, sql } from 'drizzle-orm';
 import { launchRun } from '../../cli/launch.js';
 import { runs, stages } from '../../db/schema/index.js';
-import { progressQuery, type RunProgress } from '../../workflows/types.js';
+import { liveProgress } from '../../cli/live-progress.js';
+import type { RunProgress } from '../../workflows/types.js';
 import { openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
 import { diamond, specFromObject } from '../helpers/spec.js';
 import type { DbHandle } from '../../db/client.js';
@@ -42,7 +43,7 @@ describe('experiment engine', () => {
     // Progress is queryable while the middle stages run.
     let seen: RunProgress | undefined;
     for (let i = 0; i < 100 && !seen; i++) {
-      const p = await handle.query(progressQuery);
+      const p = await liveProgress(client, runId);
       if (p.stages.some((s) => s.id === 'b' && s.status === 'running' && s.done > 0)) seen = p;
       else await new Promise((r) => setTimeout(r, 50));
     }
@@ -151,7 +152,7 @@ describe('experiment engine', () => {
     const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: TQ });
     const handle = client.workflow.getHandle(runId);
     for (let i = 0; i < 100; i++) {
-      const p = await handle.query(progressQuery);
+      const p = await liveProgress(client, runId);
       if ((p.stages.find((st) => st.id === 'slow')?.done ?? 0) > 0) break;
       await new Promise((r) => setTimeout(r, 50));
     }
