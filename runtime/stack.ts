@@ -283,6 +283,27 @@ async function ensureWorker(
   return { started: true, reused: false };
 }
 
+/** Pids of the live children of `pid` (Linux /proc; empty elsewhere): the worker under its supervisor. */
+export function childPids(pid: number): number[] {
+  let names: string[];
+  try {
+    names = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    // gone, or no /proc on this platform
+    return [];
+  }
+  const out: number[] = [];
+  for (const tid of names) {
+    try {
+      for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/)) if (c) out.push(Number(c));
+    } catch {
+      // the thread ended while we read
+      continue;
+    }
+  }
+  return out;
+}
+
 /** Tells the supervisor the worker is up: from now on it restarts a worker that dies. */
 function armSupervisor(pid: number): void {
   try {
@@ -357,15 +378,16 @@ async function waitForPoller(
   const deadline = Date.now() + timeoutMs;
   const connection = await Connection.connect({ address, connectTimeout: 10_000 });
   try {
-    const identity = `${pid}@${hostname()}`;
     while (Date.now() < deadline) {
       const failed = failure();
       if (failed) return failed;
+      // The worker runs under its supervisor: its identity carries the child's pid.
+      const identities = new Set([pid, ...childPids(pid)].map((p) => `${p}@${hostname()}`));
       for (const taskQueueType of [1, 2]) {
         // 1 = workflow, 2 = activity task queue (TaskQueueType enum)
         const res = await connection.workflowService.describeTaskQueue({ namespace, taskQueue: { name: taskQueue }, taskQueueType });
         for (const poller of res.pollers ?? []) {
-          if (poller.identity === identity) return undefined;
+          if (identities.has(poller.identity ?? '')) return undefined;
           const seconds = Number(poller.lastAccessTime?.seconds ?? 0);
           if (seconds * 1000 >= spawnedAt + 1_000) return undefined;
         }
