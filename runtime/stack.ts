@@ -16,6 +16,8 @@ import {
   liveRecord,
   logDir,
   logTail,
+  processStartTicks,
+  readRecord,
   recordAlive,
   removeRecord,
   spawnDetached,
@@ -223,6 +225,7 @@ async function ensureWorker(
     JUDGEFLOW_STATE_DIR: cfg.stateDir,
   };
   const fingerprint = workerFingerprint(command, workerEnv);
+  await stopOrphanedWorker(cfg.stateDir, log);
   const running = liveRecord(cfg.stateDir, 'worker');
   const envChange = checkWorkerEnv(opts.workerEnv ?? [], running);
   if (running) {
@@ -302,6 +305,40 @@ export function childPids(pid: number): number[] {
     }
   }
   return out;
+}
+
+/**
+ * A supervisor killed with -9 leaves its worker running, unsupervised, in the supervisor's process
+ * group. Before a new one starts, stop that worker: processes in the recorded group running the
+ * recorded worker command (so a recycled pid is never mistaken for ours).
+ */
+async function stopOrphanedWorker(stateDir: string, log: (line: string) => void): Promise<void> {
+  const record = readRecord(stateDir, 'worker');
+  if (!record || record.meta?.supervised !== 'true' || recordAlive(record)) return;
+  const entry = record.command[record.command.length - 1] ?? '';
+  let names: string[];
+  try {
+    names = readdirSync('/proc').filter((n) => /^\d+$/.test(n));
+  } catch {
+    // no /proc on this platform
+    return;
+  }
+  for (const name of names) {
+    let stat: string;
+    let cmdline: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8');
+    } catch {
+      // exited while we looked
+      continue;
+    }
+    const pgrp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+    if (pgrp !== record.pid || !cmdline.split('\0').includes(entry)) continue;
+    const orphan: ServiceRecord = { ...record, pid: Number(name), startTicks: processStartTicks(Number(name)) ?? undefined };
+    const how = await stopRecorded(orphan, { sig: 'SIGTERM', group: false, graceMs: 15_000 });
+    log(`worker: ${how} pid ${name}, left running without its supervisor (pid ${record.pid})`);
+  }
 }
 
 /** Tells the supervisor the worker is up: from now on it restarts a worker that dies. */

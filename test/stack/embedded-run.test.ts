@@ -26,6 +26,7 @@ let stateDir: string;
 let env: Record<string, string>;
 let db: DbHandle;
 let sim: SimHandle;
+let openSim: SimHandle;
 
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'jf-embedded-run-'));
@@ -43,19 +44,22 @@ beforeAll(async () => {
   db = await openTestDb();
   // Every request needs the key; each takes 150 ms, so a 40-item run lasts several seconds.
   sim = await startSimulator({ seed: 3, api_key: SECRET, truth: DATA, latency: { kind: 'fixed', ms: 150 }, models: { judge: { behaviour: 'judge', accuracy: 0.8 } } });
+  // The same without a key, so the kill tests do not depend on the key's way to the worker.
+  openSim = await startSimulator({ seed: 3, truth: DATA, latency: { kind: 'fixed', ms: 150 }, models: { judge: { behaviour: 'judge', accuracy: 0.8 } } });
 });
 
 afterAll(async () => {
   if (env) await runCli(['down'], env);
   await sim?.close();
+  await openSim?.close();
   await db?.close();
   if (root) rmSync(root, { recursive: true, force: true });
 });
 
-function spec(name: string, limit = 40) {
+function spec(name: string, limit = 40, keyed = true) {
   return writeSpec({
     name,
-    endpoints: { judge: { base_url: sim.url, model: 'judge', api_key_env: KEY_VAR, concurrency: 4 } },
+    endpoints: { judge: keyed ? { base_url: sim.url, model: 'judge', api_key_env: KEY_VAR, concurrency: 4 } : { base_url: openSim.url, model: 'judge', concurrency: 4 } },
     datasets: { vlrb: { path: DATA, limit } },
     stages: [{ id: 'eval', uses: 'evaluate', with: { dataset: 'vlrb', judge: 'judge', bootstrap: 50 } }],
   });
@@ -165,7 +169,7 @@ describe('judgeflow run on the embedded stack', () => {
 
   it('kill -9 of the worker mid-run: the supervisor starts it again and the run completes', async () => {
     const name = uniqueName('kill9');
-    const launched = await runCli(['run', spec(name), '--detach', '--json'], env);
+    const launched = await runCli(['run', spec(name, 40, false), '--detach', '--json'], env);
     expect(launched.code).toBe(0);
     const runId = JSON.parse(launched.stdout).runId as string;
     await waitFor('progress before the kill', async () => (await itemsDone(runId)) > 0);
@@ -183,9 +187,24 @@ describe('judgeflow run on the embedded stack', () => {
     expect(childrenOf(workerPid)).not.toContain(worker);
   });
 
+  it('kill -9 of the supervisor: the next `up` stops the worker it left behind and starts a supervised one', async () => {
+    const [worker] = childrenOf(workerPid);
+    process.kill(workerPid, 'SIGKILL');
+    await waitFor('the supervisor to be gone', () => processStartTicks(workerPid) === null || undefined);
+    expect(processStartTicks(worker!)).toEqual(expect.any(Number));
+    const res = await runCli(['up'], env);
+    expect(res.code).toBe(0);
+    expect(res.stderr).toContain(`worker: stopped pid ${worker}, left running without its supervisor (pid ${workerPid})`);
+    expect(processStartTicks(worker!)).toBeNull();
+    const next = readRecord(stateDir, 'worker')!.pid;
+    expect(next).not.toBe(workerPid);
+    expect(childrenOf(next)).toHaveLength(1);
+    workerPid = next;
+  });
+
   it('kill -9 of Temporal under a following `run`, then `judgeflow up`: the CLI reconnects and ends with the results (exit 0)', async () => {
     const name = uniqueName('temporal-kill');
-    const cli: { child: ChildProcess; out: { stdout: string; stderr: string }; done: Promise<CliResult> } = startCli(['run', spec(name)], env);
+    const cli: { child: ChildProcess; out: { stdout: string; stderr: string }; done: Promise<CliResult> } = startCli(['run', spec(name, 40, false)], env);
     const run = await waitFor('the run to start', () => runOf(name));
     await waitFor('progress before the kill', async () => (await itemsDone(run.id)) > 0);
     process.kill(readRecord(stateDir, 'temporal')!.pid, 'SIGKILL');
@@ -193,7 +212,6 @@ describe('judgeflow run on the embedded stack', () => {
     const up = await runCli(['up'], env);
     expect(up.code).toBe(0);
     const res = await cli.done;
-    console.log(res.stderr);
     expect(res.stderr).toMatch(/lost contact with Temporal at 127\.0\.0\.1:\d+ .*the run goes on without this terminal/);
     expect(res.stderr).toMatch(/reconnected to Temporal at 127\.0\.0\.1:\d+ after \d+ s/);
     expect(res.stderr).not.toMatch(/ServiceError/);
@@ -203,7 +221,7 @@ describe('judgeflow run on the embedded stack', () => {
 
   it('Temporal away for longer than JUDGEFLOW_RECONNECT_TIMEOUT_S: exit 3 with the re-attach command; the run completes once it is back', async () => {
     const name = uniqueName('temporal-gone');
-    const cli = startCli(['run', spec(name)], { ...env, JUDGEFLOW_RECONNECT_TIMEOUT_S: '3' });
+    const cli = startCli(['run', spec(name, 40, false)], { ...env, JUDGEFLOW_RECONNECT_TIMEOUT_S: '3' });
     const run = await waitFor('the run to start', () => runOf(name));
     await waitFor('progress before the kill', async () => (await itemsDone(run.id)) > 0);
     process.kill(readRecord(stateDir, 'temporal')!.pid, 'SIGKILL');
