@@ -20,14 +20,16 @@ export interface Connected {
  * Connects the CLI to Postgres and Temporal: the user's servers when DATABASE_URL /
  * TEMPORAL_ADDRESS are set, otherwise the embedded stack (started on first use, left running).
  */
-export async function connect(opts: { startWorker?: boolean; log?: (line: string) => void } = {}): Promise<Connected> {
+export async function connect(
+  opts: { startWorker?: boolean; log?: (line: string) => void; workerEnv?: { name: string; usedBy: string }[] } = {},
+): Promise<Connected> {
   const cfg = loadRuntimeConfig();
   let databaseUrl = cfg.databaseUrl;
   let temporalAddress = cfg.temporalAddress;
   // With both servers given (DATABASE_URL, TEMPORAL_ADDRESS) the user runs the workers; otherwise
   // the embedded stack is brought up, with a worker when the command needs one.
   if (!databaseUrl || !temporalAddress) {
-    const info = await ensureStack(cfg, { worker: opts.startWorker ?? false, log: opts.log });
+    const info = await ensureStack(cfg, { worker: opts.startWorker ?? false, log: opts.log, workerEnv: opts.workerEnv });
     databaseUrl = info.databaseUrl;
     temporalAddress = info.temporalAddress;
   }

@@ -1,5 +1,11 @@
-/** Exit codes of every judgeflow command. */
-export const EXIT = { ok: 0, runFailed: 1, usage: 2 } as const;
+import { isGrpcServiceError, ServiceError } from '@temporalio/client';
+
+/**
+ * Exit codes of every judgeflow command: 0 success, 1 run failed, 2 usage/spec/config error,
+ * 3 lost contact with Temporal while following (the run itself goes on), 130 interrupted (Ctrl-C;
+ * the run goes on).
+ */
+export const EXIT = { ok: 0, runFailed: 1, usage: 2, lostContact: 3, interrupted: 130 } as const;
 
 /** Bad flags or arguments: printed with the command's usage, exit 2. */
 export class UsageError extends Error {
@@ -9,4 +15,26 @@ export class UsageError extends Error {
 /** A configuration problem (env, servers): printed as is, exit 2. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
+}
+
+// gRPC status codes meaning "the server did not answer" (as opposed to "it answered no").
+const UNAVAILABLE = 14;
+const DEADLINE_EXCEEDED = 4;
+const UNKNOWN = 2;
+
+/**
+ * True when `err` says the Temporal server could not be reached (down, restarting, network):
+ * the client's ServiceError wrapping gRPC UNAVAILABLE / DEADLINE_EXCEEDED, or such a gRPC error.
+ */
+export function isTemporalUnreachable(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isGrpcServiceError(e)) {
+      if (e.code === UNAVAILABLE || e.code === DEADLINE_EXCEEDED) return true;
+      // A connection dropped mid-call surfaces as UNKNOWN with the socket error in its details.
+      if (e.code === UNKNOWN && /ECONNRESET|ECONNREFUSED|socket|Connection dropped/i.test(e.details ?? '')) return true;
+      return false;
+    }
+    if (!(e instanceof ServiceError) && !(e instanceof Error)) return false;
+  }
+  return false;
 }

@@ -1,9 +1,10 @@
 /**
- * judgeflow CLI. Exit codes: 0 success, 1 run failed, 2 usage/spec/config error.
+ * judgeflow CLI. Exit codes: 0 success, 1 run failed, 2 usage/spec/config error, 3 lost contact
+ * with Temporal (a run goes on), 130 stopped following on Ctrl-C (the run goes on).
  */
 import '../spec/builtin.js';
 import { SpecError } from '../spec/load.js';
-import { ConfigError, EXIT, UsageError } from './errors.js';
+import { ConfigError, EXIT, isTemporalUnreachable, UsageError } from './errors.js';
 
 const HELP = `judgeflow — durable, reproducible experiments for reasoning judges
 
@@ -29,6 +30,7 @@ const USER_ERRORS = new Set([
   'StackError',
   'PortInUseError',
   'TemporalCliNotFoundError',
+  'WorkerEnvError',
   'DatasetError',
   'SimConfigError',
   'TruthFileError',
@@ -73,6 +75,14 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof SpecError || err instanceof UsageError || err instanceof ConfigError || USER_ERRORS.has((err as Error)?.name)) {
       console.error(`judgeflow ${name}: ${(err as Error).message}`);
       return EXIT.usage;
+    }
+    if (isTemporalUnreachable(err)) {
+      // Not a failed run: the server did not answer. Runs go on once it is back.
+      console.error(
+        `judgeflow ${name}: lost contact with Temporal (${(err as Error).message.split('\n')[0]}); no run was stopped by this. ` +
+          'Check TEMPORAL_ADDRESS, or `judgeflow up` for the local stack, then try again.',
+      );
+      return EXIT.lostContact;
     }
     console.error(`judgeflow ${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     return EXIT.runFailed;

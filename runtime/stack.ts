@@ -5,7 +5,7 @@
  * `up` reuses it, and `down` stops it.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,8 @@ import {
   liveRecord,
   logDir,
   logTail,
+  processStartTicks,
+  readRecord,
   recordAlive,
   removeRecord,
   spawnDetached,
@@ -51,12 +53,32 @@ export interface UpOptions {
   workerReadyTimeoutMs?: number;
   /** Progress lines for the user (secrets masked). */
   log?: (line: string) => void;
+  /**
+   * Names of environment variables the worker must have (a spec's `api_key_env`s). A name set in
+   * this process but absent from (or different in) the running worker's environment restarts the
+   * worker with this process's environment; a name set in neither throws WorkerEnvError. Values
+   * travel only through process environments: nothing is written to disk.
+   */
+  workerEnv?: { name: string; usedBy: string }[];
+}
+
+/** A variable the worker needs (an endpoint's `api_key_env`) is set neither here nor in the worker. */
+export class WorkerEnvError extends StackError {
+  override readonly name = 'WorkerEnvError';
 }
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 export function defaultWorkerCommand(): string[] {
   return [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'worker.ts')];
+}
+
+/** `command` run under runtime/supervisor, which restarts it when it dies (see that file). */
+export function supervisedCommand(command: string[]): string[] {
+  const here = fileURLToPath(import.meta.url);
+  const ext = here.endsWith('.ts') ? '.ts' : '.js';
+  const supervisor = join(dirname(here), `supervisor${ext}`);
+  return [process.execPath, ...(ext === '.ts' ? ['--import', 'tsx'] : []), supervisor, '--', ...command];
 }
 
 const quiet = () => undefined;
@@ -203,13 +225,17 @@ async function ensureWorker(
     JUDGEFLOW_STATE_DIR: cfg.stateDir,
   };
   const fingerprint = workerFingerprint(command, workerEnv);
+  await stopOrphanedWorker(cfg.stateDir, log);
   const running = liveRecord(cfg.stateDir, 'worker');
+  const envChange = checkWorkerEnv(opts.workerEnv ?? [], running);
   if (running) {
-    if (running.meta?.fingerprint === fingerprint) {
+    if (running.meta?.fingerprint === fingerprint && !envChange) {
       log(`worker: reusing pid ${running.pid}`);
+      // A supervisor started by an `up` that did not live to arm it: arm it now.
+      if (running.meta?.supervised === 'true') armSupervisor(running.pid);
       return { started: false, reused: true };
     }
-    log(`worker: configuration changed since pid ${running.pid} started; restarting it`);
+    log(envChange ? `worker: restarting pid ${running.pid}: ${envChange}` : `worker: configuration changed since pid ${running.pid} started; restarting it`);
     await stopWorker(cfg.stateDir, log);
   }
   if (!opts.workerCommand && !existsSync(command[command.length - 1] as string)) {
@@ -218,7 +244,9 @@ async function ensureWorker(
 
   const logPath = join(logDir(cfg.stateDir), 'worker.log');
   const spawnedAt = Date.now();
-  const spawned = spawnDetached({ command, logPath, env: { ...process.env, ...workerEnv }, cwd: REPO_ROOT });
+  // The worker runs under the supervisor (restarted when it dies), with this process's
+  // environment: API keys exported in the shell that ran `judgeflow run` reach it this way only.
+  const spawned = spawnDetached({ command: supervisedCommand(command), logPath, env: { ...process.env, ...workerEnv }, cwd: REPO_ROOT });
   const record: ServiceRecord = {
     service: 'worker',
     pid: spawned.pid,
@@ -226,7 +254,7 @@ async function ensureWorker(
     command,
     logPath,
     startedAt: new Date(spawnedAt).toISOString(),
-    meta: { fingerprint, taskQueue: cfg.taskQueue },
+    meta: { fingerprint, taskQueue: cfg.taskQueue, supervised: 'true' },
   };
   writeRecord(cfg.stateDir, record);
   let exited: string | undefined;
@@ -253,8 +281,122 @@ async function ensureWorker(
     const tail = await logTail(logPath, spawned.logOffset, 25, secrets);
     throw new StackError(`the worker did not start polling task queue "${cfg.taskQueue}": ${problem}\n--- ${logPath} ---\n${tail}`);
   }
-  log(`worker: started pid ${spawned.pid} on task queue "${cfg.taskQueue}" in ${Date.now() - spawnedAt} ms`);
+  armSupervisor(spawned.pid);
+  log(`worker: started pid ${spawned.pid} on task queue "${cfg.taskQueue}" in ${Date.now() - spawnedAt} ms (supervised: restarted if it dies)`);
   return { started: true, reused: false };
+}
+
+/** Pids of the live children of `pid` (Linux /proc; empty elsewhere): the worker under its supervisor. */
+export function childPids(pid: number): number[] {
+  let names: string[];
+  try {
+    names = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    // gone, or no /proc on this platform
+    return [];
+  }
+  const out: number[] = [];
+  for (const tid of names) {
+    try {
+      for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/)) if (c) out.push(Number(c));
+    } catch {
+      // the thread ended while we read
+      continue;
+    }
+  }
+  return out;
+}
+
+/**
+ * A supervisor killed with -9 leaves its worker running, unsupervised, in the supervisor's process
+ * group. Before a new one starts, stop that worker: processes in the recorded group running the
+ * recorded worker command (so a recycled pid is never mistaken for ours).
+ */
+async function stopOrphanedWorker(stateDir: string, log: (line: string) => void): Promise<void> {
+  const record = readRecord(stateDir, 'worker');
+  if (!record || record.meta?.supervised !== 'true' || recordAlive(record)) return;
+  const entry = record.command[record.command.length - 1] ?? '';
+  let names: string[];
+  try {
+    names = readdirSync('/proc').filter((n) => /^\d+$/.test(n));
+  } catch {
+    // no /proc on this platform
+    return;
+  }
+  for (const name of names) {
+    let stat: string;
+    let cmdline: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8');
+    } catch {
+      // exited while we looked
+      continue;
+    }
+    const pgrp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+    if (pgrp !== record.pid || !cmdline.split('\0').includes(entry)) continue;
+    const orphan: ServiceRecord = { ...record, pid: Number(name), startTicks: processStartTicks(Number(name)) ?? undefined };
+    const how = await stopRecorded(orphan, { sig: 'SIGTERM', group: false, graceMs: 15_000 });
+    log(`worker: ${how} pid ${name}, left running without its supervisor (pid ${record.pid})`);
+  }
+}
+
+/** Tells the supervisor the worker is up: from now on it restarts a worker that dies. */
+function armSupervisor(pid: number): void {
+  try {
+    process.kill(pid, 'SIGUSR2');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+}
+
+/**
+ * The environment of a running process (Linux: /proc/<pid>/environ, readable by its owner and
+ * root); undefined when it cannot be read. Read to compare, never stored.
+ */
+function processEnv(pid: number): Map<string, string> | undefined {
+  let raw: string;
+  try {
+    raw = readFileSync(`/proc/${pid}/environ`, 'utf8');
+  } catch {
+    // not Linux, or not ours to read: the caller cannot tell, and assumes the worker is fine
+    return undefined;
+  }
+  const env = new Map<string, string>();
+  for (const entry of raw.split('\0')) {
+    const eq = entry.indexOf('=');
+    if (eq > 0) env.set(entry.slice(0, eq), entry.slice(eq + 1));
+  }
+  return env;
+}
+
+/**
+ * Compares the variables the worker needs with this process and the running worker: returns why
+ * the worker must be restarted (this process has a value the worker lacks), or undefined. Throws
+ * WorkerEnvError with the exact fix when neither has one.
+ */
+function checkWorkerEnv(needed: { name: string; usedBy: string }[], running: ServiceRecord | undefined): string | undefined {
+  if (needed.length === 0) return undefined;
+  const workerEnv = running ? processEnv(running.pid) : undefined;
+  const reasons: string[] = [];
+  const missing: { name: string; usedBy: string }[] = [];
+  for (const { name, usedBy } of needed) {
+    const mine = process.env[name];
+    const theirs = running ? (workerEnv ? workerEnv.get(name) : mine) : undefined;
+    if (mine) {
+      if (running && theirs !== mine) reasons.push(`${name} (${usedBy}) is ${theirs ? 'different' : 'set'} in this shell${theirs ? ' from' : ' but not in'} the running worker's environment`);
+    } else if (!theirs) {
+      missing.push({ name, usedBy });
+    }
+  }
+  if (missing.length > 0) {
+    const names = missing.map((m) => m.name);
+    throw new WorkerEnvError(
+      `${missing.map((m) => `${m.usedBy} reads its API key from ${m.name} (api_key_env), which is set neither in this shell nor in the worker's environment`).join('; ')}. ` +
+        `Fix: ${names.map((n) => `export ${n}=<key>`).join('; ')}; then run the same command again (the worker is restarted with it; the key is never written to disk)`,
+    );
+  }
+  return reasons.length > 0 ? `${reasons.join('; ')} (keys pass through process environments only)` : undefined;
 }
 
 /**
@@ -273,15 +415,16 @@ async function waitForPoller(
   const deadline = Date.now() + timeoutMs;
   const connection = await Connection.connect({ address, connectTimeout: 10_000 });
   try {
-    const identity = `${pid}@${hostname()}`;
     while (Date.now() < deadline) {
       const failed = failure();
       if (failed) return failed;
+      // The worker runs under its supervisor: its identity carries the child's pid.
+      const identities = new Set([pid, ...childPids(pid)].map((p) => `${p}@${hostname()}`));
       for (const taskQueueType of [1, 2]) {
         // 1 = workflow, 2 = activity task queue (TaskQueueType enum)
         const res = await connection.workflowService.describeTaskQueue({ namespace, taskQueue: { name: taskQueue }, taskQueueType });
         for (const poller of res.pollers ?? []) {
-          if (poller.identity === identity) return undefined;
+          if (identities.has(poller.identity ?? '')) return undefined;
           const seconds = Number(poller.lastAccessTime?.seconds ?? 0);
           if (seconds * 1000 >= spawnedAt + 1_000) return undefined;
         }
@@ -297,8 +440,10 @@ async function waitForPoller(
 async function stopWorker(stateDir: string, log: (line: string) => void): Promise<boolean> {
   const record = liveRecord(stateDir, 'worker');
   if (!record) return false;
-  // SIGTERM lets the Temporal worker finish in-flight activities; then SIGKILL.
-  const how = await stopRecorded(record, { sig: 'SIGTERM', group: true, graceMs: 15_000 });
+  // SIGTERM lets the Temporal worker finish in-flight activities; then SIGKILL (to the group).
+  // A supervisor gets it alone and passes it on once: a second SIGTERM would cut the worker's
+  // graceful shutdown short.
+  const how = await stopRecorded(record, { sig: 'SIGTERM', group: record.meta?.supervised !== 'true', graceMs: 15_000 });
   removeRecord(stateDir, 'worker');
   log(`worker: ${how} (pid ${record.pid})`);
   return how !== 'not running';

@@ -35,6 +35,12 @@ export interface LoadedSpec {
   warnings: string[];
 }
 
+/**
+ * Aliases a spec may expand. A spec needs a handful at most; the cap refuses a "billion laughs"
+ * document (aliases of aliases) before it exhausts memory.
+ */
+const MAX_YAML_ALIASES = 100;
+
 /** `name` → experiments/<name>.yaml (cwd, then the package), or a path to a YAML file. */
 export function locateSpec(nameOrPath: string, cwd = process.cwd()): string {
   const candidates = [resolve(cwd, nameOrPath)];
@@ -55,7 +61,11 @@ export function parseOverrides(sets: readonly string[]): Record<string, unknown>
   for (const s of sets) {
     const eq = s.indexOf('=');
     if (eq <= 0) throw new SpecError('--set', [{ path: s, message: 'expected path=value, e.g. --set endpoints.judge.base_url=http://gpu-1:8000/v1' }]);
-    out[s.slice(0, eq)] = YAML.parse(s.slice(eq + 1));
+    try {
+      out[s.slice(0, eq)] = YAML.parse(s.slice(eq + 1), { maxAliasCount: MAX_YAML_ALIASES });
+    } catch (err) {
+      throw new SpecError('--set', [{ path: s, message: `the value is not valid YAML: ${(err as Error).message.split('\n')[0]}; quote it` }]);
+    }
   }
   return out;
 }
@@ -119,7 +129,7 @@ function zodIssues(err: z.ZodError, prefix: readonly PropertyKey[] = []): SpecIs
 }
 
 /** Reads, overrides, validates and plans a spec. Throws SpecError before anything is written. */
-export async function loadSpec(nameOrPath: string, opts: { sets?: readonly string[]; cwd?: string } = {}): Promise<LoadedSpec> {
+export async function loadSpec(nameOrPath: string, opts: { sets?: readonly string[]; cwd?: string; strict?: boolean } = {}): Promise<LoadedSpec> {
   const cwd = opts.cwd ?? process.cwd();
   const specPath = locateSpec(nameOrPath, cwd);
   const file = relative(cwd, specPath) || specPath;
@@ -128,7 +138,13 @@ export async function loadSpec(nameOrPath: string, opts: { sets?: readonly strin
   if (parsedDoc.errors.length > 0) {
     throw new SpecError(file, parsedDoc.errors.map((e) => ({ path: `line ${e.linePos?.[0]?.line ?? '?'}`, message: `YAML: ${e.message.split('\n')[0]}` })));
   }
-  const raw = parsedDoc.toJS() as unknown;
+  let raw: unknown;
+  try {
+    raw = parsedDoc.toJS({ maxAliasCount: MAX_YAML_ALIASES }) as unknown;
+  } catch (err) {
+    // toJS throws on alias abuse (ReferenceError) and on unresolvable documents: a spec error, never a crash.
+    throw new SpecError(file, [{ path: '', message: `YAML: ${(err as Error).message.split('\n')[0]} (at most ${MAX_YAML_ALIASES} aliases are expanded)` }]);
+  }
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new SpecError(file, [{ path: '', message: 'the spec must be a YAML mapping with name, stages, …' }]);
   }
@@ -183,12 +199,26 @@ export async function loadSpec(nameOrPath: string, opts: { sets?: readonly strin
     });
   }
   issues.push(...checkDag(spec.stages));
-  const errors = issues.filter((i) => !i.warning);
-  if (errors.length > 0) throw new SpecError(file, errors);
+  // Strict (the spec's `strict: true` or the CLI's --strict): a warning, such as skipped dataset
+  // rows, refuses the launch like an error.
+  const strict = spec.strict === true || opts.strict === true;
+  const errors = issues.filter((i) => !i.warning || strict).map((i) => (i.warning ? { path: i.path, message: `${i.message} (strict: no row may be skipped; fix the rows, or run without --strict / strict: true)` } : i));
+  if (errors.length > 0) throw new SpecError(file, dedupeIssues(errors));
   const warnings = [...new Set(issues.filter((i) => i.warning).map((i) => `${file}: ${i.path}: ${i.message}`))];
 
   const hash = sha256Hex(canonicalJson(spec));
   return { spec, specText, specPath, hash, overrides, plan, warnings };
+}
+
+/** One line per problem: a check that fails the same way twice does not say it twice. */
+function dedupeIssues(issues: SpecIssue[]): SpecIssue[] {
+  const seen = new Set<string>();
+  return issues.filter((i) => {
+    const key = `${i.path}\0${i.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 /** The run (and workflow) id: experiment name + spec version + optional label. */

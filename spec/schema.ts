@@ -39,6 +39,12 @@ export const experimentSpecSchema = z
     datasets: z.record(z.string().regex(NAME), datasetSpecSchema).default({}),
     stages: z.array(stageSpecSchema).min(1, 'an experiment needs at least one stage'),
     /**
+     * Refuse to launch when a dataset row would be skipped (same as `judgeflow run --strict`).
+     * Absent or false: skipped rows are warned about and the run goes on without them. (Optional,
+     * not defaulted, so the hash and run id of a spec without it stay what they were.)
+     */
+    strict: z.boolean().optional(),
+    /**
      * Demo and test instrument: `judgeflow run` starts the OpenAI-compatible simulator with this
      * config (path relative to the spec) on 127.0.0.1:port unless something already listens there.
      */

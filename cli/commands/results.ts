@@ -1,5 +1,5 @@
-import { and, asc, eq } from 'drizzle-orm';
-import { metrics } from '../../db/schema/index.js';
+import { and, asc, eq, inArray, sql } from 'drizzle-orm';
+import { datasets, metrics, stages } from '../../db/schema/index.js';
 import { getRun } from '../../db/queries.js';
 import { parseFlags } from '../args.js';
 import { connect, type Connected } from '../connect.js';
@@ -100,7 +100,8 @@ export async function printRunResults(conn: Connected, runId: string, stageId?: 
     ]);
   }
   const other = headlinePolicy === 'excluded' ? 'wrong' : 'excluded';
-  console.log(`\nresults of run ${runId} (accuracy %, 95% bootstrap CI; unparseable outputs ${headlinePolicy === 'excluded' ? 'excluded from' : 'counted wrong in'} the headline)`);
+  const skipped = await skippedRowsNote(conn, runId, stageId);
+  console.log(`\nresults of run ${runId} (${skipped}accuracy %, 95% bootstrap CI; unparseable outputs ${headlinePolicy === 'excluded' ? 'excluded from' : 'counted wrong in'} the headline)`);
   const header = ['stage', 'items', `overall (${headlinePolicy})`, 'macro', ...categories, `overall (${other})`, 'consistency', 'first-pos', 'unparseable', 'out tok', 'requests', 'cost'];
   // No endpoint with a price: no cost column.
   if (out.every((row) => row.at(-1) === '')) {
@@ -108,4 +109,27 @@ export async function printRunResults(conn: Connected, runId: string, stageId?: 
     for (const row of out) row.pop();
   }
   console.log(table(header, out));
+}
+
+/**
+ * "1,249 of 1,250 items (1 dataset row skipped); " when the import of a stage's dataset skipped
+ * rows (the rows are listed by the launch warning and stored with the dataset); '' otherwise.
+ */
+async function skippedRowsNote(conn: Connected, runId: string, stageId?: string): Promise<string> {
+  const outputs = await conn.db.db
+    .select({ output: stages.output })
+    .from(stages)
+    .where(stageId ? and(eq(stages.runId, runId), eq(stages.stageId, stageId)) : eq(stages.runId, runId));
+  const ids = [...new Set(outputs.map((o) => (o.output as { ref?: { datasetId?: unknown } } | null)?.ref?.datasetId).filter((id): id is number => typeof id === 'number'))];
+  if (ids.length === 0) return '';
+  const rows = await conn.db.db
+    .select({ name: datasets.name, items: datasets.itemCount, skipped: sql<number>`jsonb_array_length(${datasets.issues})::int` })
+    .from(datasets)
+    .where(inArray(datasets.id, ids))
+    .orderBy(asc(datasets.name));
+  const n = (v: number) => v.toLocaleString('en-US');
+  const parts = rows
+    .filter((r) => r.skipped > 0)
+    .map((r) => `${rows.length > 1 ? `${r.name}: ` : ''}${n(r.items)} of ${n(r.items + r.skipped)} items (${n(r.skipped)} dataset row${r.skipped === 1 ? '' : 's'} skipped)`);
+  return parts.length > 0 ? `${parts.join(', ')}; ` : '';
 }

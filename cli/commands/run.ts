@@ -1,13 +1,14 @@
 import { WorkflowFailedError } from '@temporalio/client';
 import { loadSpec } from '../../spec/load.js';
 import { parseFlags } from '../args.js';
-import { connect, type Connected } from '../connect.js';
+import { connect } from '../connect.js';
 import { EXIT, UsageError } from '../errors.js';
 import { launchRun } from '../launch.js';
 import { ensureSimulator } from '../simulator.js';
+import { noWorkerHint, queuesWithoutWorkers } from '../workers.js';
 import { watchRun } from './status.js';
 
-const USAGE = `usage: judgeflow run <name|path> [--set path=value]... [--label L] [--detach] [--json]
+const USAGE = `usage: judgeflow run <name|path> [--set path=value]... [--label L] [--strict] [--detach] [--json]
 
 Launches the named experiment (experiments/<name>.yaml) or the spec at path. The run id derives
 from the experiment name, the spec version (hash after overrides) and the label, so running the
@@ -16,13 +17,17 @@ that succeeded are kept, cached inference is not paid twice).
   --set path=value   override any spec field, e.g. --set endpoints.judge.base_url=http://gpu-1:8000/v1
                      or --set stages.eval.with.samples=5 (a stage may be named by its id)
   --label L          a label for this run (part of its id): ablations of one spec
+  --strict           refuse to launch (exit 2) when a dataset row would be skipped (spec: strict: true)
   --detach           start and return; follow with \`judgeflow status <run> --watch\`
-  --json             machine-readable output`;
+  --json             machine-readable output
+Following ends with exit 0 (succeeded) or 1 (failed); 3 when contact with Temporal is lost for
+longer than JUDGEFLOW_RECONNECT_TIMEOUT_S (default 300) and 130 on Ctrl-C: in both the run goes on,
+and \`judgeflow status <run> --watch\` follows it again.`;
 
 export async function runCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(
     argv,
-    { set: { type: 'string', multiple: true }, label: { type: 'string' }, detach: { type: 'boolean' }, json: { type: 'boolean' } },
+    { set: { type: 'string', multiple: true }, label: { type: 'string' }, strict: { type: 'boolean' }, detach: { type: 'boolean' }, json: { type: 'boolean' } },
     USAGE,
   );
   if (positionals.length !== 1) throw new UsageError(`expected one experiment name or spec path\n\n${USAGE}`);
@@ -30,15 +35,18 @@ export async function runCommand(argv: string[]): Promise<number> {
     throw new UsageError(`--label "${values.label}": use letters, digits, ".", "_" and "-"`);
   }
   // Everything about the spec is checked before any server is touched or any row written.
-  const loaded = await loadSpec(positionals[0]!, { sets: values.set ?? [] });
+  const loaded = await loadSpec(positionals[0]!, { sets: values.set ?? [], strict: Boolean(values.strict) });
   const log = values.json ? () => {} : (line: string) => console.error(line);
   for (const w of loaded.warnings) console.error(`warning: ${w}`);
-  const conn = await connect({ startWorker: true, log });
+  // The embedded worker must see the API keys the endpoints name (restarted with them if not).
+  const workerEnv = loaded.plan.flatMap((s) => Object.entries(s.endpoints).flatMap(([name, e]) => (e.api_key_env ? [{ name: e.api_key_env, usedBy: `endpoint "${name}"` }] : [])));
+  const conn = await connect({ startWorker: true, log, workerEnv });
   try {
     if (loaded.spec.simulator) {
       await ensureSimulator({ stateDir: conn.cfg.stateDir, specPath: loaded.specPath, ...loaded.spec.simulator, log });
     }
-    await warnWithoutWorkers(conn, [conn.cfg.taskQueue, ...loaded.plan.flatMap((s) => (s.taskQueue ? [s.taskQueue] : []))], log);
+    const queues = [conn.cfg.taskQueue, ...loaded.plan.flatMap((s) => (s.taskQueue ? [s.taskQueue] : []))];
+    for (const queue of await queuesWithoutWorkers(conn, queues)) log(`warning: ${noWorkerHint(conn, queue)}`);
     const launched = await launchRun({ loaded, label: values.label, db: conn.db.db, client: conn.client, taskQueue: conn.cfg.taskQueue });
     if (!values.json) {
       if (launched.attached) console.error(`run ${launched.runId} already exists for this spec version: attaching to it (no second run started)`);
@@ -49,7 +57,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       if (values.json) console.log(JSON.stringify({ runId: launched.runId, attached: launched.attached, resumed: launched.resumed }));
       return EXIT.ok;
     }
-    return await watchRun(conn, launched.runId, { json: Boolean(values.json), attached: launched.attached });
+    return await watchRun(conn, launched.runId, { json: Boolean(values.json), attached: launched.attached, taskQueues: queues });
   } finally {
     await conn.close();
   }
@@ -57,18 +65,4 @@ export async function runCommand(argv: string[]): Promise<number> {
 
 export function isRunFailure(err: unknown): boolean {
   return err instanceof WorkflowFailedError;
-}
-
-/** A run on a queue no worker polls waits forever: say so, with the command that fixes it. */
-async function warnWithoutWorkers(conn: Connected, queues: string[], log: (line: string) => void): Promise<void> {
-  for (const queue of new Set(queues)) {
-    const res = await conn.client.workflowService.describeTaskQueue({
-      namespace: conn.cfg.namespace,
-      taskQueue: { name: queue },
-      taskQueueType: queue === conn.cfg.taskQueue ? 1 : 2,
-    });
-    if ((res.pollers ?? []).length === 0) {
-      log(`warning: no worker polls task queue "${queue}" yet; the run waits until one does (start one with \`judgeflow worker${queue === conn.cfg.taskQueue ? '' : ` --task-queue ${queue}`}\`)`);
-    }
-  }
 }

@@ -1,16 +1,20 @@
 import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import type { StagePlan } from '../../workflows/types.js';
 import { getRun, getStages } from '../../db/queries.js';
 import type { RunProgress, StageStatusName } from '../../workflows/types.js';
 import { parseFlags } from '../args.js';
 import { connect, type Connected } from '../connect.js';
-import { EXIT, UsageError } from '../errors.js';
+import { EXIT, isTemporalUnreachable, UsageError } from '../errors.js';
 import { liveProgress } from '../live-progress.js';
 import { renderProgress } from '../render.js';
+import { noWorkerHint, queuesWithoutWorkers } from '../workers.js';
 
 const USAGE = `usage: judgeflow status <run> [--watch] [--json]
 
 Shows each stage of a run: status, items done/total, failures, ETA, errors.
-  --watch   follow the run until it ends (exit 0 succeeded, 1 failed or cancelled)
+  --watch   follow the run until it ends (exit 0 succeeded, 1 failed or cancelled; 3 when contact
+            with Temporal is lost for longer than JUDGEFLOW_RECONNECT_TIMEOUT_S, default 300,
+            and 130 on Ctrl-C: then the run goes on)
   --json    machine-readable output`;
 
 export async function statusCommand(argv: string[]): Promise<number> {
@@ -19,8 +23,12 @@ export async function statusCommand(argv: string[]): Promise<number> {
   const conn = await connect();
   try {
     const runId = positionals[0]!;
-    if (!(await getRun(conn.db.db, runId))) throw new UsageError(`no run "${runId}"; \`judgeflow list\` shows the runs`);
-    if (values.watch) return await watchRun(conn, runId, { json: Boolean(values.json), attached: true });
+    const run = await getRun(conn.db.db, runId);
+    if (!run) throw new UsageError(`no run "${runId}"; \`judgeflow list\` shows the runs`);
+    if (values.watch) {
+      const taskQueues = [conn.cfg.taskQueue, ...((run.run.plan ?? []) as StagePlan[]).flatMap((st) => (st.taskQueue ? [st.taskQueue] : []))];
+      return await watchRun(conn, runId, { json: Boolean(values.json), attached: true, taskQueues });
+    }
     const progress = await currentProgress(conn, runId);
     console.log(values.json ? JSON.stringify(progress) : renderProgress(progress));
     return progress.status === 'succeeded' || progress.status === 'running' ? EXIT.ok : EXIT.runFailed;
@@ -62,27 +70,145 @@ export async function progressFromDb(conn: Connected, runId: string): Promise<Ru
   };
 }
 
-/** Follows a run to its end, redrawing progress; returns the exit code. */
-export async function watchRun(conn: Connected, runId: string, opts: { json: boolean; attached: boolean }): Promise<number> {
+/** The command that follows a run again after this terminal stopped following it. */
+export const reattachCommand = (runId: string) => `judgeflow status ${runId} --watch`;
+
+/** How long a follower keeps reconnecting to a Temporal server that went away (seconds). */
+function reconnectTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.JUDGEFLOW_RECONNECT_TIMEOUT_S;
+  if (raw === undefined || raw === '') return 300_000;
+  const s = Number(raw);
+  if (!Number.isFinite(s) || s < 0) throw new UsageError(`JUDGEFLOW_RECONNECT_TIMEOUT_S=${raw}: expected a number of seconds (default 300)`);
+  return s * 1000;
+}
+
+type Outcome = { kind: 'succeeded' } | { kind: 'failed' } | { kind: 'lost'; err: unknown } | { kind: 'gone' } | { kind: 'error'; err: unknown };
+
+/**
+ * Follows a run to its end, redrawing progress; returns the exit code. The run lives in Temporal
+ * and the workers, not here, so nothing this terminal goes through ends it: a Temporal server that
+ * goes away is waited for (reconnecting with backoff for JUDGEFLOW_RECONNECT_TIMEOUT_S, then exit
+ * 3), Ctrl-C stops following (exit 130); both say how to follow again.
+ */
+export async function watchRun(conn: Connected, runId: string, opts: { json: boolean; attached: boolean; taskQueues?: string[] }): Promise<number> {
   const handle = conn.client.workflow.getHandle(runId);
   const tty = process.stderr.isTTY && !opts.json;
+  const say = (line: string) => process.stderr.write(`${line}\n`);
+  const maxReconnectMs = reconnectTimeoutMs();
   let last = '';
   let lastStates = '';
   let lastLine = 0;
-  let finished = false;
-  const outcome = handle.result().then(
-    () => 'succeeded' as const,
-    (err: unknown) => {
-      if (err instanceof WorkflowFailedError) return 'failed' as const;
-      throw err;
-    },
-  );
-  void outcome.finally(() => (finished = true));
-  while (!finished) {
-    await Promise.race([outcome, new Promise((r) => setTimeout(r, 1000))]);
-    if (finished || opts.json) continue;
-    try {
-      const progress = await liveProgress(conn.client, runId);
+  let lastPollerCheck = Date.now();
+  const warnedQueues = new Set<string>();
+
+  // Ctrl-C wakes every wait below; the loop then says how to re-attach and returns 130.
+  let interrupted = false;
+  let wake = () => {};
+  const onSigint = () => {
+    interrupted = true;
+    wake();
+  };
+  process.on('SIGINT', onSigint);
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+
+  // The outcome of one `result()` long poll; it never rejects, so an abandoned one is harmless.
+  // Leaving (Ctrl-C, gave up) aborts the poll still pending, which would keep the process alive.
+  const abandon = new AbortController();
+  const follow = () => {
+    const state: { value?: Outcome; done: Promise<unknown> } = { done: Promise.resolve() };
+    state.done = conn.client.withAbortSignal(abandon.signal, () => handle.result()).then(
+      () => (state.value = { kind: 'succeeded' }),
+      (err: unknown) =>
+        (state.value =
+          err instanceof WorkflowFailedError
+            ? { kind: 'failed' }
+            : err instanceof WorkflowNotFoundError
+              ? { kind: 'gone' }
+              : isTemporalUnreachable(err)
+                ? { kind: 'lost', err }
+                : { kind: 'error', err }),
+    );
+    return state;
+  };
+
+  let current = follow();
+  let lostSince: number | undefined;
+  let attempt = 0;
+  try {
+    for (;;) {
+      if (interrupted) {
+        if (tty && last) say('');
+        say(`stopped following run ${runId} (Ctrl-C); the run goes on. Follow it again: ${reattachCommand(runId)}   (stop it: judgeflow cancel ${runId})`);
+        return EXIT.interrupted;
+      }
+      const outcome = current.value;
+      if (outcome?.kind === 'succeeded' || outcome?.kind === 'failed') break;
+      if (outcome?.kind === 'error') throw outcome.err;
+      if (outcome?.kind === 'gone') {
+        say(`Temporal at ${conn.temporalAddress} no longer knows run ${runId} (was its data deleted?); its last recorded state is in \`judgeflow status ${runId}\``);
+        return EXIT.lostContact;
+      }
+      if (outcome?.kind === 'lost') {
+        if (lostSince === undefined) {
+          lostSince = Date.now();
+          if (tty && last) last = '';
+          say(
+            `lost contact with Temporal at ${conn.temporalAddress} (${firstLine(outcome.err)}); the run goes on without this terminal. ` +
+              `Reconnecting for up to ${Math.round(maxReconnectMs / 1000)} s (JUDGEFLOW_RECONNECT_TIMEOUT_S); if the local stack went down, \`judgeflow up\` brings it back.`,
+          );
+        }
+        if (Date.now() - lostSince >= maxReconnectMs) {
+          say(
+            `gave up reconnecting to Temporal at ${conn.temporalAddress} after ${Math.round((Date.now() - lostSince) / 1000)} s; run ${runId} was not stopped and goes on when Temporal is back. ` +
+              `Follow it again: ${reattachCommand(runId)}`,
+          );
+          return EXIT.lostContact;
+        }
+        await pause(Math.min(10_000, 500 * 2 ** attempt, Math.max(0, lostSince + maxReconnectMs - Date.now())));
+        attempt++;
+        if (interrupted) continue;
+        try {
+          await conn.client.withDeadline(Date.now() + 5_000, () => handle.describe());
+        } catch (err) {
+          if (isTemporalUnreachable(err)) continue;
+          throw err;
+        }
+        say(`reconnected to Temporal at ${conn.temporalAddress} after ${Math.round((Date.now() - lostSince) / 1000)} s; following run ${runId} again`);
+        lostSince = undefined;
+        attempt = 0;
+        current = follow();
+        continue;
+      }
+
+      await Promise.race([current.done, pause(1000)]);
+      if (current.value || interrupted) continue;
+      if (opts.taskQueues && Date.now() - lastPollerCheck > 30_000) {
+        lastPollerCheck = Date.now();
+        try {
+          const empty = await conn.client.withDeadline(Date.now() + 5_000, () => queuesWithoutWorkers(conn, opts.taskQueues!));
+          for (const q of empty) if (!warnedQueues.has(q)) say(`warning: ${noWorkerHint(conn, q)}`);
+          warnedQueues.clear();
+          for (const q of empty) warnedQueues.add(q);
+        } catch (err) {
+          if (!isTemporalUnreachable(err)) throw err;
+        }
+      }
+      if (opts.json) continue;
+      let progress: RunProgress;
+      try {
+        progress = await conn.client.withDeadline(Date.now() + 5_000, () => liveProgress(conn.client, runId));
+      } catch (err) {
+        // The run ended between our check and the query, or Temporal is away: result() says which.
+        if (err instanceof Error) continue;
+        throw err;
+      }
       if (tty) {
         const text = renderProgress(progress);
         if (text !== last) {
@@ -100,11 +226,11 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
           lastLine = Date.now();
         }
       }
-    } catch {
-      // The run ended between our check and the query: the final record is printed below.
     }
+  } finally {
+    process.off('SIGINT', onSigint);
+    abandon.abort();
   }
-  await outcome;
   const final = await progressFromDb(conn, runId);
   if (opts.json) {
     console.log(JSON.stringify(final));
@@ -117,4 +243,8 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
     await printRunResults(conn, runId);
   }
   return final.status === 'succeeded' ? EXIT.ok : EXIT.runFailed;
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0]!.slice(0, 200);
 }

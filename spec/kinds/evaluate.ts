@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { DatasetError, loadDataset } from '../../activities/evaluate/datasets.js';
@@ -68,8 +69,9 @@ registerStageKind({
       }
     }
     const ds = spec.datasets[params.dataset];
-    if (ds) {
-      const path = isAbsolute(ds.path) ? ds.path : resolve(specDir, ds.path);
+    const path = ds && (isAbsolute(ds.path) ? ds.path : resolve(specDir, ds.path));
+    // A missing file is reported once, by the spec loader (datasets.<name>.path: file not found).
+    if (ds && path && existsSync(path)) {
       try {
         // A dataset with no valid row is refused before launch; rows it will skip (an unreadable or
         // undownloadable image among them) are warned about. Images are read here and again by the

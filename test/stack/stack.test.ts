@@ -5,7 +5,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
@@ -13,7 +13,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processStartTicks, readRecord, type ServiceName } from '../../runtime/daemon.js';
 import { freePort, isTcpOpen } from '../../runtime/net.js';
-import { down, ensureStack, loadRuntimeConfig, PortInUseError, TemporalCliNotFoundError, up, type RuntimeConfig, type StackInfo } from '../../runtime/stack.js';
+import { childPids, down, ensureStack, loadRuntimeConfig, PortInUseError, TemporalCliNotFoundError, up, type RuntimeConfig, type StackInfo } from '../../runtime/stack.js';
 
 const run = promisify(execFile);
 const fixtures = join(import.meta.dirname, 'fixtures');
@@ -97,7 +97,9 @@ describe('the local stack (embedded Postgres + Temporal dev server + worker)', (
     const tq = await withTemporal(first.temporalAddress, (c) =>
       c.workflowService.describeTaskQueue({ namespace: 'default', taskQueue: { name: 'stack-test' }, taskQueueType: 2 }),
     );
-    expect(tq.pollers?.map((p) => p.identity)).toContain(`${readRecord(cfg.stateDir, 'worker')!.pid}@${(await import('node:os')).hostname()}`);
+    // It runs under its supervisor (the recorded pid), which restarts it if it dies.
+    const workerIdentities = childPids(readRecord(cfg.stateDir, 'worker')!.pid).map((pid) => `${pid}@${hostname()}`);
+    expect(tq.pollers?.map((p) => p.identity).filter((id) => workerIdentities.includes(id ?? ''))).toHaveLength(1);
 
     // State to find again after a restart.
     await query(first.databaseUrl, 'create table notes (id int primary key, body text)');
