@@ -45,7 +45,7 @@ export interface StackInfo {
 export interface UpOptions {
   /** Start (or reuse) a worker process; default true. */
   worker?: boolean;
-  /** The worker command; default `node --import tsx <repo>/worker.ts`, run in the repo root. */
+  /** The worker command; default `node <repo>/bin/worker.mjs` (compiled dist/ when fresh), run in the repo root. */
   workerCommand?: string[];
   /** How long to wait for the worker to poll the task queue; default 60 s. */
   workerReadyTimeoutMs?: number;
@@ -55,8 +55,9 @@ export interface UpOptions {
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
+/** bin/worker.mjs runs dist/worker.js with the prebuilt workflow bundle, or worker.ts through tsx when dist/ is stale. */
 export function defaultWorkerCommand(): string[] {
-  return [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'worker.ts')];
+  return [process.execPath, join(REPO_ROOT, 'bin', 'worker.mjs')];
 }
 
 const quiet = () => undefined;
@@ -185,6 +186,9 @@ function codeFingerprint(): string {
   for (const d of ['workflows', 'activities', 'db', 'spec']) walk(join(REPO_ROOT, d));
   const worker = join(REPO_ROOT, 'worker.ts');
   if (existsSync(worker)) hash.update(`${statSync(worker).mtimeMs}`);
+  // A new build (dist/) restarts a worker that ran the sources through tsx, or an older build.
+  const build = join(REPO_ROOT, 'dist', 'build.json');
+  if (existsSync(build)) hash.update(`build:${statSync(build).mtimeMs}`);
   return hash.digest('hex');
 }
 

@@ -1,0 +1,13 @@
+// Types of bin/dist.mjs (plain JavaScript: it runs before anything is compiled).
+export declare const ROOT: string;
+export declare const DIST: string;
+export declare const MANIFEST: string;
+export declare const WORKFLOW_BUNDLE: string;
+export declare const WORKFLOW_BUNDLE_ENV: string;
+export declare const SOURCE_DIRS: string[];
+export declare const SOURCE_FILES: string[];
+export declare const BUILD_INPUTS: string[];
+export declare function buildInputs(): string[];
+export declare function describeFile(rel: string): { size: number; mtimeMs: number; sha256: string };
+export declare function staleReason(): string | undefined;
+export declare function importEntry(name: string): Promise<{ module: Record<string, unknown>; compiled: boolean }>;
