@@ -78,7 +78,10 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
   );
   void outcome.finally(() => (finished = true));
   while (!finished) {
-    await Promise.race([outcome, new Promise((r) => setTimeout(r, 1000))]);
+    // Redraw every second until the result arrives; the timer is cleared so it never holds the exit.
+    let tick: NodeJS.Timeout | undefined;
+    await Promise.race([outcome, new Promise((r) => (tick = setTimeout(r, 1000)))]);
+    clearTimeout(tick);
     if (finished || opts.json) continue;
     try {
       const progress = await handle.query(progressQuery);
