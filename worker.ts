@@ -95,7 +95,9 @@ export async function main(): Promise<void> {
   try {
     const cfg = workerConfigFromEnv();
     const w = await startWorker(cfg);
-    console.log(`judgeflow worker: task queue "${cfg.taskQueue}" on ${cfg.temporalAddress} (namespace ${cfg.namespace})`);
+    const bundle = process.env.JUDGEFLOW_WORKFLOW_BUNDLE;
+    const workflows = bundle ? `prebuilt workflow bundle ${bundle}` : 'workflows bundled from the sources at start';
+    console.log(`judgeflow worker: task queue "${cfg.taskQueue}" on ${cfg.temporalAddress} (namespace ${cfg.namespace}; ${workflows})`);
     await w.run;
     console.log('judgeflow worker: stopped');
   } catch (err) {

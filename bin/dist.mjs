@@ -23,29 +23,37 @@ export const SOURCE_FILES = ['worker.ts'];
 /** Not compiled, but a change to them changes what the build would produce. */
 export const BUILD_INPUTS = ['package-lock.json', 'bin/dist.mjs', 'scripts/build.mjs'];
 
-/** Every file the build depends on, relative to the repo root, sorted. */
-export function buildInputs() {
+/** Every file the build depends on, relative to `root`, sorted. */
+export function buildInputs(root = ROOT) {
   const out = [];
   const walk = (rel) => {
-    for (const entry of readdirSync(join(ROOT, rel), { withFileTypes: true })) {
+    for (const entry of readdirSync(join(root, rel), { withFileTypes: true })) {
       const p = `${rel}/${entry.name}`;
       if (entry.isDirectory()) walk(p);
       else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) out.push(p);
     }
   };
-  for (const dir of SOURCE_DIRS) if (existsSync(join(ROOT, dir))) walk(dir);
-  for (const file of [...SOURCE_FILES, ...BUILD_INPUTS]) if (existsSync(join(ROOT, file))) out.push(file);
+  for (const dir of SOURCE_DIRS) if (existsSync(join(root, dir))) walk(dir);
+  for (const file of [...SOURCE_FILES, ...BUILD_INPUTS]) if (existsSync(join(root, file))) out.push(file);
   return out.sort();
 }
 
-function sha256(rel) {
-  return createHash('sha256').update(readFileSync(join(ROOT, rel))).digest('hex');
+function sha256(path) {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
-/** What the manifest records of a file: size and mtime (the cheap check), and its content hash. */
-export function describeFile(rel) {
-  const st = statSync(join(ROOT, rel));
-  return { size: st.size, mtimeMs: st.mtimeMs, sha256: sha256(rel) };
+/**
+ * The manifest of a build of `root`'s sources, made before compiling them: each input's size and
+ * mtime (the cheap check) and content hash.
+ */
+export function manifestOf(root = ROOT) {
+  const files = {};
+  for (const rel of buildInputs(root)) {
+    const path = join(root, rel);
+    const st = statSync(path);
+    files[rel] = { size: st.size, mtimeMs: st.mtimeMs, sha256: sha256(path) };
+  }
+  return { version: 1, builtAt: new Date().toISOString(), files };
 }
 
 /**
@@ -53,22 +61,23 @@ export function describeFile(rel) {
  * undefined when it is fresh. A file whose size and mtime match the manifest counts as unchanged;
  * one whose mtime moved (a checkout, a touch) is compared by content.
  */
-export function staleReason() {
+export function staleReason(root = ROOT) {
   let manifest;
   try {
-    manifest = JSON.parse(readFileSync(MANIFEST, 'utf8'));
+    manifest = JSON.parse(readFileSync(join(root, 'dist', 'build.json'), 'utf8'));
   } catch (err) {
     if (err.code === 'ENOENT') return 'no build in dist/';
     return `dist/build.json is unreadable (${err.message})`;
   }
   const recorded = manifest.files ?? {};
-  const current = buildInputs();
+  const current = buildInputs(root);
   for (const rel of current) {
     const was = recorded[rel];
     if (!was) return `${rel} is new since the build`;
-    const st = statSync(join(ROOT, rel));
+    const path = join(root, rel);
+    const st = statSync(path);
     if (st.size !== was.size) return `${rel} changed since the build`;
-    if (st.mtimeMs !== was.mtimeMs && sha256(rel) !== was.sha256) return `${rel} changed since the build`;
+    if (st.mtimeMs !== was.mtimeMs && sha256(path) !== was.sha256) return `${rel} changed since the build`;
   }
   if (current.length !== Object.keys(recorded).length) {
     const now = new Set(current);
