@@ -22,6 +22,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import pg from 'pg';
 import YAML from 'yaml';
 import { staleReason } from '../bin/dist.mjs';
 import { Cleanups, REPO, median, spawnSimulator, temporalAddress, temporaryDatabase } from './lib.js';
@@ -51,6 +52,9 @@ const CLI: Record<Cli, string[]> = {
 
 interface Exit {
   seconds: number;
+  /** Wall-clock spawn and exit (ms since the epoch), to set beside the rows' timestamps. */
+  startedAt: number;
+  exitedAt: number;
   code: number | null;
   stdout: string;
   stderr: string;
@@ -60,13 +64,14 @@ interface Exit {
 function timed(nodeArgs: string[], env: NodeJS.ProcessEnv): Promise<Exit> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
+    const startedAt = Date.now();
     const child = spawn(process.execPath, nodeArgs, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.once('error', reject);
-    child.once('exit', (code) => resolve({ seconds: (performance.now() - t0) / 1000, code, stdout, stderr }));
+    child.once('exit', (code) => resolve({ seconds: (performance.now() - t0) / 1000, startedAt, exitedAt: Date.now(), code, stdout, stderr }));
   });
 }
 
@@ -98,6 +103,9 @@ async function main(cleanups: Cleanups): Promise<void> {
   if (stale !== undefined) throw new Error(`dist/ is not usable (${stale}): run \`npm run build\` first`);
 
   const databaseUrl = await temporaryDatabase(cleanups);
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  cleanups.add(() => db.end());
   const address = await temporalAddress(cleanups);
   const simUrl = await spawnSimulator(
     { seed: 3, truth: DATA, latency: { kind: 'fixed', ms: LATENCY }, models: { judge: { behaviour: 'judge', accuracy: 0.8 } } },
@@ -166,7 +174,28 @@ async function main(cleanups: Cleanups): Promise<void> {
     if (res.code !== 0 || !/evaluate/.test(res.stdout)) throw new Error(`kinds exited ${res.code}:\n${res.stderr}`);
     return res.seconds;
   };
-  const job = async (cli: Cli) => check('job', await timed([...CLI[cli], 'run', spec, '--set', `seed=${seed++}`], env), false).seconds;
+  // Where a compiled job's time goes, from its own rows' timestamps (the run row is written at launch).
+  const segments: number[][] = [];
+  const timeline = async (res: Exit): Promise<void> => {
+    const runId = /run (\S+): started/.exec(res.stderr)?.[1];
+    const { rows } = await db.query<Record<string, string>>(
+      `select extract(epoch from r.created_at) * 1000 as launched,
+              (select extract(epoch from min(x.finished_at)) * 1000 from inference_requests q join inference_results x on x.request_id = q.id where q.run_id = r.id) as first_result,
+              (select extract(epoch from max(x.finished_at)) * 1000 from inference_requests q join inference_results x on x.request_id = q.id where q.run_id = r.id) as last_result,
+              extract(epoch from r.finished_at) * 1000 as finished
+       from runs r where r.id = $1`,
+      [runId],
+    );
+    const t = rows[0];
+    if (!t) throw new Error(`no run row for ${runId}`);
+    const points = [res.startedAt, Number(t.launched), Number(t.first_result), Number(t.last_result), Number(t.finished), res.exitedAt];
+    segments.push(points.slice(1).map((p, i) => p - points[i]!));
+  };
+  const job = async (cli: Cli) => {
+    const res = check('job', await timed([...CLI[cli], 'run', spec, '--set', `seed=${seed++}`], env), false);
+    if (cli === 'compiled') await timeline(res);
+    return res.seconds;
+  };
   const rerun = async (cli: Cli) => check('re-run', await timed([...CLI[cli], 'run', spec, '--label', `again-${label++}`], env), true).seconds;
 
   console.log(
@@ -175,6 +204,7 @@ async function main(cleanups: Cleanups): Promise<void> {
   // Warm-up: JIT, connections, the worker's first workflow, the dataset import, the cache.
   await timed([...CLI.compiled, 'run', spec], env).then((res) => check('warm-up', res, false));
   for (const cli of ['compiled', 'tsx'] as Cli[]) await job(cli);
+  segments.length = 0;
 
   const times = { kinds: { compiled: [] as number[], tsx: [] as number[] }, job: { compiled: [] as number[], tsx: [] as number[] }, rerun: { compiled: [] as number[], tsx: [] as number[] } };
   for (let r = 0; r < ROUNDS; r++) {
@@ -199,6 +229,11 @@ async function main(cleanups: Cleanups): Promise<void> {
   console.log(row('its cached re-run', times.rerun, '≤ 1.00 s'));
   console.log(row(`worker start to polling (${WORKER_ROUNDS} rounds)`, workerTimes, 'none'));
   console.log(`\nthe job / its ideal network time: ${(median(times.job.compiled) / IDEAL_S).toFixed(2)}x compiled, ${(median(times.job.tsx) / IDEAL_S).toFixed(2)}x tsx`);
+  const seg = (i: number) => `${median(segments.map((s) => s[i]!)).toFixed(0)} ms`;
+  console.log(
+    `where the compiled job's time goes (medians): spawn → run row ${seg(0)}, → first result ${seg(1)}, ` +
+      `first → last result ${seg(2)} (ideal ${(IDEAL_S * 1000).toFixed(0)}), → run finished ${seg(3)}, → process exit ${seg(4)}`,
+  );
 }
 
 const cleanups = new Cleanups();
