@@ -15,7 +15,8 @@
  *  - the cached re-run: the same spec under a new label, every request answered by the cache;
  *  - worker start (spawn to polling): `node bin/worker.mjs` (dist/, prebuilt workflow bundle) vs
  *    `node --import tsx worker.ts` (webpack bundles the workflows at every start).
- * Medians are printed; the machine's noise shows in the min-max.
+ * Medians are printed, with the min-max (the machine's noise) and the CLI process's CPU time (user +
+ * sys, from the shell's `times`), which contention on a shared machine changes far less than wall time.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -52,6 +53,8 @@ const CLI: Record<Cli, string[]> = {
 
 interface Exit {
   seconds: number;
+  /** CPU time (user + sys) of the process and its children, from the shell's `times`. */
+  cpu: number;
   /** Wall-clock spawn and exit (ms since the epoch), to set beside the rows' timestamps. */
   startedAt: number;
   exitedAt: number;
@@ -60,18 +63,27 @@ interface Exit {
   stderr: string;
 }
 
-/** Runs `node <args>` to its exit; seconds from spawn to exit. */
+// POSIX `times` prints the shell's, then its children's user and system time: "0m0.512s 0m0.064s".
+const WITH_TIMES = '"$0" "$@"; code=$?; times >&2; exit $code';
+const seconds = (t: string) => Number(/(\d+)m([\d.]+)s/.exec(t)![1]) * 60 + Number(/(\d+)m([\d.]+)s/.exec(t)![2]);
+
+/** Runs `node <args>` to its exit (under sh, for its CPU time); seconds from spawn to exit. */
 function timed(nodeArgs: string[], env: NodeJS.ProcessEnv): Promise<Exit> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const startedAt = Date.now();
-    const child = spawn(process.execPath, nodeArgs, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('sh', ['-c', WITH_TIMES, process.execPath, ...nodeArgs], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.once('error', reject);
-    child.once('exit', (code) => resolve({ seconds: (performance.now() - t0) / 1000, startedAt, exitedAt: Date.now(), code, stdout, stderr }));
+    child.once('exit', (code) => {
+      const exitedAt = Date.now();
+      const children = stderr.trimEnd().split('\n').at(-1)!.split(/\s+/);
+      const cpu = seconds(children[0]!) + seconds(children[1]!);
+      resolve({ seconds: (performance.now() - t0) / 1000, cpu, startedAt, exitedAt, code, stdout, stderr });
+    });
   });
 }
 
@@ -172,7 +184,7 @@ async function main(cleanups: Cleanups): Promise<void> {
   const kinds = async (cli: Cli) => {
     const res = await timed([...CLI[cli], 'kinds'], env);
     if (res.code !== 0 || !/evaluate/.test(res.stdout)) throw new Error(`kinds exited ${res.code}:\n${res.stderr}`);
-    return res.seconds;
+    return res;
   };
   // Where a compiled job's time goes, from its own rows' timestamps (the run row is written at launch).
   const segments: number[][] = [];
@@ -194,24 +206,31 @@ async function main(cleanups: Cleanups): Promise<void> {
   const job = async (cli: Cli) => {
     const res = check('job', await timed([...CLI[cli], 'run', spec, '--set', `seed=${seed++}`], env), false);
     if (cli === 'compiled') await timeline(res);
-    return res.seconds;
+    return res;
   };
-  const rerun = async (cli: Cli) => check('re-run', await timed([...CLI[cli], 'run', spec, '--label', `again-${label++}`], env), true).seconds;
+  const rerun = async (cli: Cli) => check('re-run', await timed([...CLI[cli], 'run', spec, '--label', `again-${label++}`], env), true);
 
   console.log(
     `short-jobs benchmark: ${REQUESTS} calls (${REQUESTS / 2} items x 2 orders) at ${LATENCY} ms, concurrency ${CONCURRENCY}; ideal network time ${IDEAL_S.toFixed(2)} s; ${ROUNDS} rounds`,
   );
   // Warm-up: JIT, connections, the worker's first workflow, the dataset import, the cache.
-  await timed([...CLI.compiled, 'run', spec], env).then((res) => check('warm-up', res, false));
+  check('warm-up', await timed([...CLI.compiled, 'run', spec], env), false);
   for (const cli of ['compiled', 'tsx'] as Cli[]) await job(cli);
   segments.length = 0;
 
-  const times = { kinds: { compiled: [] as number[], tsx: [] as number[] }, job: { compiled: [] as number[], tsx: [] as number[] }, rerun: { compiled: [] as number[], tsx: [] as number[] } };
+  const both = () => ({ compiled: [] as number[], tsx: [] as number[] });
+  const times = { kinds: both(), job: both(), rerun: both() };
+  const cpu = { kinds: both(), job: both(), rerun: both() };
+  const runs = { kinds, job, rerun };
   for (let r = 0; r < ROUNDS; r++) {
     const order: Cli[] = r % 2 === 0 ? ['compiled', 'tsx'] : ['tsx', 'compiled'];
-    for (const cli of order) times.kinds[cli].push(await kinds(cli));
-    for (const cli of order) times.job[cli].push(await job(cli));
-    for (const cli of order) times.rerun[cli].push(await rerun(cli));
+    for (const what of ['kinds', 'job', 'rerun'] as const) {
+      for (const cli of order) {
+        const res = await runs[what](cli);
+        times[what][cli].push(res.seconds);
+        cpu[what][cli].push(res.cpu);
+      }
+    }
     console.log(
       `  round ${r + 1}: ` +
         (['kinds', 'job', 'rerun'] as const).map((k) => `${k} ${times[k].compiled.at(-1)!.toFixed(2)} / ${times[k].tsx.at(-1)!.toFixed(2)} s`).join(', ') +
@@ -219,14 +238,15 @@ async function main(cleanups: Cleanups): Promise<void> {
     );
   }
 
-  const row = (what: string, xs: Record<Cli, number[]>, target: string) =>
-    `| ${what} | ${fmt(xs.compiled)} | ${fmt(xs.tsx)} | ${(median(xs.tsx) / median(xs.compiled)).toFixed(2)}x | ${target} |`;
-  console.log('\nwhole process, median (min-max):');
-  console.log('| what | compiled CLI | tsx CLI | tsx / compiled | target (compiled) |');
-  console.log('|---|---|---|---|---|');
-  console.log(row('`judgeflow kinds` (CLI start)', times.kinds, '≤ 0.30 s'));
-  console.log(row(`the ${REQUESTS}-call job (ideal ${IDEAL_S.toFixed(2)} s)`, times.job, `≤ ${(1.3 * IDEAL_S).toFixed(2)} s (1.3x ideal)`));
-  console.log(row('its cached re-run', times.rerun, '≤ 1.00 s'));
+  const row = (what: string, xs: Record<Cli, number[]>, target: string, cpus?: Record<Cli, number[]>) =>
+    `| ${what} | ${fmt(xs.compiled)} | ${fmt(xs.tsx)} | ${(median(xs.tsx) / median(xs.compiled)).toFixed(2)}x | ` +
+    `${cpus ? `${median(cpus.compiled).toFixed(2)} / ${median(cpus.tsx).toFixed(2)} s` : ''} | ${target} |`;
+  console.log('\nwhole process, wall time median (min-max); the CLI process\'s CPU time (user + sys) median:');
+  console.log('| what | compiled CLI | tsx CLI | tsx / compiled | CPU compiled / tsx | target (compiled, wall) |');
+  console.log('|---|---|---|---|---|---|');
+  console.log(row('`judgeflow kinds` (CLI start)', times.kinds, '≤ 0.30 s', cpu.kinds));
+  console.log(row(`the ${REQUESTS}-call job (ideal ${IDEAL_S.toFixed(2)} s)`, times.job, `≤ ${(1.3 * IDEAL_S).toFixed(2)} s (1.3x ideal)`, cpu.job));
+  console.log(row('its cached re-run', times.rerun, '≤ 1.00 s', cpu.rerun));
   console.log(row(`worker start to polling (${WORKER_ROUNDS} rounds)`, workerTimes, 'none'));
   console.log(`\nthe job / its ideal network time: ${(median(times.job.compiled) / IDEAL_S).toFixed(2)}x compiled, ${(median(times.job.tsx) / IDEAL_S).toFixed(2)}x tsx`);
   const seg = (i: number) => `${median(segments.map((s) => s[i]!)).toFixed(0)} ms`;
