@@ -22,6 +22,11 @@ export interface WorkerConfig {
   databaseUrl: string;
   /** Defaults to workflows/index.ts; tests add their own stage kinds here. */
   workflowsPath?: string;
+  /**
+   * Prebuilt workflow code. Default, when no workflowsPath is given: the bundle named by
+   * JUDGEFLOW_WORKFLOW_BUNDLE (the compiled entry points set it to dist/workflow-bundle.js, built
+   * with the sources by `npm run build`); without it, webpack bundles workflowsPath at start.
+   */
   workflowBundle?: WorkerOptions['workflowBundle'];
   /** Extra activities (test-only stage kinds). */
   extraActivities?: (handle: DbHandle) => Record<string, (...args: never[]) => Promise<unknown>>;
@@ -43,11 +48,13 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   const connection = await NativeConnection.connect({ address: cfg.temporalAddress });
   const gateway = cfg.gateway ?? new InferenceGateway();
   const activities = { ...createActivities({ db: handle.db, gateway }), ...(cfg.extraActivities?.(handle) ?? {}) };
+  const prebuilt = process.env.JUDGEFLOW_WORKFLOW_BUNDLE;
+  const workflowBundle = cfg.workflowBundle ?? (cfg.workflowsPath === undefined && prebuilt ? { codePath: prebuilt } : undefined);
   const worker = await Worker.create({
     connection,
     namespace: cfg.namespace,
     taskQueue: cfg.taskQueue,
-    ...(cfg.workflowBundle ? { workflowBundle: cfg.workflowBundle } : { workflowsPath: cfg.workflowsPath ?? DEFAULT_WORKFLOWS_PATH }),
+    ...(workflowBundle ? { workflowBundle } : { workflowsPath: cfg.workflowsPath ?? DEFAULT_WORKFLOWS_PATH }),
     activities,
     maxConcurrentActivityTaskExecutions: cfg.maxConcurrentActivityTaskExecutions ?? 50,
     shutdownGraceTime: '10 seconds',
@@ -80,17 +87,23 @@ export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env, overri
   };
 }
 
-async function main(): Promise<void> {
-  const cfg = workerConfigFromEnv();
-  const w = await startWorker(cfg);
-  console.log(`judgeflow worker: task queue "${cfg.taskQueue}" on ${cfg.temporalAddress} (namespace ${cfg.namespace})`);
-  await w.run;
-  console.log('judgeflow worker: stopped');
-}
-
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  main().catch((err) => {
+/**
+ * The worker process: `node bin/worker.mjs` (what `judgeflow up` starts; compiled when dist/ is
+ * fresh) or `node --import tsx worker.ts`. Configuration from the environment; exits 1 on failure.
+ */
+export async function main(): Promise<void> {
+  try {
+    const cfg = workerConfigFromEnv();
+    const w = await startWorker(cfg);
+    const bundle = process.env.JUDGEFLOW_WORKFLOW_BUNDLE;
+    const workflows = bundle ? `prebuilt workflow bundle ${bundle}` : 'workflows bundled from the sources at start';
+    console.log(`judgeflow worker: task queue "${cfg.taskQueue}" on ${cfg.temporalAddress} (namespace ${cfg.namespace}; ${workflows})`);
+    await w.run;
+    console.log('judgeflow worker: stopped');
+  } catch (err) {
     console.error(`judgeflow worker: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(1);
-  });
+  }
 }
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) void main();

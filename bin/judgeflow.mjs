@@ -1,9 +1,6 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx's loader, so `npx judgeflow` works straight after `npm ci`.
-import { register } from 'tsx/esm/api';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { dirname, join } from 'node:path';
+// The judgeflow CLI: the compiled build in dist/ (made by `npm ci` / `npm run build`) when it
+// matches the sources, else the TypeScript sources through tsx (a checkout with edited sources).
+import { importEntry } from './dist.mjs';
 
-register();
-const here = dirname(fileURLToPath(import.meta.url));
-await import(pathToFileURL(join(here, '..', 'cli', 'main.ts')).href);
+await importEntry('cli/main');

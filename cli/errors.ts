@@ -1,4 +1,3 @@
-import { isGrpcServiceError, ServiceError } from '@temporalio/client';
 
 /**
  * Exit codes of every judgeflow command: 0 success, 1 run failed, 2 usage/spec/config error,
@@ -28,13 +27,21 @@ const UNKNOWN = 2;
  */
 export function isTemporalUnreachable(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if (isGrpcServiceError(e)) {
+    if (isGrpcError(e)) {
       if (e.code === UNAVAILABLE || e.code === DEADLINE_EXCEEDED) return true;
       // A connection dropped mid-call surfaces as UNKNOWN with the socket error in its details.
       if (e.code === UNKNOWN && /ECONNRESET|ECONNREFUSED|socket|Connection dropped/i.test(e.details ?? '')) return true;
       return false;
     }
-    if (!(e instanceof ServiceError) && !(e instanceof Error)) return false;
+    if (!(e instanceof Error)) return false;
   }
   return false;
+}
+
+/**
+ * A gRPC call's error (as @temporalio/client's isGrpcServiceError sees it), told by its shape so
+ * this module loads no Temporal code: `judgeflow kinds` and `--help` stay fast.
+ */
+function isGrpcError(e: unknown): e is Error & { code: number; details?: string } {
+  return e instanceof Error && typeof (e as { code?: unknown }).code === 'number' && 'metadata' in e;
 }

@@ -2,8 +2,6 @@
  * judgeflow CLI. Exit codes: 0 success, 1 run failed, 2 usage/spec/config error, 3 lost contact
  * with Temporal (a run goes on), 130 stopped following on Ctrl-C (the run goes on).
  */
-import '../spec/builtin.js';
-import { SpecError } from '../spec/load.js';
 import { ConfigError, EXIT, isTemporalUnreachable, UsageError } from './errors.js';
 
 const HELP = `judgeflow — durable, reproducible experiments for reasoning judges
@@ -26,6 +24,7 @@ TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, JUDGEFLOW_TASK_QUEUE, JUDGEFLOW_STATE_DIR.
 
 /** Errors that are the user's to fix (input, configuration, environment): message only, exit 2. */
 const USER_ERRORS = new Set([
+  'SpecError',
   'RuntimeConfigError',
   'StackError',
   'PortInUseError',
@@ -38,6 +37,9 @@ const USER_ERRORS = new Set([
 ]);
 
 type Command = (argv: string[]) => Promise<number>;
+
+// Each command loads only what it uses, so a quick command (kinds, --help) starts without
+// Temporal, pg or openai. The stage kinds are registered before any command runs.
 
 const commands: Record<string, () => Promise<Command>> = {
   run: async () => (await import('./commands/run.js')).runCommand,
@@ -65,6 +67,7 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.usage;
   }
   try {
+    await import('../spec/builtin.js');
     const cmd = await load();
     if (rest.includes('--help') || rest.includes('-h')) return await cmd(['--help']).catch((err: unknown) => {
       console.log((err as Error).message.replace(/^.*\n\n/s, ''));
@@ -72,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
     });
     return await cmd(rest);
   } catch (err) {
-    if (err instanceof SpecError || err instanceof UsageError || err instanceof ConfigError || USER_ERRORS.has((err as Error)?.name)) {
+    if (err instanceof UsageError || err instanceof ConfigError || USER_ERRORS.has((err as Error)?.name)) {
       console.error(`judgeflow ${name}: ${(err as Error).message}`);
       return EXIT.usage;
     }

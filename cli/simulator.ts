@@ -17,7 +17,7 @@ export async function ensureSimulator(opts: { stateDir: string; specPath: string
   if (!existsSync(config)) throw new ConfigError(`${opts.specPath}: simulator.config: file not found: ${config}`);
   mkdirSync(join(opts.stateDir, 'logs'), { recursive: true });
   const out = openSync(join(opts.stateDir, 'logs', 'sim.log'), 'a');
-  const child = spawn(process.execPath, ['--import', 'tsx', join(PACKAGE_ROOT, 'cli', 'main.ts'), 'sim', '--port', String(opts.port), '--host', '127.0.0.1', '--config', config], {
+  const child = spawn(process.execPath, [join(PACKAGE_ROOT, 'bin', 'judgeflow.mjs'), 'sim', '--port', String(opts.port), '--host', '127.0.0.1', '--config', config], {
     cwd: PACKAGE_ROOT,
     detached: true,
     stdio: ['ignore', out, out],

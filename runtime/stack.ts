@@ -47,7 +47,7 @@ export interface StackInfo {
 export interface UpOptions {
   /** Start (or reuse) a worker process; default true. */
   worker?: boolean;
-  /** The worker command; default `node --import tsx <repo>/worker.ts`, run in the repo root. */
+  /** The worker command; default `node <repo>/bin/worker.mjs` (compiled dist/ when fresh), run in the repo root. */
   workerCommand?: string[];
   /** How long to wait for the worker to poll the task queue; default 60 s. */
   workerReadyTimeoutMs?: number;
@@ -69,16 +69,14 @@ export class WorkerEnvError extends StackError {
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
+/** bin/worker.mjs runs dist/worker.js with the prebuilt workflow bundle, or worker.ts through tsx when dist/ is stale. */
 export function defaultWorkerCommand(): string[] {
-  return [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'worker.ts')];
+  return [process.execPath, join(REPO_ROOT, 'bin', 'worker.mjs')];
 }
 
-/** `command` run under runtime/supervisor, which restarts it when it dies (see that file). */
+/** `command` run under runtime/supervisor (via bin/supervisor.mjs: compiled when fresh), which restarts it when it dies. */
 export function supervisedCommand(command: string[]): string[] {
-  const here = fileURLToPath(import.meta.url);
-  const ext = here.endsWith('.ts') ? '.ts' : '.js';
-  const supervisor = join(dirname(here), `supervisor${ext}`);
-  return [process.execPath, ...(ext === '.ts' ? ['--import', 'tsx'] : []), supervisor, '--', ...command];
+  return [process.execPath, join(REPO_ROOT, 'bin', 'supervisor.mjs'), '--', ...command];
 }
 
 const quiet = () => undefined;
@@ -207,6 +205,9 @@ function codeFingerprint(): string {
   for (const d of ['workflows', 'activities', 'db', 'spec']) walk(join(REPO_ROOT, d));
   const worker = join(REPO_ROOT, 'worker.ts');
   if (existsSync(worker)) hash.update(`${statSync(worker).mtimeMs}`);
+  // A new build (dist/) restarts a worker that ran the sources through tsx, or an older build.
+  const build = join(REPO_ROOT, 'dist', 'build.json');
+  if (existsSync(build)) hash.update(`build:${statSync(build).mtimeMs}`);
   return hash.digest('hex');
 }
 

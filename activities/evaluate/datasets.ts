@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, join } from 'node:path';
-import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 
 /** A multiple-choice judge item: a query (+ image) and K candidates, one of them the best. */
 export interface McItem {
@@ -367,6 +366,8 @@ function mcFromRecord(rec: Record<string, unknown>, ctx: RowContext): { item: Mc
 const PARQUET_CHUNK = 256;
 
 async function parseParquet(path: string, bytes: Buffer, ctx: RowContext): Promise<ParsedRows> {
+  // Loaded on first use: every CLI command imports this module (through the stage kinds).
+  const { parquetMetadata, parquetReadObjects } = await import('hyparquet');
   const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
   const file = (whole ? bytes.buffer : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)) as ArrayBuffer;
   let total: number;

@@ -230,6 +230,8 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
   } finally {
     process.off('SIGINT', onSigint);
     abandon.abort();
+    // Clear the pending redraw pause, so it never holds the exit.
+    wake();
   }
   const final = await progressFromDb(conn, runId);
   if (opts.json) {
