@@ -8,7 +8,7 @@ import type { Db } from '../../db/client.js';
 import { datasetItems, datasets, metrics } from '../../db/schema/index.js';
 import type { EvaluateParams } from '../../spec/kinds/evaluate.js';
 import type { DatasetRef, EndpointSpec } from '../../workflows/types.js';
-import { loadDataset, type McItem } from '../evaluate/datasets.js';
+import { loadDataset, type McItem } from '../datasets/mc.js';
 import { computeMetrics, type JudgmentRecord, type MetricRow } from '../evaluate/metrics.js';
 import { parseChoice } from '../evaluate/parse.js';
 import { renderJudgePrompt } from '../evaluate/prompt.js';

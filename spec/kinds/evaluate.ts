@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { DatasetError, loadDataset } from '../../activities/evaluate/datasets.js';
+import { DatasetError, loadDataset } from '../../activities/datasets/mc.js';
 import { JudgeTemplateError, validateJudgeTemplate } from '../../activities/evaluate/prompt.js';
 import { registerStageKind, type SpecIssue } from '../kinds.js';
 
