@@ -3,6 +3,7 @@ import { createInferenceActivities } from './inference/index.js';
 import type { InferenceGateway } from './inference/gateway.js';
 import { createRecordActivities } from './records.js';
 import { createEvaluateActivities } from './stages/evaluate.js';
+import { createSynthesizeActivities } from './stages/synthesize.js';
 
 export interface ActivityDeps {
   db: Db;
@@ -15,6 +16,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createRecordActivities(deps),
     ...createInferenceActivities(deps),
     ...createEvaluateActivities(deps),
+    ...createSynthesizeActivities(deps),
   };
 }
 

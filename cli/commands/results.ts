@@ -4,6 +4,7 @@ import { getRun } from '../../db/queries.js';
 import { parseFlags } from '../args.js';
 import { connect, type Connected } from '../connect.js';
 import { EXIT, UsageError } from '../errors.js';
+import { printKindResults } from '../kind-results.js';
 import { table } from '../render.js';
 
 const USAGE = `usage: judgeflow results <run> [--stage ID] [--all] [--json]
@@ -55,6 +56,12 @@ function withCi(r: MetricRowDb | undefined): string {
  * cost. `all` lists every stored metric instead.
  */
 export async function printRunResults(conn: Connected, runId: string, stageId?: string, all = false): Promise<void> {
+  await printMetricsTable(conn, runId, stageId, all);
+  // Other kinds render their own results (synthesize: negatives per error type).
+  await printKindResults(conn, runId, stageId);
+}
+
+async function printMetricsTable(conn: Connected, runId: string, stageId: string | undefined, all: boolean): Promise<void> {
   const rows = await loadMetrics(conn, runId, stageId);
   if (rows.length === 0) return;
   const byStage = new Map<string, MetricRowDb[]>();
