@@ -41,7 +41,7 @@ export async function checkDatasets(plan: readonly StagePlan[]): Promise<SpecIss
   const issues: SpecIssue[] = [];
   for (const ref of seen.values()) {
     try {
-      const loaded = await loadSource(ref);
+      const loaded = await loadSource({ ...ref, path: ref.path! });
       if (loaded.issues.length > 0) {
         const shown = loaded.issues.slice(0, 5).map((i) => `line ${i.line}: ${i.reason}`).join('; ');
         const more = loaded.issues.length > 5 ? `; … ${loaded.issues.length - 5} more (stored with the dataset)` : '';

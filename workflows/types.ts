@@ -11,8 +11,11 @@ export type { ArtifactKind, DataRef, EndpointSpec };
 
 export interface DatasetRef {
   name: string;
-  /** Absolute path to the data file (easy-vqa: its data folder), resolved at launch. */
-  path: string;
+  /**
+   * Absolute path to the data file (easy-vqa: its data folder), resolved at launch. Dropped from
+   * the plan once the file is imported (`artifactId`): stages never see host paths.
+   */
+  path?: string;
   format?: DatasetFormat;
   images?: string;
   limit?: number;

@@ -34,7 +34,10 @@ export function inferSourceFormat(path: string): DatasetFormat | undefined {
 }
 
 /** Loads a dataset file of any format; rows it cannot use are in `issues`. Throws DatasetError when none is valid. */
-export async function loadSource(ref: Omit<DatasetRef, 'name'>): Promise<LoadedSource> {
+/** A dataset as the spec gives it, path resolved. */
+export type DatasetSource = Omit<DatasetRef, 'name' | 'path' | 'artifactId'> & { path: string };
+
+export async function loadSource(ref: DatasetSource): Promise<LoadedSource> {
   const format = ref.format ?? inferSourceFormat(ref.path);
   if (format !== undefined && DATASET_FORMATS[format] === 'qa-items') {
     const loaded = await loadQaDataset({ path: ref.path, format: format as QaFormat, imagesDir: ref.images, limit: ref.limit, split: ref.split, columns: ref.columns });
@@ -73,7 +76,7 @@ const ROW_BATCH = 1000;
  * transaction; images go to `blobs` first (content-addressed, so a crash leaves nothing wrong).
  * The whole file is imported: a dataset's `limit` is applied by the stages that read it.
  */
-export async function importSource(db: Db, ref: DatasetRef): Promise<ImportedSource> {
+export async function importSource(db: Db, ref: DatasetSource & { name: string }): Promise<ImportedSource> {
   // The whole file: `limit` is applied by the stages that read the artifact.
   const loaded = await loadSource({ ...ref, limit: undefined });
   const find = async () => {
@@ -143,8 +146,12 @@ export async function importPlanDatasets(db: Db, plan: readonly StagePlan[]): Pr
   const ids = new Map<string, number>();
   for (const s of plan) {
     for (const d of Object.values(s.datasets)) {
-      if (!ids.has(d.name)) ids.set(d.name, (await importSource(db, d)).artifactId);
+      if (ids.has(d.name)) continue;
+      if (d.path === undefined) throw new DatasetError(`dataset "${d.name}" has neither a path nor an artifact`, { path: '' });
+      ids.set(d.name, (await importSource(db, { ...d, path: d.path })).artifactId);
     }
   }
-  return plan.map((s) => ({ ...s, datasets: Object.fromEntries(Object.entries(s.datasets).map(([n, d]) => [n, { ...d, artifactId: ids.get(d.name)! }])) }));
+  // The artifact replaces the file: what a stage gets is an id (the path stays in artifacts.source).
+  const strip = ({ path: _path, images: _images, ...d }: DatasetRef) => ({ ...d, artifactId: ids.get(d.name)! });
+  return plan.map((s) => ({ ...s, datasets: Object.fromEntries(Object.entries(s.datasets).map(([n, d]) => [n, strip(d)])) }));
 }

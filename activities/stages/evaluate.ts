@@ -173,7 +173,8 @@ export function createEvaluateActivities({ db }: { db: Db }) {
       let id = artifactId ?? dataset?.artifactId;
       if (id === undefined) {
         if (!dataset) throw ApplicationFailure.nonRetryable('importEvaluationDataset needs a dataset or an artifact id', 'DatasetError');
-        id = (await importSource(db, dataset)).artifactId;
+        if (dataset.path === undefined) throw ApplicationFailure.nonRetryable(`dataset "${dataset.name}" has neither a path nor an artifact`, 'DatasetError');
+        id = (await importSource(db, { ...dataset, path: dataset.path })).artifactId;
       }
       const res0 = await db.$client.query<{ kind: string; rows: number; sealed: boolean }>('select kind, rows, sealed_at is not null as sealed from artifacts where id = $1', [id]);
       const art = res0.rows[0];

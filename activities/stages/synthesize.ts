@@ -139,7 +139,8 @@ export function createSynthesizeActivities({ db }: { db: Db }) {
       let source = artifactId ?? dataset?.artifactId;
       if (source === undefined) {
         if (!dataset) throw ApplicationFailure.nonRetryable('beginSynthesis needs a qa-items artifact or dataset', 'DatasetError');
-        source = (await importSource(db, dataset)).artifactId;
+        if (dataset.path === undefined) throw ApplicationFailure.nonRetryable(`dataset "${dataset.name}" has neither a path nor an artifact`, 'DatasetError');
+        source = (await importSource(db, { ...dataset, path: dataset.path })).artifactId;
       }
       const src = (await db.$client.query<{ kind: string; rows: number; sealed: boolean }>('select kind, rows, sealed_at is not null as sealed from artifacts where id = $1', [source])).rows[0];
       if (!src || src.kind !== 'qa-items' || !src.sealed) {
