@@ -62,3 +62,11 @@ export function getStageKind(kind: string): StageKind | undefined {
 export function stageKindNames(): string[] {
   return [...registry.keys()].sort();
 }
+
+/**
+ * Registered kinds whose workflow type is not a function exported by `workflows` (the worker's
+ * workflowsPath module): such a stage would fail its workflow task forever. A unit test keeps it empty.
+ */
+export function kindsWithoutWorkflow(workflows: Record<string, unknown>): string[] {
+  return [...registry.values()].filter((k) => typeof workflows[k.workflowType] !== 'function').map((k) => `${k.kind} → ${k.workflowType}`);
+}
