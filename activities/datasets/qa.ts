@@ -245,7 +245,7 @@ async function parquetRows(path: string, bytes: Buffer, columns: NonNullable<Loa
   try {
     const meta = parquetMetadata(file);
     total = Number(meta.num_rows);
-    names = meta.schema.slice(1).map((s) => s.name);
+    names = topLevelColumns(meta.schema);
   } catch (err) {
     throw new DatasetError(`${path} is not a readable parquet file: ${(err as Error).message}`, { path, cause: err });
   }
@@ -296,6 +296,21 @@ async function parquetRows(path: string, bytes: Buffer, columns: NonNullable<Loa
     });
   }
   return rows;
+}
+
+/** The root's children in a flattened parquet schema (nested fields skipped). */
+function topLevelColumns(schema: readonly { name: string; num_children?: number }[]): string[] {
+  const names: string[] = [];
+  let i = 1;
+  const skip = (): void => {
+    const n = schema[i++]?.num_children ?? 0;
+    for (let c = 0; c < n; c++) skip();
+  };
+  while (i < schema.length) {
+    names.push(schema[i]!.name);
+    skip();
+  }
+  return names;
 }
 
 const IMAGE_BATCH = 32;
@@ -354,7 +369,7 @@ async function finishRows(rows: RawRow[], ctx: { imageBase: string; limit: numbe
       const g = got[i]!;
       if ('reason' in g) return void issues.push({ line: r.line, reason: g.reason });
       if (g.bytes.length === 0) return void issues.push({ line: r.line, reason: `empty image ${g.path}` });
-      if (g.bytes.length > ctx.maxImageBytes) return void issues.push({ line: r.line, reason: `image ${g.path} has ${g.bytes.length} bytes, over the cap of ${ctx.maxImageBytes}` });
+      if (g.bytes.length > ctx.maxImageBytes) return void issues.push({ line: r.line, reason: `image too large: ${g.path} has ${g.bytes.length} bytes, over the cap of ${ctx.maxImageBytes}` });
       const mime = sniffImageMime(g.bytes);
       if (mime === undefined) return void issues.push({ line: r.line, reason: `not an image: ${g.path}${mimeFromExtension(g.path) ? ' (its bytes are no PNG, JPEG, GIF or WebP)' : ''}` });
       if (items.length < ctx.limit) items.push({ itemKey: r.id, question: r.question as string, answer: r.answer as string, image: { path: g.path, bytes: g.bytes, mime }, line: r.line, meta: r.meta });
