@@ -4,6 +4,7 @@ import { createInferenceActivities } from './inference/index.js';
 import type { InferenceGateway } from './inference/gateway.js';
 import { createRecordActivities } from './records.js';
 import { createEvaluateActivities } from './stages/evaluate.js';
+import { createSynthesizeActivities } from './stages/synthesize.js';
 
 export interface ActivityDeps {
   db: Db;
@@ -17,6 +18,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createInferenceActivities(deps),
     // Heartbeating, so a killed worker's import/prepare/judge/metrics step is retried elsewhere fast.
     ...keepAlive(createEvaluateActivities(deps)),
+    ...createSynthesizeActivities(deps),
   };
 }
 

@@ -19,7 +19,7 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { launchRun } from '../cli/launch.js';
 import { openDb } from '../db/client.js';
 import { applyMigrations } from '../db/migrate.js';
-import { loadDataset } from '../activities/evaluate/datasets.js';
+import { loadDataset } from '../activities/datasets/mc.js';
 import { parseChoice } from '../activities/evaluate/parse.js';
 import { renderJudgePrompt } from '../activities/evaluate/prompt.js';
 import { viewsFor } from '../activities/evaluate/views.js';

@@ -3,6 +3,7 @@ import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/c
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import { eq } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
+import { importPlanDatasets } from '../activities/datasets/index.js';
 import { experiments, runs, stages } from '../db/schema/index.js';
 import { PACKAGE_ROOT, runIdFor, type LoadedSpec } from '../spec/load.js';
 import type { ExperimentInput } from '../workflows/types.js';
@@ -33,6 +34,8 @@ export function codeVersion(): string | null {
 export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: Db; client: Client; taskQueue: string }): Promise<LaunchResult> {
   const { loaded, db, client } = opts;
   const runId = runIdFor(loaded.spec.name, loaded.hash, opts.label);
+  // File datasets become artifacts here, where the files are: stages get ids, never paths.
+  const plan = await importPlanDatasets(db, loaded.plan);
   const previous = await db.transaction(async (tx) => {
     await tx
       .insert(experiments)
@@ -59,7 +62,7 @@ export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: 
         overrides: loaded.overrides,
         codeVersion: codeVersion(),
         seed: loaded.spec.seed,
-        plan: loaded.plan,
+        plan,
       })
       .onConflictDoNothing({ target: runs.id });
     await tx

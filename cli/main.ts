@@ -12,6 +12,8 @@ usage: judgeflow <command> [flags]
   status <run>        stage-by-stage progress (--watch to follow)
   list                runs, newest first
   results <run>       metrics of a run's stages
+  artifacts <run>     what a run imported and produced (kind, rows, hash, parents)
+  export <run> <stage> --format F --out PATH   write a stage's artifact to a file
   cancel <run>        cancel a run
   up / down           start / stop the local stack (embedded Postgres, Temporal dev server, worker)
   worker              run a worker in the foreground (scale out: start several)
@@ -47,6 +49,8 @@ const commands: Record<string, () => Promise<Command>> = {
   list: async () => (await import('./commands/list.js')).listCommand,
   results: async () => (await import('./commands/results.js')).resultsCommand,
   cancel: async () => (await import('./commands/cancel.js')).cancelCommand,
+  artifacts: async () => (await import('./commands/artifacts.js')).artifactsCommand,
+  export: async () => (await import('./commands/export.js')).exportCommand,
   up: async () => (await import('./commands/stack.js')).upCommand,
   down: async () => (await import('./commands/stack.js')).downCommand,
   worker: async () => (await import('./commands/worker.js')).workerCommand,

@@ -408,11 +408,14 @@ export function findReference(prompt: Prompt): string {
   return (paras[paras.length - 1] ?? '').trim();
 }
 
+const REFUSALS = ["I'm sorry, but I can't help with writing an incorrect answer.", 'I cannot provide a deliberately wrong answer.', "As an AI, I won't write misleading content."];
+
 function negatives(spec: Extract<ModelSpec, { behaviour: 'negatives' }>, prompt: Prompt, rng: Rng): string {
   const reference = findReference(prompt);
   const r = rng.next();
   if (r < spec.empty_rate) return '';
   if (r < spec.empty_rate + spec.identical_rate) return reference;
+  if (r < spec.empty_rate + spec.identical_rate + spec.refusal_rate) return rng.pick(REFUSALS);
   // One or two different edits, each applied once: a negative stays close to its reference.
   const edits = [swapWord, changeNumber, dropSentence, addHallucination];
   let out = reference;

@@ -128,6 +128,8 @@ export const negativesModelSchema = z.strictObject({
   identical_rate: rate.default(0),
   /** Probability of returning ''. */
   empty_rate: rate.default(0),
+  /** Probability of declining ("I'm sorry, but I can't help with that."). */
+  refusal_rate: rate.default(0),
   /** Unused for length (a negative follows its reference); kept for symmetry. */
   output_tokens: tokens.default(200),
 });

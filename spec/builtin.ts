@@ -1,2 +1,3 @@
 /** Registers the stage kinds judgeflow ships. Import once at the edge (CLI) before loading specs. */
 import './kinds/evaluate.js';
+import './kinds/synthesize.js';

@@ -1,5 +1,13 @@
 import type { z } from 'zod';
+import type * as Workflows from '../workflows/index.js';
+import type { ArtifactKind, ConsumedData } from './artifacts.js';
 import type { ExperimentSpec } from './schema.js';
+
+/**
+ * The workflow types a stage kind may name: the stage workflows exported by workflows/index.ts
+ * (the worker's workflowsPath). A kind naming anything else does not compile.
+ */
+export type StageWorkflowType = Exclude<keyof typeof Workflows, 'experimentWorkflow'>;
 
 export interface SpecIssue {
   /** Path inside the spec, e.g. `stages[1].with.judge`. */
@@ -25,13 +33,15 @@ export interface StageCheckContext<P> {
 export interface StageKind<S extends z.ZodType = z.ZodType> {
   kind: string;
   description: string;
-  /** Temporal workflow type of the stage's child workflow. */
-  workflowType: string;
+  /** Temporal workflow type of the stage's child workflow: an export of workflows/index.ts. */
+  workflowType: StageWorkflowType;
   params: S;
   /** Names of spec endpoints the stage calls (health-checked at run start). */
   endpoints?: (params: z.output<S>) => string[];
-  /** Names of spec datasets the stage reads. */
-  datasets?: (params: z.output<S>) => string[];
+  /** The stage's data parameters: a dataset name or `{ from: <stage> }`, and the artifact kind each takes. */
+  consumes?: (params: z.output<S>) => ConsumedData[];
+  /** The artifacts the stage produces, by name (`StageOutput.artifacts` carries their ids). */
+  produces?: Record<string, ArtifactKind>;
   /** Static checks beyond the schema: references to endpoints/datasets, files that must exist. */
   check?: (ctx: StageCheckContext<z.output<S>>) => SpecIssue[] | Promise<SpecIssue[]>;
 }
@@ -51,4 +61,12 @@ export function getStageKind(kind: string): StageKind | undefined {
 
 export function stageKindNames(): string[] {
   return [...registry.keys()].sort();
+}
+
+/**
+ * Registered kinds whose workflow type is not a function exported by `workflows` (the worker's
+ * workflowsPath module): such a stage would fail its workflow task forever. A unit test keeps it empty.
+ */
+export function kindsWithoutWorkflow(workflows: Record<string, unknown>): string[] {
+  return [...registry.values()].filter((k) => typeof workflows[k.workflowType] !== 'function').map((k) => `${k.kind} → ${k.workflowType}`);
 }

@@ -1,11 +1,13 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import type { z } from 'zod';
 import { checkDag } from '../workflows/dag.js';
 import type { DatasetRef, StagePlan } from '../workflows/types.js';
+import { checkDataRefs, datasetNamesOf } from './artifacts.js';
 import { canonicalJson, sha256Hex } from './canonical.js';
+import { checkDatasets, resolveDatasetPath } from './datasets.js';
 import { getStageKind, stageKindNames, type SpecIssue } from './kinds.js';
 import { experimentSpecSchema, type ExperimentSpec } from './schema.js';
 
@@ -171,7 +173,9 @@ export async function loadSpec(nameOrPath: string, opts: { sets?: readonly strin
     }
     stage.with = params.data as Record<string, unknown>;
     const endpointNames = kind.endpoints?.(params.data) ?? [];
-    const datasetNames = kind.datasets?.(params.data) ?? [];
+    const consumed = kind.consumes?.(params.data) ?? [];
+    const datasetNames = datasetNamesOf(consumed);
+    issues.push(...checkDataRefs({ spec, index: i, consumed, producesOf: (id) => getStageKind(spec.stages.find((s) => s.id === id)?.uses ?? '')?.produces ?? {} }));
     for (const e of endpointNames) {
       if (!spec.endpoints[e]) issues.push({ path: `stages[${i}].with`, message: `endpoint "${e}" is not defined under endpoints:; defined: ${Object.keys(spec.endpoints).join(', ') || '(none)'}` });
     }
@@ -182,8 +186,8 @@ export async function loadSpec(nameOrPath: string, opts: { sets?: readonly strin
         issues.push({ path: `stages[${i}].with`, message: `dataset "${d}" is not defined under datasets:; defined: ${Object.keys(spec.datasets).join(', ') || '(none)'}` });
         continue;
       }
-      const abs = isAbsolute(ds.path) ? ds.path : resolve(specDir, ds.path);
-      if (!existsSync(abs)) issues.push({ path: `datasets.${d}.path`, message: `file not found: ${abs}` });
+      const abs = resolveDatasetPath(ds, specDir, `datasets.${d}`, issues);
+      if (abs === undefined) continue;
       datasets[d] = { ...ds, name: d, path: abs, images: ds.images ? resolve(specDir, ds.images) : undefined };
     }
     issues.push(...((await kind.check?.({ spec, index: i, params: params.data, specDir })) ?? []));
@@ -199,6 +203,8 @@ export async function loadSpec(nameOrPath: string, opts: { sets?: readonly strin
     });
   }
   issues.push(...checkDag(spec.stages));
+  // Every dataset a stage reads is loaded once here: no valid row stops the launch, skipped rows warn.
+  issues.push(...(await checkDatasets(plan)));
   // Strict (the spec's `strict: true` or the CLI's --strict): a warning, such as skipped dataset
   // rows, refuses the launch like an error.
   const strict = spec.strict === true || opts.strict === true;

@@ -1,14 +1,19 @@
 import { z } from 'zod';
+import { DATASET_FORMAT_NAMES } from './artifacts.js';
 import { endpointSchema } from './endpoint.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 export const datasetSpecSchema = z
   .object({
-    /** Path to the data file, relative to the spec file. */
-    path: z.string().min(1),
-    /** vl-rewardbench | vl-rewardbench-parquet | mc-jsonl; inferred from the file when absent. */
-    format: z.enum(['vl-rewardbench', 'vl-rewardbench-parquet', 'mc-jsonl']).optional(),
+    /** Path to the data file, relative to the spec file (easy-vqa: optional, the installed package's data folder). */
+    path: z.string().min(1).optional(),
+    /** spec/artifacts.ts DATASET_FORMATS; inferred from the file when absent. */
+    format: z.enum(DATASET_FORMAT_NAMES).optional(),
+    /** easy-vqa: `train` or `test` (default test). */
+    split: z.string().min(1).optional(),
+    /** hf-parquet: the columns holding id, image, question and answer (defaults: common names). */
+    columns: z.strictObject({ id: z.string().optional(), image: z.string().optional(), question: z.string().optional(), answer: z.string().optional() }).optional(),
     /** Folder the records' image paths resolve against; without it, evaluation is text-only. */
     images: z.string().optional(),
     /** Use only the first N valid items (smoke runs). */

@@ -1,3 +1,4 @@
 /** The worker's workflowsPath: workflow functions only. */
 export { experimentWorkflow } from './experiment.js';
 export { evaluateStage } from './stages/evaluate.js';
+export { synthesizeStage } from './stages/synthesize.js';

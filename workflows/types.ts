@@ -4,17 +4,34 @@
  * running histories must keep decoding.
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { ArtifactKind, DataRef, DatasetFormat } from '../spec/artifacts.js';
 import type { EndpointSpec } from '../spec/endpoint.js';
 
-export type { EndpointSpec };
+export type { ArtifactKind, DataRef, EndpointSpec };
 
 export interface DatasetRef {
   name: string;
-  /** Absolute path to the data file, resolved against the spec's folder at launch. */
-  path: string;
-  format?: 'vl-rewardbench' | 'vl-rewardbench-parquet' | 'mc-jsonl';
+  /**
+   * Absolute path to the data file (easy-vqa: its data folder), resolved at launch. Dropped from
+   * the plan once the file is imported (`artifactId`): stages never see host paths.
+   */
+  path?: string;
+  format?: DatasetFormat;
   images?: string;
   limit?: number;
+  split?: string;
+  columns?: { id?: string; image?: string; question?: string; answer?: string };
+  /**
+   * The artifact the file was imported into at launch (stages read it, never the file). Absent in
+   * plans from before artifacts: the stage then imports the file itself.
+   */
+  artifactId?: number;
+}
+
+/** An artifact a stage produced: its id in `artifacts` and its kind. */
+export interface ArtifactRef {
+  id: number;
+  kind: ArtifactKind;
 }
 
 /** One stage as the engine runs it: resolved at launch, stored on the run row. */
@@ -44,6 +61,8 @@ export interface ExperimentOutput {
 export interface StageOutput {
   ref: Record<string, string | number | boolean | null>;
   items?: { total: number; done: number; failed: number };
+  /** Artifacts the stage produced, by name (the kind's `produces`). */
+  artifacts?: Record<string, ArtifactRef>;
 }
 
 export interface StageInput<P = unknown> {

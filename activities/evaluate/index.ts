@@ -1,19 +1,4 @@
 /** The pure core of the `evaluate` stage; see README.md for formats and metric definitions. */
-export {
-  DATASET_FORMATS,
-  DatasetError,
-  loadDataset,
-  sniffImageMime,
-  vlrbCategory,
-  vlrbSubset,
-  type DatasetFormat,
-  type LoadDatasetOptions,
-  type LoadResult,
-  type McItem,
-  type RowIssue,
-  type VlrbCategory,
-  type VlrbSubset,
-} from './datasets.js';
 export { applyView, seededPermutation, VIEW_MODES, viewsFor, type ViewMode } from './views.js';
 export {
   DEFAULT_JUDGE_TEMPLATE,

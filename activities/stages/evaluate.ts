@@ -4,23 +4,27 @@
  * Both are idempotent: a retry after a crash converges on the same rows.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { and, asc, eq, gte, lt } from 'drizzle-orm';
+import { and, asc, eq, gte, isNotNull, lt } from 'drizzle-orm';
 import type { Db } from '../../db/client.js';
-import { datasetItems, datasets, metrics } from '../../db/schema/index.js';
+import { mcItems, metrics } from '../../db/schema/index.js';
 import { DEFAULT_MAX_FAILED_SHARE, type EvaluateParams } from '../../spec/kinds/evaluate.js';
 import type { DatasetRef, EndpointSpec } from '../../workflows/types.js';
-import { loadDataset, type McItem } from '../evaluate/datasets.js';
+import { importSource } from '../datasets/index.js';
 import { computeMetrics, type JudgmentRecord, type MetricRow } from '../evaluate/metrics.js';
 import { parseChoice } from '../evaluate/parse.js';
 import { renderJudgePrompt } from '../evaluate/prompt.js';
 import { viewsFor } from '../evaluate/views.js';
-import { loadResults, prepareRequests, stageUsage, storeImage } from '../inference/store.js';
+import { loadResults, prepareRequests, stageUsage } from '../inference/store.js';
 import type { PreparedContentPart, PreparedMessage, PrepareRequestRow } from '../inference/types.js';
 
 export interface ImportEvaluationDatasetInput {
-  dataset: DatasetRef;
+  /** A file dataset: its artifact (imported at launch), or the file itself in plans from before artifacts. */
+  dataset?: DatasetRef;
+  /** An upstream stage's mc-items artifact. */
+  artifactId?: number;
 }
 export interface ImportEvaluationDatasetOutput {
+  /** The mc-items artifact the stage evaluates (named datasetId since before artifacts). */
   datasetId: number;
   /** Items this stage evaluates (the dataset's `limit` applied). */
   items: number;
@@ -67,8 +71,6 @@ export interface ComputeEvaluationMetricsOutput {
   macroAccuracy: number | null;
 }
 
-const ITEM_BATCH = 500;
-
 /** `<dataset item key>|v<view>|s<sample>`: the request's item key inside the stage. */
 export function requestKey(itemKey: string, view: number, sample: number): string {
   return `${itemKey}|v${view}|s${sample}`;
@@ -80,55 +82,12 @@ export function parseRequestKey(key: string): { itemKey: string; view: number; s
   return { itemKey: m[1]!, view: Number(m[2]), sample: Number(m[3]) };
 }
 
-/** Imports a dataset once per content hash (items and images in one transaction). */
-async function importDataset(db: Db, ref: DatasetRef): Promise<{ id: number; count: number }> {
-  const load = await loadDataset({ path: ref.path, format: ref.format, imagesDir: ref.images });
-  const find = async () => {
-    const [row] = await db
-      .select({ id: datasets.id, count: datasets.itemCount })
-      .from(datasets)
-      .where(and(eq(datasets.contentHash, load.contentHash), eq(datasets.format, load.format)));
-    return row;
-  };
-  const existing = await find();
-  if (existing) return existing;
-  const imageHashes = new Map<McItem, string>();
-  for (const item of load.items) {
-    if (item.image?.bytes) imageHashes.set(item, await storeImage(db, item.image.bytes, item.image.mime ?? 'application/octet-stream'));
-  }
-  await db.transaction(async (tx) => {
-    const [row] = await tx
-      .insert(datasets)
-      .values({ name: ref.name, format: load.format, contentHash: load.contentHash, source: ref.path, itemCount: load.items.length, issues: load.issues })
-      .onConflictDoNothing({ target: [datasets.contentHash, datasets.format] })
-      .returning({ id: datasets.id });
-    if (!row) return; // another worker imported it concurrently
-    for (let i = 0; i < load.items.length; i += ITEM_BATCH) {
-      await tx.insert(datasetItems).values(
-        load.items.slice(i, i + ITEM_BATCH).map((it, j) => ({
-          datasetId: row.id,
-          idx: i + j,
-          itemKey: it.itemKey,
-          query: it.query,
-          imageHash: imageHashes.get(it) ?? null,
-          candidates: it.candidates,
-          best: it.best,
-          category: it.category,
-          subset: it.subset,
-          meta: { ...it.meta, ...(it.image?.path ? { image_path: it.image.path } : {}) },
-        })),
-      );
-    }
-  });
-  return (await find())!;
-}
-
 async function datasetRows(db: Db, datasetId: number, fromIdx: number, toIdx: number) {
   return db
     .select()
-    .from(datasetItems)
-    .where(and(eq(datasetItems.datasetId, datasetId), gte(datasetItems.idx, fromIdx), lt(datasetItems.idx, toIdx)))
-    .orderBy(asc(datasetItems.idx));
+    .from(mcItems)
+    .where(and(eq(mcItems.artifactId, datasetId), isNotNull(mcItems.idx), gte(mcItems.idx, fromIdx), lt(mcItems.idx, toIdx)))
+    .orderBy(asc(mcItems.idx));
 }
 
 async function blobMimes(db: Db, hashes: (string | null)[]): Promise<Map<string, string>> {
@@ -219,12 +178,23 @@ async function failedClasses(db: Db, runId: string, stageId: string): Promise<st
 
 export function createEvaluateActivities({ db }: { db: Db }) {
   return {
-    /** Imports the dataset once per content hash; returns its id and how many items the stage uses. */
-    async importEvaluationDataset({ dataset }: ImportEvaluationDatasetInput): Promise<ImportEvaluationDatasetOutput> {
-      const { id, count } = await importDataset(db, dataset);
-      const items = dataset.limit ? Math.min(dataset.limit, count) : count;
+    /** Resolves the stage's mc-items artifact (importing a file only for plans from before artifacts); returns its id and how many items the stage uses. */
+    async importEvaluationDataset({ dataset, artifactId }: ImportEvaluationDatasetInput): Promise<ImportEvaluationDatasetOutput> {
+      let id = artifactId ?? dataset?.artifactId;
+      if (id === undefined) {
+        if (!dataset) throw ApplicationFailure.nonRetryable('importEvaluationDataset needs a dataset or an artifact id', 'DatasetError');
+        if (dataset.path === undefined) throw ApplicationFailure.nonRetryable(`dataset "${dataset.name}" has neither a path nor an artifact`, 'DatasetError');
+        id = (await importSource(db, { ...dataset, path: dataset.path })).artifactId;
+      }
+      const res0 = await db.$client.query<{ kind: string; rows: number; sealed: boolean }>('select kind, rows, sealed_at is not null as sealed from artifacts where id = $1', [id]);
+      const art = res0.rows[0];
+      if (!art || art.kind !== 'mc-items' || !art.sealed) {
+        throw ApplicationFailure.nonRetryable(`artifact ${id} is ${art ? (art.sealed ? `a ${art.kind} artifact` : 'not sealed') : 'missing'}; evaluate reads sealed mc-items`, 'DatasetError');
+      }
+      const count = art.rows;
+      const items = dataset?.limit ? Math.min(dataset.limit, count) : count;
       const res = await db.$client.query<{ k: number | null }>(
-        'select max(jsonb_array_length(candidates)) as k from dataset_items where dataset_id = $1 and idx < $2',
+        'select max(jsonb_array_length(candidates)) as k from mc_items where artifact_id = $1 and idx < $2',
         [id, items],
       );
       return { datasetId: id, items, maxCandidates: res.rows[0]?.k ?? 2 };
@@ -322,7 +292,7 @@ export function createEvaluateActivities({ db }: { db: Db }) {
         subset: string;
       }>(
         `select j.item_key, j.view, j.sample, j.permutation, j.status, j.chosen_position, j.output_tokens, j.latency_ms, i.best, i.category, i.subset
-         from judgments j join dataset_items i on i.dataset_id = $3 and i.item_key = j.item_key
+         from judgments j join mc_items i on i.artifact_id = $3 and i.item_key = j.item_key
          where j.run_id = $1 and j.stage_id = $2
          order by i.idx, j.view, j.sample`,
         [runId, stageId, datasetId],

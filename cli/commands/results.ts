@@ -1,9 +1,10 @@
 import { and, asc, eq, inArray, sql } from 'drizzle-orm';
-import { datasets, metrics, stages } from '../../db/schema/index.js';
+import { artifacts, metrics, stages } from '../../db/schema/index.js';
 import { getRun } from '../../db/queries.js';
 import { parseFlags } from '../args.js';
 import { connect, type Connected } from '../connect.js';
 import { EXIT, UsageError } from '../errors.js';
+import { printKindResults } from '../kind-results.js';
 import { table } from '../render.js';
 
 const USAGE = `usage: judgeflow results <run> [--stage ID] [--all] [--json]
@@ -55,6 +56,12 @@ function withCi(r: MetricRowDb | undefined): string {
  * cost. `all` lists every stored metric instead.
  */
 export async function printRunResults(conn: Connected, runId: string, stageId?: string, all = false): Promise<void> {
+  await printMetricsTable(conn, runId, stageId, all);
+  // Other kinds render their own results (synthesize: negatives per error type).
+  await printKindResults(conn, runId, stageId);
+}
+
+async function printMetricsTable(conn: Connected, runId: string, stageId: string | undefined, all: boolean): Promise<void> {
   const rows = await loadMetrics(conn, runId, stageId);
   if (rows.length === 0) return;
   const byStage = new Map<string, MetricRowDb[]>();
@@ -113,7 +120,7 @@ export async function printRunResults(conn: Connected, runId: string, stageId?: 
 
 /**
  * "1,249 of 1,250 items (1 dataset row skipped); " when the import of a stage's dataset skipped
- * rows (the rows are listed by the launch warning and stored with the dataset); '' otherwise.
+ * rows (the rows are listed by the launch warning and stored with the imported artifact); '' otherwise.
  */
 async function skippedRowsNote(conn: Connected, runId: string, stageId?: string): Promise<string> {
   const outputs = await conn.db.db
@@ -123,10 +130,10 @@ async function skippedRowsNote(conn: Connected, runId: string, stageId?: string)
   const ids = [...new Set(outputs.map((o) => (o.output as { ref?: { datasetId?: unknown } } | null)?.ref?.datasetId).filter((id): id is number => typeof id === 'number'))];
   if (ids.length === 0) return '';
   const rows = await conn.db.db
-    .select({ name: datasets.name, items: datasets.itemCount, skipped: sql<number>`jsonb_array_length(${datasets.issues})::int` })
-    .from(datasets)
-    .where(inArray(datasets.id, ids))
-    .orderBy(asc(datasets.name));
+    .select({ name: artifacts.name, items: artifacts.rows, skipped: sql<number>`jsonb_array_length(${artifacts.issues})::int` })
+    .from(artifacts)
+    .where(inArray(artifacts.id, ids))
+    .orderBy(asc(artifacts.name));
   const n = (v: number) => v.toLocaleString('en-US');
   const parts = rows
     .filter((r) => r.skipped > 0)

@@ -1,45 +1,5 @@
 import { doublePrecision, index, integer, jsonb, pgTable, primaryKey, serial, text, timestamp, uniqueIndex, bigint } from 'drizzle-orm/pg-core';
 
-/** An imported dataset, identified by the hash of its source bytes and format. */
-export const datasets = pgTable(
-  'datasets',
-  {
-    id: serial().primaryKey(),
-    name: text().notNull(),
-    format: text().notNull(),
-    contentHash: text().notNull(),
-    source: text().notNull(),
-    itemCount: integer().notNull(),
-    /** Rows skipped on import: [{ line, reason }]. */
-    issues: jsonb().$type<{ line: number; reason: string }[]>().notNull().default([]),
-    createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
-  },
-  (t) => [uniqueIndex('datasets_content_uq').on(t.contentHash, t.format)],
-);
-
-/** A multiple-choice item: a query, an optional image and K candidates, one of them the best. */
-export const datasetItems = pgTable(
-  'dataset_items',
-  {
-    datasetId: integer()
-      .notNull()
-      .references(() => datasets.id, { onDelete: 'cascade' }),
-    idx: integer().notNull(),
-    itemKey: text().notNull(),
-    query: text().notNull(),
-    imageHash: text(),
-    candidates: jsonb().$type<string[]>().notNull(),
-    best: integer().notNull(),
-    category: text().notNull().default(''),
-    subset: text().notNull().default(''),
-    meta: jsonb().$type<Record<string, unknown>>().notNull().default({}),
-  },
-  (t) => [
-    primaryKey({ name: 'dataset_items_pk', columns: [t.datasetId, t.idx] }),
-    uniqueIndex('dataset_items_key_uq').on(t.datasetId, t.itemKey),
-  ],
-);
-
 /** One judge sample on one view (candidate order) of one item. */
 export const judgments = pgTable(
   'judgments',

@@ -1,22 +1,24 @@
-import { existsSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { DatasetError, loadDataset } from '../../activities/evaluate/datasets.js';
 import { JudgeTemplateError, validateJudgeTemplate } from '../../activities/evaluate/prompt.js';
+import { dataRefSchema } from '../artifacts.js';
 import { registerStageKind, type SpecIssue } from '../kinds.js';
 
 /**
  * `evaluate`: measures a judge on a multiple-choice preference dataset (VL-RewardBench or the
- * generic mc-jsonl format). Example:
+ * generic mc-jsonl format), or on an upstream stage's mc-items. Example:
  *
  *   - id: eval
  *     uses: evaluate
  *     with: { dataset: vlrb, judge: my-judge, positions: swap, samples: 3 }
+ *   - id: eval-synth
+ *     uses: evaluate
+ *     needs: [synth]
+ *     with: { dataset: { from: synth }, judge: my-judge }
  */
 export const evaluateParams = z
   .object({
-    /** Name of a dataset under `datasets:`. */
-    dataset: z.string().min(1),
+    /** mc-items: a dataset under `datasets:`, or `{ from: <stage> }` (an upstream stage's artifact). */
+    dataset: dataRefSchema,
     /** Name of the judge endpoint under `endpoints:`. */
     judge: z.string().min(1),
     /** swap: every cyclic shift of the candidates (both orders for K=2); random: one seeded order per item; none: as stored. */
@@ -57,8 +59,9 @@ registerStageKind({
   workflowType: 'evaluateStage',
   params: evaluateParams,
   endpoints: (p) => [p.judge],
-  datasets: (p) => [p.dataset],
-  async check({ spec, index, params, specDir }) {
+  consumes: (p) => [{ param: 'dataset', ref: p.dataset, kind: 'mc-items' }],
+  produces: {},
+  check({ index, params }) {
     const issues: SpecIssue[] = [];
     if (params.template !== undefined) {
       try {
@@ -66,25 +69,6 @@ registerStageKind({
       } catch (err) {
         if (!(err instanceof JudgeTemplateError)) throw err;
         issues.push({ path: `stages[${index}].with.template`, message: err.message });
-      }
-    }
-    const ds = spec.datasets[params.dataset];
-    const path = ds && (isAbsolute(ds.path) ? ds.path : resolve(specDir, ds.path));
-    // A missing file is reported once, by the spec loader (datasets.<name>.path: file not found).
-    if (ds && path && existsSync(path)) {
-      try {
-        // A dataset with no valid row is refused before launch; rows it will skip (an unreadable or
-        // undownloadable image among them) are warned about. Images are read here and again by the
-        // stage's import: the check runs in the CLI, the import in a worker, maybe on another host.
-        const loaded = await loadDataset({ path, format: ds.format, imagesDir: ds.images ? resolve(specDir, ds.images) : undefined, limit: ds.limit });
-        if (loaded.issues.length > 0) {
-          const shown = loaded.issues.slice(0, 5).map((i) => `line ${i.line}: ${i.reason}`).join('; ');
-          const more = loaded.issues.length > 5 ? `; … ${loaded.issues.length - 5} more (stored with the dataset)` : '';
-          issues.push({ path: `datasets.${params.dataset}`, warning: true, message: `${loaded.issues.length} row(s) skipped: ${shown}${more}` });
-        }
-      } catch (err) {
-        if (!(err instanceof DatasetError)) throw err;
-        issues.push({ path: `datasets.${params.dataset}`, message: err.message });
       }
     }
     return issues;

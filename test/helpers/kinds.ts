@@ -1,6 +1,6 @@
 /** Test-only stage kinds: registered by the tests, never shipped. */
 import { z } from 'zod';
-import { registerStageKind } from '../../spec/kinds.js';
+import { registerStageKind, type StageWorkflowType } from '../../spec/kinds.js';
 
 export const testWorkParams = z
   .object({
@@ -15,6 +15,7 @@ export type TestWorkParams = z.infer<typeof testWorkParams>;
 registerStageKind({
   kind: 'test-work',
   description: 'test only: processes N items in batches, sleeping ms per item',
-  workflowType: 'testWorkStage',
+  // Test workers load test/helpers/workflows.ts, which exports it beside the shipped workflows.
+  workflowType: 'testWorkStage' as StageWorkflowType,
   params: testWorkParams,
 });

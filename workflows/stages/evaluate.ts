@@ -1,6 +1,7 @@
 import { condition, patched, proxyActivities } from '@temporalio/workflow';
 import type { EvaluateActivities, RequestRange } from '../../activities/stages/evaluate.js';
 import type { EvaluateParams } from '../../spec/kinds/evaluate.js';
+import { resolveDataRef } from '../artifacts.js';
 import { chunkSizeFor, runInference } from '../inference.js';
 import { reportProgress } from '../progress.js';
 import type { StageInput, StageOutput } from '../types.js';
@@ -22,7 +23,7 @@ const acts = proxyActivities<EvaluateActivities>({
 export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<StageOutput> {
   const { runId, stageId, params, seed } = input;
   const endpoint = input.endpoints[params.judge]!;
-  const { datasetId, items, maxCandidates } = await acts.importEvaluationDataset({ dataset: input.datasets[params.dataset]! });
+  const { datasetId, items, maxCandidates } = await acts.importEvaluationDataset(resolveDataRef(input, params.dataset, 'mc-items'));
 
   // Requests per item: views x samples, where swap shows K orders and the other modes one. (Runs
   // begun before this was known keep sizing chunks for 2 views, so their histories replay.)

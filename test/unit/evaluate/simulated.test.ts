@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { loadDataset, type McItem } from '../../../activities/evaluate/datasets.js';
+import { loadDataset, type McItem } from '../../../activities/datasets/mc.js';
 import { computeMetrics, type JudgmentRecord, type MetricRow } from '../../../activities/evaluate/metrics.js';
 import { parseChoice } from '../../../activities/evaluate/parse.js';
 import { labelFor, renderJudgePrompt } from '../../../activities/evaluate/prompt.js';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DatasetError, loadDataset, sniffImageMime, vlrbCategory, vlrbSubset, type McItem } from '../../../activities/evaluate/datasets.js';
+import { DatasetError, loadDataset, sniffImageMime, vlrbCategory, vlrbSubset, type McItem } from '../../../activities/datasets/mc.js';
 
 const REAL = fileURLToPath(new URL('../../../data/vl-rewardbench/data.jsonl', import.meta.url));
 

@@ -29,14 +29,14 @@ export interface RowIssue {
  * - `vl-rewardbench-parquet`: the published parquet (same columns; `image` a `{bytes, path}` struct or raw bytes).
  * - `mc-jsonl`: judgeflow's generic multiple-choice format (see README.md).
  */
-export type DatasetFormat = 'vl-rewardbench' | 'vl-rewardbench-parquet' | 'mc-jsonl';
+export type McFormat = 'vl-rewardbench' | 'vl-rewardbench-parquet' | 'mc-jsonl';
 
-export const DATASET_FORMATS: readonly DatasetFormat[] = ['vl-rewardbench', 'vl-rewardbench-parquet', 'mc-jsonl'];
+export const MC_FORMATS: readonly McFormat[] = ['vl-rewardbench', 'vl-rewardbench-parquet', 'mc-jsonl'];
 
 export interface LoadResult {
   items: McItem[];
   issues: RowIssue[];
-  format: DatasetFormat;
+  format: McFormat;
   /**
    * Identity of the loaded items: sha256 (hex) of the source file's bytes, and, when images were
    * read from files or URLs, of each item's key and image hash too. The same file loaded with
@@ -48,7 +48,7 @@ export interface LoadResult {
 export interface LoadDatasetOptions {
   path: string;
   /** Inferred from the extension (.parquet) or the first record when absent. */
-  format?: DatasetFormat;
+  format?: McFormat;
   /** Directory image paths are relative to. Given: the image bytes are read (an unreadable image skips the row). */
   imagesDir?: string;
   /**
@@ -253,7 +253,7 @@ class ItemKeys {
 
 type RecordMapper = (rec: Record<string, unknown>, ctx: RowContext) => { item: McItem; imageFile?: string };
 
-function inferFormat(path: string, bytes: Buffer): DatasetFormat {
+function inferFormat(path: string, bytes: Buffer): McFormat {
   const ext = extname(path).toLowerCase();
   const isParquet = bytes.length >= 4 && bytes.subarray(0, 4).toString('latin1') === 'PAR1';
   if (ext === '.parquet' || isParquet) return 'vl-rewardbench-parquet';
@@ -273,7 +273,7 @@ function inferFormat(path: string, bytes: Buffer): DatasetFormat {
       if ('response' in rec || 'human_ranking' in rec) return 'vl-rewardbench';
     }
   }
-  throw new DatasetError(`cannot infer the format of ${path}: give format (${DATASET_FORMATS.join(' | ')})`, { path });
+  throw new DatasetError(`cannot infer the format of ${path}: give format (${MC_FORMATS.join(' | ')})`, { path });
 }
 
 function parseJsonl(bytes: Buffer, map: RecordMapper, keys: ItemKeys, ctx: RowContext): ParsedRows {
@@ -481,7 +481,7 @@ const IMAGE_DOWNLOAD_TIMEOUT_MS = 30_000;
 const IMAGE_MAX_BYTES = 64 * 1024 * 1024;
 
 /** Downloads an image (two tries: a second chance for a dropped connection or a 5xx). */
-async function downloadImage(url: string): Promise<{ bytes: Buffer; mime?: string }> {
+export async function downloadImage(url: string): Promise<{ bytes: Buffer; mime?: string }> {
   for (let attempt = 1; ; attempt++) {
     let retryable = true;
     try {
@@ -522,7 +522,7 @@ async function withImageBytes(row: PendingRow): Promise<{ item: McItem } | { iss
   return { item: { ...row.item, image: { path: row.imageFile, bytes: data, ...(mime ? { mime } : {}) } } };
 }
 
-function mimeFromExtension(path: string | undefined): string | undefined {
+export function mimeFromExtension(path: string | undefined): string | undefined {
   if (path === undefined) return undefined;
   switch (extname(path).toLowerCase()) {
     case '.png':

@@ -1,0 +1,24 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import '../../spec/builtin.js';
+import { getStageKind, kindsWithoutWorkflow, registerStageKind, stageKindNames, type StageWorkflowType } from '../../spec/kinds.js';
+import * as workflows from '../../workflows/index.js';
+
+describe('stage kind registry', () => {
+  it('every shipped kind names a workflow function that workflows/index.ts exports', () => {
+    expect(stageKindNames()).toEqual(expect.arrayContaining(['evaluate', 'synthesize']));
+    expect(kindsWithoutWorkflow(workflows)).toEqual([]);
+  });
+
+  it('a kind whose workflow is not exported is reported', () => {
+    registerStageKind({ kind: 'ghost', description: 'test only', workflowType: 'ghostStage' as StageWorkflowType, params: z.object({}) });
+    expect(getStageKind('ghost')).toBeDefined();
+    expect(kindsWithoutWorkflow(workflows)).toEqual(['ghost → ghostStage']);
+  });
+
+  it('kinds declare what they consume and produce', () => {
+    expect(getStageKind('synthesize')!.produces).toEqual({ items: 'mc-items' });
+    expect(getStageKind('synthesize')!.consumes!({ items: 'easy' } as never)).toEqual([{ param: 'items', ref: 'easy', kind: 'qa-items' }]);
+    expect(getStageKind('evaluate')!.consumes!({ dataset: { from: 'synth' } } as never)).toEqual([{ param: 'dataset', ref: { from: 'synth' }, kind: 'mc-items' }]);
+  });
+});
