@@ -38,7 +38,7 @@ function transformersCli(): string {
  */
 export async function serveSmolLM2(opts: { threads?: number; startTimeoutMs?: number } = {}): Promise<ServedModel> {
   if (!existsSync(join(SMOLLM2_DIR, 'judgeflow-model.json'))) {
-    throw new Error(`SmolLM2 is not prepared at ${SMOLLM2_DIR}: run \`python3 scripts/prepare-smollm2.py\` (needs requirements.txt installed)`);
+    throw new Error(`SmolLM2 is not prepared at ${SMOLLM2_DIR}: run \`python3 scripts/prepare-smollm2.py ${SMOLLM2_DIR}\` (needs requirements.txt installed)`);
   }
   const cli = transformersCli();
   const port = await freePort();
