@@ -1,6 +1,9 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseChoice, type ChoiceForm } from '../../../activities/evaluate/parse.js';
-import type { LabelStyle } from '../../../activities/evaluate/prompt.js';
+import { labelFor, type LabelStyle } from '../../../activities/evaluate/prompt.js';
 
 interface Case {
   name: string;
@@ -9,6 +12,7 @@ interface Case {
   labels?: LabelStyle;
   position: number | null;
   form?: ChoiceForm;
+  conflict?: true;
 }
 
 const cases: Case[] = [
@@ -75,6 +79,33 @@ const cases: Case[] = [
   { name: 'pronoun I, then a choice, in a tag', output: '<answer>I choose B</answer>', position: 1, form: 'answer_tag' },
   { name: 'article opening a tag is not label a', output: '<answer>a tie</answer>', position: null, form: 'answer_tag' },
   { name: 'degenerate repetition, no answer', output: 'Response A is detailed. '.repeat(5000), position: null },
+  // what a real small model writes (SmolLM2-135M-Instruct; the corpus below has hundreds more)
+  { name: '"the best response is indeed A"', output: 'The best response is indeed A.', position: 0, form: 'best_is' },
+  { name: 'the template placeholder "indeed X" is no label', output: 'The best response is indeed X.', position: null },
+  { name: '"indeed Label A"', output: 'The best response is indeed Label A.', position: 0, form: 'best_is' },
+  { name: 'bare label on the first line, then reasons', output: 'A\n\nA suitable response for A is response A.', position: 0, form: 'first_line' },
+  { name: 'first-line label and a different last-line label conflict', output: 'A\nSome thoughts.\nB', position: null, form: 'final_line', conflict: true },
+  {
+    name: 'both verdict lines of the template echoed: no choice',
+    output: 'Overall Judgment: Response 1 is better\nOverall Judgment: Response 2 is better',
+    labels: 'numbers',
+    position: null,
+    form: 'is_better',
+    conflict: true,
+  },
+  { name: 'a quoted example verdict is not a verdict', output: 'One line of the form "Overall Judgment: Response 1 is better"', labels: 'numbers', position: null },
+  { name: 'an answer given in quotes after a colon', output: 'The best response is: "The best response is A."', position: 0, form: 'best_is' },
+  { name: 'a quoted label is still a choice', output: 'Response "B" is better.', position: 1, form: 'is_better' },
+  { name: '"1 or 2 is the best" names no choice', output: 'So, answer 1 or 2 is the best.', labels: 'numbers', position: null },
+  { name: '"the other answer is 2" is not a choice', output: 'The other answer is label 2.\nThe answer is label 1.', labels: 'numbers', position: 0, form: 'answer_phrase' },
+  { name: '"A is the correct answer"', output: 'A is the correct answer to the second question.', position: 0, form: 'is_better' },
+  { name: 'two answer tags naming different labels: no choice', output: '<answer>A</answer> or maybe <answer>B</answer>', position: null, form: 'answer_tag', conflict: true },
+  { name: 'a first-line label the text then calls bad', output: 'A\nLabel 1: Bad response  Choices: A\nLabel 2: Good response  Choices: B', position: null, form: 'first_line', conflict: true },
+  { name: 'a first-line label, the other one called wrong', output: 'B\nResponse A is wrong about the count.', position: 1, form: 'first_line' },
+  { name: 'an ordinal verdict', output: 'The second answer is the best.', position: 1, form: 'is_better' },
+  { name: 'an ordinal verdict compared with another', output: 'The first one is better than the second one.', labels: 'numbers', position: 0, form: 'is_better' },
+  { name: 'bold headings give way to a verdict', output: '**A**: describes a cat.\n**B**: describes a dog.\nThe best response is B.', position: 1, form: 'best_is' },
+  { name: 'a judgment on one aspect is not the verdict', output: 'Response A is better in detail. Response B is better.', position: 1, form: 'is_better' },
 ];
 
 describe('parseChoice', () => {
@@ -82,10 +113,61 @@ describe('parseChoice', () => {
     expect(cases.length).toBeGreaterThanOrEqual(30);
   });
 
-  it.each(cases)('$name', ({ output, k = 2, labels = 'letters', position, form }) => {
+  it.each(cases)('$name', ({ output, k = 2, labels = 'letters', position, form, conflict }) => {
     const got = parseChoice(output, k, labels);
     expect(got.position).toBe(position);
     if (form !== undefined) expect(got.form).toBe(form);
     if (position === null && form === undefined) expect(got.form).toBeUndefined();
+    expect(got.conflict).toBe(conflict);
+  });
+});
+
+interface LabelledOutput {
+  id: string;
+  labels: LabelStyle;
+  k: number;
+  output: string;
+  /** The choice a person read in the output ("A", "2", …), or "none". */
+  label: string;
+}
+
+/** Real outputs of real models on judge prompts, each labelled by reading it (see the folder's README). */
+function loadJudgeOutputs(): LabelledOutput[] {
+  const dir = fileURLToPath(new URL('../../fixtures/judge-outputs/', import.meta.url));
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.jsonl'))
+    .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as LabelledOutput));
+}
+
+describe('parseChoice on real judge outputs', () => {
+  const corpus = loadJudgeOutputs();
+  const read = (r: LabelledOutput) => {
+    const { position } = parseChoice(r.output, r.k, r.labels);
+    return position === null ? 'none' : labelFor(position, r.labels);
+  };
+  const show = (r: LabelledOutput) => `${r.id}: labelled ${r.label}, parsed ${read(r)}: ${JSON.stringify(r.output.slice(0, 300))}`;
+
+  it('has at least 300 labelled outputs, unique ids, labels that exist', () => {
+    expect(corpus.length).toBeGreaterThanOrEqual(300);
+    expect(new Set(corpus.map((r) => r.id)).size).toBe(corpus.length);
+    for (const r of corpus) {
+      const valid = ['none', ...Array.from({ length: r.k }, (_, p) => labelFor(p, r.labels))];
+      expect(valid, r.id).toContain(r.label);
+    }
+  });
+
+  it('agrees with at least 99% of the labels', () => {
+    const disagree = corpus.filter((r) => read(r) !== r.label);
+    expect(disagree.length / corpus.length, disagree.map(show).join('\n')).toBeLessThanOrEqual(0.01);
+  });
+
+  it('never reads a choice from an output that names none', () => {
+    const none = corpus.filter((r) => r.label === 'none');
+    expect(none.length).toBeGreaterThan(50);
+    expect(none.filter((r) => read(r) !== 'none').map(show)).toEqual([]);
+  });
+
+  it('never reads the other choice from an output that names one', () => {
+    expect(corpus.filter((r) => r.label !== 'none' && read(r) !== 'none' && read(r) !== r.label).map(show)).toEqual([]);
   });
 });
