@@ -3,6 +3,7 @@ import { createInferenceActivities } from './inference/index.js';
 import type { InferenceGateway } from './inference/gateway.js';
 import { createRecordActivities } from './records.js';
 import { createEvaluateActivities } from './stages/evaluate.js';
+import { createSweepActivities } from './stages/sweep.js';
 import { createSynthesizeActivities } from './stages/synthesize.js';
 
 export interface ActivityDeps {
@@ -17,6 +18,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createInferenceActivities(deps),
     ...createEvaluateActivities(deps),
     ...createSynthesizeActivities(deps),
+    ...createSweepActivities(deps),
   };
 }
 
