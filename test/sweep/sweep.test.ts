@@ -8,6 +8,8 @@ import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { candidateSets } from '../../activities/sweep/selection.js';
 import { launchRun } from '../../cli/launch.js';
+import { renderSweepCurve } from '../../cli/sweep-results.js';
+import { runArtifacts } from '../../db/artifacts.js';
 import type { DbHandle } from '../../db/client.js';
 import { startSimulator, type SimHandle } from '../../sim/server.js';
 import '../../spec/builtin.js';
@@ -193,6 +195,15 @@ describe('sweep on easy-vqa against analytical best-of-N', () => {
     const c = await curve(first.runId, 'bon');
     expect(c.get('knockout-k4|16')!.judge_calls).toBe(5 * Q);
     expect(c.get('knockout-k4|16')!.policy_samples).toBe(16 * Q);
+  });
+
+  it('judgeflow results prints the curve: a row per strategy and N with the stored score, CI and costs', async () => {
+    const text = renderSweepCurve('bon', (await runArtifacts(db.db, first.runId)).filter((a) => a.stageId === 'bon'));
+    const ko = (await curve(first.runId, 'bon')).get('knockout-k4|16')!;
+    const row = new RegExp(`^knockout-k4\\s+16\\s+${ko.score.toFixed(1)} \\[${ko.ci_low.toFixed(1)}, ${ko.ci_high.toFixed(1)}\\]\\s+${16 * Q}\\s+${5 * Q}\\s`, 'm');
+    expect(text).toMatch(row);
+    expect(text.split('\n').filter((l) => /^(random|oracle|majority|mc|knockout-k4)\s+\d+\s/.test(l))).toHaveLength(4 * 5 + 3);
+    expect(text).toContain(`requests made by the stage: policy ${Q * 16}`);
   });
 
   it('one more N: the re-run sends only the judge calls of the new point', async () => {
