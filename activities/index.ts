@@ -4,6 +4,7 @@ import { createInferenceActivities } from './inference/index.js';
 import type { InferenceGateway } from './inference/gateway.js';
 import { createRecordActivities } from './records.js';
 import { createEvaluateActivities } from './stages/evaluate.js';
+import { createSweepActivities } from './stages/sweep.js';
 import { createSynthesizeActivities } from './stages/synthesize.js';
 
 export interface ActivityDeps {
@@ -19,6 +20,7 @@ export function createActivities(deps: ActivityDeps) {
     // Heartbeating, so a killed worker's import/prepare/judge/metrics step is retried elsewhere fast.
     ...keepAlive(createEvaluateActivities(deps)),
     ...createSynthesizeActivities(deps),
+    ...createSweepActivities(deps),
   };
 }
 

@@ -5,6 +5,8 @@
  * chew on (see sim/README.md for each behaviour's contract).
  */
 import type { LatencySpec, ModelSpec } from './config.js';
+import { createHash } from 'node:crypto';
+import { lookupAnswer, type AnswerIndex } from './answers.js';
 import { Rng } from './rng.js';
 import { locateCandidates, type TruthIndex } from './truth.js';
 
@@ -28,6 +30,8 @@ export interface ServedModel {
   faults: ResolvedFaults;
   maxContextTokens: number;
   truth: TruthIndex | undefined;
+  /** Policy models with `answers`: the right answer per (image, question). */
+  answers?: AnswerIndex;
 }
 
 /** What the simulator reads from `messages`. */
@@ -40,6 +44,8 @@ export interface Prompt {
   chars: number;
   images: number;
   imageBytes: number;
+  /** The image URLs (data URLs keep their bytes), in message order. */
+  imageUrls: string[];
 }
 
 export type PromptResult = { ok: true; prompt: Prompt } | { ok: false; message: string };
@@ -65,6 +71,7 @@ export function readMessages(messages: unknown): PromptResult {
   let chars = 0;
   let images = 0;
   let imageBytes = 0;
+  const imageUrls: string[] = [];
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i] as { role?: unknown; content?: unknown } | null;
     if (!m || typeof m !== 'object' || typeof m.role !== 'string') {
@@ -90,6 +97,7 @@ export function readMessages(messages: unknown): PromptResult {
           if (typeof url !== 'string') return { ok: false, message: `messages[${i}].content[${j}].image_url.url must be a string` };
           images++;
           imageBytes += dataUrlBytes(url);
+          imageUrls.push(url);
         }
       }
       own = parts.join('\n');
@@ -100,7 +108,7 @@ export function readMessages(messages: unknown): PromptResult {
     if (readable && own) texts.push(own);
     if (m.role === 'user') lastUser = own;
   }
-  return { ok: true, prompt: { text: texts.join('\n'), lastUser, chars, images, imageBytes } };
+  return { ok: true, prompt: { text: texts.join('\n'), lastUser, chars, images, imageBytes, imageUrls } };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,7 +320,11 @@ const POLICY_SENTENCES = [
   'Considering the context, the most likely answer involves the {topic}.',
 ];
 
-function policy(spec: Extract<ModelSpec, { behaviour: 'policy' }>, prompt: Prompt, rng: Rng): string {
+function policy(spec: Extract<ModelSpec, { behaviour: 'policy' }>, prompt: Prompt, rng: Rng, answers?: AnswerIndex): string {
+  if (spec.accuracy !== undefined && answers) {
+    const truth = lookupAnswer(answers, imageHashOf(prompt), prompt.text);
+    if (truth !== undefined) return answerQuestion(spec.accuracy, truth, answers.vocabulary, rng);
+  }
   const q = Math.min(1, Math.max(0, spec.quality + spec.quality_spread * rng.normal()));
   const slots = { ...SLOTS, topic: topicWords(prompt.lastUser || prompt.text) };
   const head = `Answer (q=${q.toFixed(2)}):`;
@@ -320,7 +332,103 @@ function policy(spec: Extract<ModelSpec, { behaviour: 'policy' }>, prompt: Promp
   return prose(spec.output_tokens * 4, () => fill(rng, next(), slots), head + ' ' + fill(rng, next(), slots));
 }
 
-function grader(spec: Extract<ModelSpec, { behaviour: 'grader' }>, prompt: Prompt, rng: Rng): string {
+/** sha256 of the bytes of the prompt's first data-URL image ('' when it has none). */
+export function imageHashOf(prompt: Prompt): string {
+  const url = prompt.imageUrls.find((u) => u.startsWith('data:'));
+  if (!url) return '';
+  const comma = url.indexOf(',');
+  const bytes = url.slice(5, comma).endsWith(';base64') ? Buffer.from(url.slice(comma + 1), 'base64') : Buffer.from(decodeURIComponent(url.slice(comma + 1)));
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+const ANSWER_SENTENCES = [
+  'I looked at the whole image before answering.',
+  'The question concerns the single figure drawn in the picture.',
+  'Checking the figure once more confirms my reading.',
+  'The picture is simple, so the answer follows directly.',
+];
+
+/**
+ * An answer that is right with probability `accuracy`, else a uniformly drawn other answer of the
+ * vocabulary. Its `(q=…)` marker (right: 0.55–1, wrong: 0–0.45) lets simulated judges and graders
+ * know which is which; the text around it holds no answer words.
+ */
+function answerQuestion(accuracy: number, truth: string, vocabulary: readonly string[], rng: Rng): string {
+  const wrong = vocabulary.filter((v) => v !== truth);
+  const right = rng.next() < accuracy || wrong.length === 0;
+  const u = rng.next();
+  const answer = right ? truth : wrong[rng.int(wrong.length)]!;
+  const q = right ? 0.55 + 0.45 * u : 0.45 * u;
+  return `Answer (q=${q.toFixed(2)}): ${rng.pick(ANSWER_SENTENCES)} ${rng.pick(ANSWER_SENTENCES)}\nFinal answer: ${answer}`;
+}
+
+/** A prompt asking to score one response "on a scale of 1 to 10". */
+export const SCORE_PROMPT = /scale of 1 to 10/i;
+
+/** A score prompt: with probability `accuracy` 1 + round(9q) of the response's `(q=…)`, else uniform 1–10. */
+function scoreResponse(spec: Extract<ModelSpec, { behaviour: 'judge' | 'reasoner' }>, prompt: Prompt, rng: Rng): string {
+  const qs = [...prompt.text.matchAll(Q_MARKER)];
+  const q = qs.length > 0 ? Number(qs[qs.length - 1]![1]) : undefined;
+  const unparseable = rng.next() < spec.unparseable_rate;
+  const right = rng.next() < spec.accuracy;
+  const drawn = 1 + rng.int(10);
+  const score = q !== undefined && right ? 1 + Math.round(9 * q) : drawn;
+  const answer = unparseable
+    ? 'The response has strengths and weaknesses.'
+    : spec.answer_format === 'boxed'
+      ? `\\boxed{${score}}`
+      : spec.answer_format === 'plain'
+        ? `Score: ${score}`
+        : `<score>${score}</score>`;
+  return spec.think ? `<think>\nI check the response against the image and the question.\n</think>\n${answer}` : answer;
+}
+
+const GRADER_UNPARSEABLE = 'I am not able to grade this prediction.';
+
+function normalizeAnswerText(s: string): string {
+  return ` ${s.toLowerCase().replace(/[^a-z0-9.%\- ]+/g, ' ').replace(/\s+/g, ' ').trim()} `;
+}
+
+/**
+ * The rule a simulated MM-Vet grader applies to a prediction (its "Final answer:" line when it has
+ * one): `a <AND> b` scores the share of parts present (rounded to 0.1), `a <OR> b` 1 when any part
+ * is present, a plain answer 1 when present; present = a whole-word match, case-insensitive.
+ */
+export function gradeByRule(groundTruth: string, prediction: string): number {
+  const final = /final answer\s*[:：]\s*([^\n]*)\s*$/i.exec(prediction);
+  const pred = normalizeAnswerText(final ? final[1]! : prediction);
+  const has = (part: string) => {
+    const p = normalizeAnswerText(part).trim();
+    return p !== '' && pred.includes(` ${p} `);
+  };
+  if (groundTruth.includes('<AND>')) {
+    const parts = groundTruth.split('<AND>');
+    return Math.round((10 * parts.filter(has).length) / parts.length) / 10;
+  }
+  if (groundTruth.includes('<OR>')) return groundTruth.split('<OR>').some(has) ? 1 : 0;
+  return has(groundTruth) ? 1 : 0;
+}
+
+/** The last `question | ground truth | prediction | ` row of an MM-Vet grader table, if the prompt ends with one. */
+export function lastTableRow(text: string): { groundTruth: string; prediction: string } | undefined {
+  const lines = text.trimEnd().split('\n');
+  const last = lines[lines.length - 1] ?? '';
+  const parts = (last.endsWith('|') ? last + ' ' : last).split(' | ');
+  if (parts.length < 4 || parts[parts.length - 1]!.trim() !== '') return undefined;
+  return { groundTruth: parts[1]!.trim(), prediction: parts.slice(2, -1).join(' | ').trim() };
+}
+
+/**
+ * An MM-Vet grader table: the rule above (a prediction holding `SIM_UNPARSEABLE` always gets an
+ * unreadable reply, one holding `SIM_GREEDY_UNPARSEABLE` at temperature 0 only). Otherwise the last
+ * `(q=…)` in the prompt plus N(0, noise), rounded to 0.1.
+ */
+function grader(spec: Extract<ModelSpec, { behaviour: 'grader' }>, prompt: Prompt, rng: Rng, greedy: boolean): string {
+  const row = lastTableRow(prompt.lastUser || prompt.text);
+  if (row) {
+    if (row.prediction.includes('SIM_UNPARSEABLE') || (greedy && row.prediction.includes('SIM_GREEDY_UNPARSEABLE'))) return GRADER_UNPARSEABLE;
+    return gradeByRule(row.groundTruth, row.prediction).toFixed(1);
+  }
   const qs = [...prompt.text.matchAll(Q_MARKER)];
   const last = qs[qs.length - 1];
   const score = last ? Number(last[1]) + spec.noise * rng.normal() : rng.next();
@@ -451,17 +559,19 @@ export interface Generation {
 export function generate(req: { model: ServedModel; prompt: Prompt; contentKey: string; n: number; greedy: boolean }): Generation {
   const { model, prompt, contentKey, n, greedy } = req;
   const spec = model.spec;
-  const setup = spec.behaviour === 'judge' || spec.behaviour === 'reasoner' ? analyseChoices(prompt, model.truth) : undefined;
+  const choosing = spec.behaviour === 'judge' || spec.behaviour === 'reasoner';
+  const scoring = choosing && SCORE_PROMPT.test(prompt.text) && [...prompt.text.matchAll(Q_MARKER)].length <= 1;
+  const setup = choosing && !scoring ? analyseChoices(prompt, model.truth) : undefined;
   const contents: string[] = [];
   for (let i = 0; i < n; i++) {
     const rng = Rng.from(contentKey, 'choice', String(greedy ? 0 : i));
     switch (spec.behaviour) {
       case 'judge':
       case 'reasoner':
-        contents.push(multipleChoice(spec, prompt, setup!, rng));
+        contents.push(scoring ? scoreResponse(spec, prompt, rng) : multipleChoice(spec, prompt, setup!, rng));
         break;
       case 'policy':
-        contents.push(policy(spec, prompt, rng));
+        contents.push(policy(spec, prompt, rng, model.answers));
         break;
       case 'negatives':
         contents.push(negatives(spec, prompt, rng));
@@ -470,7 +580,7 @@ export function generate(req: { model: ServedModel; prompt: Prompt; contentKey: 
         contents.push(captioner(spec, rng));
         break;
       case 'grader':
-        contents.push(grader(spec, prompt, rng));
+        contents.push(grader(spec, prompt, rng, greedy));
         break;
     }
   }

@@ -118,6 +118,14 @@ export const policyModelSchema = z.strictObject({
   quality: rate.default(0.6),
   /** Standard deviation of the embedded score around `quality`. */
   quality_spread: z.number().min(0).max(1).default(0.15),
+  /**
+   * With `answers`: the probability that an answer is right. The policy then answers the question
+   * it finds in `answers` ("Final answer: X"), right with this probability, else another answer of
+   * the vocabulary drawn uniformly.
+   */
+  accuracy: rate.optional(),
+  /** Where right answers come from: `easy-vqa[:split]`, a questions.json folder or a JSONL file (sim/answers.ts). */
+  answers: z.string().min(1).optional(),
   output_tokens: tokens.default(80),
 });
 
@@ -245,7 +253,12 @@ export function loadSimConfig(path: string): SimConfig {
   const absAll = (t: string | string[] | undefined) => (t === undefined ? undefined : Array.isArray(t) ? t.map(abs) : abs(t));
   const models: SimConfig['models'] = {};
   for (const [name, m] of Object.entries(cfg.models)) {
-    models[name] = m.behaviour === 'judge' || m.behaviour === 'reasoner' ? { ...m, truth: absAll(m.truth) } : m;
+    models[name] =
+      m.behaviour === 'judge' || m.behaviour === 'reasoner'
+        ? { ...m, truth: absAll(m.truth) }
+        : m.behaviour === 'policy' && m.answers !== undefined && !m.answers.startsWith('easy-vqa')
+          ? { ...m, answers: abs(m.answers) }
+          : m;
   }
   return { ...cfg, truth: absAll(cfg.truth), models };
 }

@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { parseSimConfig, type LatencySpec, type SimConfig, type SimConfigInput } from './config.js';
 import { generate, readMessages, type ResolvedFaults, type ServedModel } from './behaviours.js';
 import { canonicalJson, Rng, sha256Hex } from './rng.js';
+import { loadAnswerIndex } from './answers.js';
 import { loadTruthIndex, TruthFileError } from './truth.js';
 
 export interface SimStats {
@@ -113,9 +114,19 @@ function resolveModels(cfg: SimConfig): Map<string, ServedModel> {
         }
       }
     }
+    let answers;
+    if (spec.behaviour === 'policy' && spec.answers !== undefined) {
+      try {
+        answers = loadAnswerIndex(spec.answers);
+      } catch (err) {
+        if (err instanceof TruthFileError) throw new TruthFileError(`models.${name}.answers: ${err.message}`, { cause: err });
+        throw err;
+      }
+    }
     models.set(name, {
       name,
       spec,
+      answers,
       latency: spec.latency ?? cfg.latency,
       faults,
       maxContextTokens: spec.max_context_tokens ?? cfg.max_context_tokens,

@@ -19,6 +19,7 @@ export const DATASET_FORMATS = {
   llava: 'qa-items',
   'hf-parquet': 'qa-items',
   'easy-vqa': 'qa-items',
+  'mm-vet': 'qa-items',
 } as const satisfies Record<string, ArtifactKind>;
 export type DatasetFormat = keyof typeof DATASET_FORMATS;
 export const DATASET_FORMAT_NAMES = Object.keys(DATASET_FORMATS) as [DatasetFormat, ...DatasetFormat[]];

@@ -12,6 +12,7 @@ import { DATASET_FORMATS, type ArtifactKind, type DatasetFormat } from '../../sp
 import type { DatasetRef, StagePlan } from '../../workflows/types.js';
 import { storeImage } from '../inference/store.js';
 import { DatasetError, loadDataset, type LoadResult, type McFormat, type RowIssue } from './mc.js';
+import { looksLikeMmvet } from './mmvet.js';
 import { loadQaDataset, type QaFormat, type QaLoadResult } from './qa.js';
 
 export { DatasetError, type RowIssue };
@@ -27,6 +28,7 @@ export function inferSourceFormat(path: string): DatasetFormat | undefined {
   } catch {
     return undefined; // the loader reports the unreadable file
   }
+  if (looksLikeMmvet(head)) return 'mm-vet';
   const first = /\{[^\n]*/.exec(head)?.[0] ?? '';
   if (/"conversations"\s*:/.test(first)) return 'llava';
   if (/"question"\s*:/.test(first) && /"answer"\s*:/.test(first) && !/"candidates"\s*:/.test(first)) return 'qa-jsonl';

@@ -17,8 +17,9 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { DatasetError, downloadImage, mimeFromExtension, sniffImageMime, type RowIssue } from './mc.js';
+import { mmvetRows } from './mmvet.js';
 
-export type QaFormat = 'qa-jsonl' | 'llava' | 'hf-parquet' | 'easy-vqa';
+export type QaFormat = 'qa-jsonl' | 'llava' | 'hf-parquet' | 'easy-vqa' | 'mm-vet';
 
 /** A question about an image with its reference answer. */
 export interface QaItem {
@@ -67,7 +68,7 @@ export function locateEasyVqa(): string {
 }
 
 /** A row before its image is read. */
-interface RawRow {
+export interface RawRow {
   line: number;
   id: string;
   question: unknown;
@@ -102,6 +103,10 @@ export async function loadQaDataset(opts: LoadQaOptions): Promise<QaLoadResult> 
     case 'llava':
       imageBase = opts.imagesDir ?? dirname(path);
       rows = jsonRecords(await readSource(path), issues).flatMap(({ line, rec }) => mapRow(line, issues, () => llavaRow(line, rec)));
+      break;
+    case 'mm-vet':
+      imageBase = opts.imagesDir ?? join(dirname(path), 'images');
+      rows = mmvetRows(await readSource(path), path, issues);
       break;
     case 'hf-parquet':
       imageBase = opts.imagesDir ?? dirname(path);
