@@ -54,7 +54,7 @@ const restrictedImports = {
 
 export default defineConfig(
   {
-    ignores: ['node_modules/**', 'db/migrations/**', 'test/lint/fixtures/**', '**/*.d.ts'],
+    ignores: ['node_modules/**', 'dist/**', '.test-state/**', 'db/migrations/**', 'test/lint/fixtures/**', '**/*.d.ts'],
   },
   {
     files: ['**/*.ts', '**/*.js', '**/*.mjs'],
