@@ -75,7 +75,9 @@ export async function experimentWorkflow({ runId }: ExperimentInput): Promise<Ex
     if (p && p.status === 'running') Object.assign(p, { done, total, failed });
   });
 
-  const records = patched('records-local') ? localRecords : taskRecords;
+  const local = patched('records-local');
+  const records = local ? localRecords : taskRecords;
+  const stageRuns: Promise<unknown>[] = [];
   const plan = await records.beginRun({ runId, workflowRunId: workflowInfo().runId });
   for (const s of plan.stages) {
     progress.set(s.id, { id: s.id, kind: s.kind, status: plan.succeeded[s.id] ? 'succeeded' : 'pending', done: 0, total: 0, failed: 0 });
@@ -168,7 +170,7 @@ export async function experimentWorkflow({ runId }: ExperimentInput): Promise<Ex
       for (const s of ready) {
         running.add(s.id);
         // Cancellation reaches the main loop through condition(); a stage only records outcomes.
-        void runStage(s)
+        const stageRun = runStage(s)
           .catch((err: unknown) => {
             if (!isCancellation(err)) failures.push(`${s.id}: ${errorMessage(err)}`);
           })
@@ -176,6 +178,7 @@ export async function experimentWorkflow({ runId }: ExperimentInput): Promise<Ex
             running.delete(s.id);
             changed = true;
           });
+        stageRuns.push(stageRun);
       }
       if (running.size === 0) break;
       changed = false;
@@ -196,6 +199,9 @@ export async function experimentWorkflow({ runId }: ExperimentInput): Promise<Ex
       runStatus = 'cancelled';
       for (const p of progress.values()) if (p.status === 'pending' || p.status === 'running') p.status = 'cancelled';
       await CancellationScope.nonCancellable(async () => {
+        // Local records finish within this workflow task: wait for the stages to end their
+        // cancellation first, or closing this run would terminate them before they record it.
+        if (local) await Promise.all(stageRuns);
         await records.cancelStages({ runId });
         await records.finishRun({ runId, status: 'cancelled', error: 'cancelled by user' });
       });
