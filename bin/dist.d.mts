@@ -4,6 +4,8 @@ export declare const DIST: string;
 export declare const MANIFEST: string;
 export declare const WORKFLOW_BUNDLE: string;
 export declare const WORKFLOW_BUNDLE_ENV: string;
+export declare const CLI_BUNDLE_DIR: string;
+export declare const CLI_BUNDLE_EXTERNAL: string[];
 export declare const SOURCE_DIRS: string[];
 export declare const SOURCE_FILES: string[];
 export declare const BUILD_INPUTS: string[];
@@ -15,4 +17,4 @@ export interface BuildManifest {
 export declare function buildInputs(root?: string): string[];
 export declare function manifestOf(root?: string): BuildManifest;
 export declare function staleReason(root?: string): string | undefined;
-export declare function importEntry(name: string): Promise<{ module: Record<string, unknown>; compiled: boolean }>;
+export declare function importEntry(name: string, opts?: { bundle?: boolean }): Promise<{ module: Record<string, unknown>; compiled: boolean }>;

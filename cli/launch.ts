@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import { eq } from 'drizzle-orm';
@@ -7,6 +8,8 @@ import { importPlanDatasets } from '../activities/datasets/index.js';
 import { experiments, runs, stages } from '../db/schema/index.js';
 import { PACKAGE_ROOT, runIdFor, type LoadedSpec } from '../spec/load.js';
 import type { ExperimentInput } from '../workflows/types.js';
+
+const execFileAsync = promisify(execFile);
 
 export interface LaunchResult {
   runId: string;
@@ -17,10 +20,11 @@ export interface LaunchResult {
 }
 
 /** The git commit of the judgeflow checkout, with "-dirty" for uncommitted changes; null outside git. */
-export function codeVersion(): string | null {
+export async function codeVersion(): Promise<string | null> {
+  const git = async (args: string[]) => (await execFileAsync('git', args, { cwd: PACKAGE_ROOT, encoding: 'utf8' })).stdout.trim();
   try {
-    const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: PACKAGE_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: PACKAGE_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    // Both at once, and beside the launch's queries (started before them).
+    const [head, dirty] = await Promise.all([git(['rev-parse', 'HEAD']), git(['status', '--porcelain', '--untracked-files=no'])]);
     return dirty ? `${head}-dirty` : head;
   } catch {
     return null;
@@ -34,6 +38,7 @@ export function codeVersion(): string | null {
 export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: Db; client: Client; taskQueue: string }): Promise<LaunchResult> {
   const { loaded, db, client } = opts;
   const runId = runIdFor(loaded.spec.name, loaded.hash, opts.label);
+  const version = codeVersion();
   // File datasets become artifacts here, where the files are: stages get ids, never paths.
   const plan = await importPlanDatasets(db, loaded.plan);
   const previous = await db.transaction(async (tx) => {
@@ -60,7 +65,7 @@ export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: 
         experimentId: exp!.id,
         label: opts.label ?? '',
         overrides: loaded.overrides,
-        codeVersion: codeVersion(),
+        codeVersion: await version,
         seed: loaded.spec.seed,
         plan,
       })

@@ -14,7 +14,7 @@ import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { DIST, manifestOf, MANIFEST, ROOT, SOURCE_DIRS, SOURCE_FILES, WORKFLOW_BUNDLE } from '../bin/dist.mjs';
+import { CLI_BUNDLE_DIR, CLI_BUNDLE_EXTERNAL, DIST, manifestOf, MANIFEST, ROOT, SOURCE_DIRS, SOURCE_FILES, WORKFLOW_BUNDLE } from '../bin/dist.mjs';
 
 const { values: args } = parseArgs({ options: { out: { type: 'string' } } });
 const out = args.out ? resolve(args.out) : DIST;
@@ -57,6 +57,59 @@ await build({
   logLevel: 'warning',
   plugins: [sourceUrlPlugin],
 });
+
+// The CLI once more, as one bundle with its dependencies inlined (code-split at the commands' lazy
+// imports, so `kinds` still loads only what it uses): Node 20 has no compile cache, and resolving
+// and compiling the ~1,000 modules of @temporalio/client, drizzle, pg and openai one by one was
+// most of a `run`'s start. Left outside: packages with native code or files of their own, and
+// the worker (`judgeflow worker` imports the per-file build of worker.ts, so a worker's Temporal
+// SDK is the one node_modules holds, as in bin/worker.mjs). Every file lands in one folder, so a
+// module's import.meta.url is rewritten relative to that folder. meta.json: which inputs (source
+// files, packages) each output holds.
+const cliOut = join(out, basename(CLI_BUNDLE_DIR));
+const workerEntry = join(ROOT, 'worker.ts');
+const bundleUrlPlugin = {
+  name: 'cli-bundle',
+  setup(b) {
+    b.onResolve({ filter: /(^|\/)worker\.js$/ }, async (args) => {
+      if (!args.importer.startsWith(ROOT) || args.importer.includes(`${sep}node_modules${sep}`)) return undefined;
+      if (resolve(args.resolveDir, args.path).replace(/\.js$/, '.ts') !== workerEntry) return undefined;
+      return { path: `./${relative(cliOut, join(out, 'worker.js')).split(sep).join('/')}`, external: true };
+    });
+    b.onLoad({ filter: /\.ts$/ }, (file) => {
+      let text = readFileSync(file.path, 'utf8');
+      if (text.includes('import.meta.url')) {
+        const back = relative(cliOut, file.path).split(sep).join('/');
+        text = `const __judgeflowSourceUrl = new URL(${JSON.stringify(back)}, import.meta.url).href; ${text.replaceAll('import.meta.url', '__judgeflowSourceUrl')}`;
+      }
+      return { contents: text, loader: 'ts' };
+    });
+  },
+};
+const bundled = await build({
+  entryPoints: [join(ROOT, 'cli', 'main.ts')],
+  outdir: cliOut,
+  entryNames: '[name]',
+  chunkNames: 'chunk-[hash]',
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  sourcemap: 'linked',
+  metafile: true,
+  logLevel: 'warning',
+  external: CLI_BUNDLE_EXTERNAL,
+  // Inlined CommonJS packages call require(); an ES module has none of its own.
+  banner: { js: "import { createRequire as __judgeflowCreateRequire } from 'node:module'; const require = __judgeflowCreateRequire(import.meta.url);" },
+  plugins: [bundleUrlPlugin],
+});
+const outputs = Object.fromEntries(
+  Object.entries(bundled.metafile.outputs)
+    .filter(([file]) => file.endsWith('.js'))
+    .map(([file, o]) => [basename(file), Object.keys(o.inputs).sort()]),
+);
+writeFileSync(join(cliOut, 'meta.json'), JSON.stringify({ outputs }, null, 1));
 const compiledAt = Date.now();
 
 const logger = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: (message, meta) => console.error(message, meta ?? '') };
@@ -65,5 +118,5 @@ writeFileSync(join(out, basename(WORKFLOW_BUNDLE)), code);
 
 writeFileSync(join(out, basename(MANIFEST)), JSON.stringify(manifest, null, 1));
 console.log(
-  `judgeflow build: ${sources.length} modules compiled to ${relative(ROOT, out)}/ in ${compiledAt - started} ms, workflow bundle (${Math.round(code.length / 1024)} KiB) in ${Date.now() - compiledAt} ms`,
+  `judgeflow build: ${sources.length} modules compiled to ${relative(ROOT, out)}/ and the CLI bundled (${Object.keys(outputs).length} files) in ${compiledAt - started} ms, workflow bundle (${Math.round(code.length / 1024)} KiB) in ${Date.now() - compiledAt} ms`,
 );

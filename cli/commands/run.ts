@@ -46,8 +46,12 @@ export async function runCommand(argv: string[]): Promise<number> {
       await ensureSimulator({ stateDir: conn.cfg.stateDir, specPath: loaded.specPath, ...loaded.spec.simulator, log });
     }
     const queues = [conn.cfg.taskQueue, ...loaded.plan.flatMap((s) => (s.taskQueue ? [s.taskQueue] : []))];
-    for (const queue of await queuesWithoutWorkers(conn, queues)) log(`warning: ${noWorkerHint(conn, queue)}`);
-    const launched = await launchRun({ loaded, label: values.label, db: conn.db.db, client: conn.client, taskQueue: conn.cfg.taskQueue });
+    // The worker check and the launch at once (a run with no worker waits for one: the check only warns).
+    const [idle, launched] = await Promise.all([
+      queuesWithoutWorkers(conn, queues),
+      launchRun({ loaded, label: values.label, db: conn.db.db, client: conn.client, taskQueue: conn.cfg.taskQueue }),
+    ]);
+    for (const queue of idle) log(`warning: ${noWorkerHint(conn, queue)}`);
     if (!values.json) {
       if (launched.attached) console.error(`run ${launched.runId} already exists for this spec version: attaching to it (no second run started)`);
       else if (launched.resumed) console.error(`run ${launched.runId}: resuming (succeeded stages are kept)`);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { manifestOf, staleReason } from '../../bin/dist.mjs';
+import { CLI_BUNDLE_DIR, manifestOf, staleReason } from '../../bin/dist.mjs';
 import { MIGRATIONS_FOLDER } from '../../db/migrate.js';
 import { REPO_ROOT } from '../../runtime/stack.js';
 import { PACKAGE_ROOT } from '../../spec/load.js';
@@ -109,16 +109,43 @@ describe('the compiled build', () => {
 });
 
 describe('entry points', () => {
-  it('`judgeflow kinds` loads no Temporal, pg, openai or drizzle module', async () => {
-    // Hooks (off-thread) see every package an ES import resolves; they report on stderr.
-    const hooks = `export async function resolve(s, c, next) { const r = await next(s, c); const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)/.exec(r.url); if (m) process._rawDebug('loaded ' + m[1]); return r; }`;
+  // The packages a command loads: those an ES import resolves in node_modules, and those inlined in
+  // the files of the CLI bundle it loads (the bundle's meta.json lists each file's inputs).
+  async function packagesLoaded(args: string[]): Promise<{ res: Awaited<ReturnType<typeof node>>; packages: Set<string>; bundleFiles: number }> {
+    // Hooks (off-thread) see every module an ES import resolves; they report on stderr.
+    const hooks = `export async function resolve(s, c, next) { const r = await next(s, c); process._rawDebug('loaded ' + r.url); return r; }`;
     const register = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});`;
-    const res = await node(['--import', `data:text/javascript,${encodeURIComponent(register)}`, join(REPO, 'bin', 'judgeflow.mjs'), 'kinds']);
+    const res = await node(['--import', `data:text/javascript,${encodeURIComponent(register)}`, join(REPO, 'bin', 'judgeflow.mjs'), ...args]);
+    const meta = JSON.parse(readFileSync(join(CLI_BUNDLE_DIR, 'meta.json'), 'utf8')) as { outputs: Record<string, string[]> };
+    const packageOf = (path: string) => /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(path)?.[1];
+    const packages = new Set<string>();
+    let bundleFiles = 0;
+    for (const [, url] of res.stderr.matchAll(/^loaded (\S+)$/gm)) {
+      const direct = packageOf(url!);
+      if (direct) packages.add(direct);
+      const inBundle = url!.startsWith(pathToFileURL(CLI_BUNDLE_DIR).href + '/') ? meta.outputs[url!.split('/').pop()!] : undefined;
+      if (inBundle) bundleFiles++;
+      for (const input of inBundle ?? []) if (packageOf(input)) packages.add(packageOf(input)!);
+    }
+    return { res, packages, bundleFiles };
+  }
+
+  it('`judgeflow kinds` runs the CLI bundle and loads no Temporal, pg, openai or drizzle code', async () => {
+    const { res, packages, bundleFiles } = await packagesLoaded(['kinds']);
     expect(res.code).toBe(0);
     expect(res.stdout).toMatch(/^evaluate\s+judge evaluation/m);
-    const loaded = new Set([...res.stderr.matchAll(/^loaded (\S+)$/gm)].map((m) => m[1]));
-    expect(loaded).toContain('zod');
-    for (const heavy of ['@temporalio/client', '@temporalio/worker', 'pg', 'openai', 'drizzle-orm', 'yaml', 'hyparquet']) expect(loaded).not.toContain(heavy);
+    expect(bundleFiles).toBeGreaterThan(0);
+    expect(packages).toContain('zod');
+    for (const heavy of ['@temporalio/client', '@temporalio/worker', 'pg', 'openai', 'drizzle-orm', 'yaml', 'hyparquet']) expect(packages).not.toContain(heavy);
+  });
+
+  it('`judgeflow run` loads Temporal\'s client, pg and drizzle from the bundle, not module by module', async () => {
+    // --help stops after loading the command: what a launch loads before it connects.
+    const { res, packages } = await packagesLoaded(['run', '--help']);
+    expect(res.code).toBe(0);
+    for (const pkg of ['@temporalio/client', 'pg', 'drizzle-orm']) expect(packages).toContain(pkg);
+    const direct = new Set([...res.stderr.matchAll(/^loaded (\S+)$/gm)].filter(([, url]) => url!.includes('/node_modules/')).map(([, url]) => url));
+    expect([...direct]).toEqual([]);
   });
 
   describe('the worker process the stack starts (bin/worker.mjs)', () => {
@@ -162,7 +189,7 @@ describe('entry points', () => {
       const res = await runCli(['run', writeSpec(spec)], { JUDGEFLOW_TASK_QUEUE: taskQueue });
       expect(res.stderr).toMatch(/started/);
       expect(res.code).toBe(0);
-      expect(res.stdout).toMatch(/^eval\s+20\s+\d+\.\d \[/m);
+      expect(res.stdout).toMatch(/^eval\s+20\/20\s+\d+\.\d \[/m);
       expect(res.stdout).toMatch(/40 \(0 cached\)/);
     });
   });

@@ -160,6 +160,6 @@ describe('following a run', () => {
     const again = await runCli(['status', runId, '--watch'], { JUDGEFLOW_TASK_QUEUE: tq });
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(new RegExp(`run ${runId}: succeeded`));
-    expect(again.stdout).toMatch(/eval\s+40\s+\d+\.\d \[/);
+    expect(again.stdout).toMatch(/eval\s+40\/40\s+\d+\.\d \[/);
   });
 });

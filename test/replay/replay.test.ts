@@ -91,6 +91,20 @@ const STAGE_HISTORIES: {
     expected: { stages: 1, signals: 0 },
   },
   {
+    // An experiment with 'records-local': its run and stage records are local-activity markers,
+    // not activity tasks (4 workflow tasks; 8 in evaluate-max-chunks-experiment, recorded before).
+    file: 'evaluate-records-local-experiment.json.gz',
+    recorded: 'current',
+    patches: ['records-local', 'endpoint-check-per-queue'],
+    counts: (h) => ({
+      stages: (h.events ?? []).filter((e) => e.startChildWorkflowExecutionInitiatedEventAttributes).length,
+      recordTasks: ['beginRun', 'markStageRunning', 'finishStage', 'finishRun'].reduce((n, type) => n + activities(h, type), 0),
+      localActivities: (h.events ?? []).filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity').length,
+      workflowTasks: (h.events ?? []).filter((e) => e.workflowTaskCompletedEventAttributes).length,
+    }),
+    expected: { stages: 1, recordTasks: 0, localActivities: 4, workflowTasks: 4 },
+  },
+  {
     // 401 requests, chunk size 1: 2 a chunk (unpatched: 401 chunks).
     file: 'inference-max-chunks.json.gz',
     recorded: 'current',
@@ -188,6 +202,7 @@ describe('replay of evaluate and runInference histories, before and after each p
     ['evaluate-views-before-patches.json.gz', 'progress-by-query'],
     ['evaluate-before-max-chunks.json.gz', 'evaluate-max-chunks'],
     ['inference-before-max-chunks.json.gz', 'inference-max-chunks'],
+    ['evaluate-max-chunks-experiment.json.gz', 'records-local'],
   ];
   it('a history recorded before a patch takes the unpatched branch: the patched one fails replay', async () => {
     const control = await bundle('no-such-patch');

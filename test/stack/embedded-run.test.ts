@@ -147,7 +147,7 @@ describe('judgeflow run on the embedded stack', () => {
     const res = await runCli(['run', spec(name, 20)], withKey());
     expect(res.stderr).toContain(`worker: restarting pid ${workerPid}: ${KEY_VAR} (endpoint "judge") is set in this shell but not in the running worker's environment`);
     expect(res.code).toBe(0);
-    expect(res.stdout).toMatch(/eval\s+20\s+\d+\.\d \[/);
+    expect(res.stdout).toMatch(/eval\s+20\/20\s+\d+\.\d \[/);
     expect(readRecord(stateDir, 'worker')!.pid).not.toBe(workerPid);
     workerPid = readRecord(stateDir, 'worker')!.pid;
 
@@ -179,7 +179,7 @@ describe('judgeflow run on the embedded stack', () => {
     const followed = await runCli(['status', runId, '--watch'], env);
     expect(followed.code).toBe(0);
     expect(followed.stdout).toMatch(new RegExp(`run ${runId}: succeeded`));
-    expect(followed.stdout).toMatch(/eval\s+40\s+\d+\.\d \[/);
+    expect(followed.stdout).toMatch(/eval\s+40\/40\s+\d+\.\d \[/);
     const log = readFileSync(join(stateDir, 'logs', 'worker.log'), 'utf8');
     expect(log).toContain(`worker pid ${worker} exited (killed by SIGKILL)`);
     expect(readRecord(stateDir, 'worker')!.pid).toBe(workerPid);
@@ -216,7 +216,7 @@ describe('judgeflow run on the embedded stack', () => {
     expect(res.stderr).toMatch(/reconnected to Temporal at 127\.0\.0\.1:\d+ after \d+ s/);
     expect(res.stderr).not.toMatch(/ServiceError/);
     expect(res.code).toBe(0);
-    expect(res.stdout).toMatch(/eval\s+40\s+\d+\.\d \[/);
+    expect(res.stdout).toMatch(/eval\s+40\/40\s+\d+\.\d \[/);
   });
 
   it('Temporal away for longer than JUDGEFLOW_RECONNECT_TIMEOUT_S: exit 3 with the re-attach command; the run completes once it is back', async () => {
@@ -233,6 +233,6 @@ describe('judgeflow run on the embedded stack', () => {
     expect((await runCli(['up'], env)).code).toBe(0);
     const followed = await runCli(['status', run.id, '--watch'], env);
     expect(followed.code).toBe(0);
-    expect(followed.stdout).toMatch(/eval\s+40\s+\d+\.\d \[/);
+    expect(followed.stdout).toMatch(/eval\s+40\/40\s+\d+\.\d \[/);
   });
 });
