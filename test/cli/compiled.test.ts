@@ -133,7 +133,7 @@ describe('entry points', () => {
   it('`judgeflow kinds` runs the CLI bundle and loads no Temporal, pg, openai or drizzle code', async () => {
     const { res, packages, bundleFiles } = await packagesLoaded(['kinds']);
     expect(res.code).toBe(0);
-    expect(res.stdout).toMatch(/^evaluate\s+judge evaluation/m);
+    expect(res.stdout).toMatch(/^evaluate\s+-\s+judge evaluation/m);
     expect(bundleFiles).toBeGreaterThan(0);
     expect(packages).toContain('zod');
     for (const heavy of ['@temporalio/client', '@temporalio/worker', 'pg', 'openai', 'drizzle-orm', 'yaml', 'hyparquet']) expect(packages).not.toContain(heavy);
