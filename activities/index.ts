@@ -4,6 +4,7 @@ import type { InferenceGateway } from './inference/gateway.js';
 import { createRecordActivities } from './records.js';
 import { createEvaluateActivities } from './stages/evaluate.js';
 import { createSynthesizeActivities } from './stages/synthesize.js';
+import { createDistillActivities } from './stages/distill.js';
 
 export interface ActivityDeps {
   db: Db;
@@ -17,6 +18,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createInferenceActivities(deps),
     ...createEvaluateActivities(deps),
     ...createSynthesizeActivities(deps),
+    ...createDistillActivities(deps),
   };
 }
 
