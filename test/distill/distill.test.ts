@@ -3,8 +3,15 @@
  * (captioner, reasoners with set accuracy / hint-following / leak rates, rewriters), Temporal and
  * Postgres. Measured acceptance against the configured rates, one caption per image, sets, caches.
  */
+import { readFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
+import { parquetReadObjects } from 'hyparquet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exportArtifact } from '../../activities/datasets/export.js';
+import { renderDistill } from '../../cli/distill-results.js';
 import { launchRun } from '../../cli/launch.js';
 import type { DbHandle } from '../../db/client.js';
 import { runArtifacts } from '../../db/artifacts.js';
@@ -208,6 +215,21 @@ describe('distill on easy-vqa items synthesized in the same run', () => {
     expect((await summaryOf('plain')).s.hint).toBe(false);
   });
 
+  it('judgeflow results shows acceptance per attempt and error type, rejection reasons and the price of a trace', async () => {
+    const arts = (await runArtifacts(db.db, runId)).filter((a) => a.stageId === 'hint');
+    const { s } = await summaryOf('hint');
+    const text = renderDistill('hint', arts);
+    expect(text).toContain(`distill stage hint (hint on): ${s.source_items} items → ${s.accepted_items} accepted`);
+    const first = s.attempts['1']!;
+    expect(text).toMatch(new RegExp(`\\n1\\s+${first.tried}\\s+${first.accepted}\\s+${((100 * first.accepted) / first.tried).toFixed(1)}%`));
+    const h = s.error_types.hallucination!;
+    expect(text).toMatch(new RegExp(`hallucination\\s+${h.tried}\\s+${h.accepted}\\s+`));
+    expect(text).toContain(`wrong_choice ${s.rejections.wrong_choice}`);
+    expect(text).toContain(`hint_leaked ${s.rejections.hint_leaked}`);
+    expect(text).toContain(`per accepted trace: ${s.requests_per_accepted.toLocaleString('en-US', { maximumFractionDigits: 2 })} requests`);
+    expect(text).toContain(`rewrite remove-hint ${s.requests.rewrite['remove-hint']}`);
+  });
+
   it('captions: one request per distinct image, counted at the simulator, shared by both stages through the cache', async () => {
     const [src] = (await runArtifacts(db.db, runId)).filter((a) => a.stageId === 'synth');
     const [images] = await q<{ n: number }>('select count(distinct image_hash)::int as n from mc_items where artifact_id = $1', [src!.id]);
@@ -255,6 +277,49 @@ describe('distill on easy-vqa items synthesized in the same run', () => {
     const plainRl = arts.find((a) => a.stageId === 'plain' && a.kind === 'rl-set')!;
     const [overlap] = await q<{ n: number }>('select count(*)::int as n from sft_rows s join rl_rows r on r.item_key = s.item_key and r.artifact_id = $2 where s.artifact_id = $1', [plainSft.id, plainRl.id]);
     expect(overlap!.n).toBe(0);
+  });
+
+  it('no rejected trace in any export: every exported answer joins back to an accepted trace', async () => {
+    const arts = await runArtifacts(db.db, runId);
+    const dir = await mkdtemp(join(tmpdir(), 'jf-distill-export-'));
+    for (const stageId of ['hint', 'plain']) {
+      const sft = arts.find((a) => a.stageId === stageId && a.kind === 'sft-set')!;
+      const rl = arts.find((a) => a.stageId === stageId && a.kind === 'rl-set')!;
+      const attempts = await q<{ item_key: string; status: string; trace: string; best: number }>('select item_key, status, trace, best from distill_attempts where run_id = $1 and stage_id = $2', [runId, stageId]);
+      const accepted = new Set(attempts.filter((a) => a.status === 'accepted').map((a) => `<think>${a.trace}</think><answer>${String.fromCharCode(65 + a.best)}</answer>`));
+      const acceptedTraces = new Set(attempts.filter((a) => a.status === 'accepted').map((a) => a.trace));
+      const rejectedTraces = attempts.filter((a) => a.status !== 'accepted' && a.trace !== '' && !acceptedTraces.has(a.trace)).map((a) => a.trace);
+      expect(rejectedTraces.length).toBeGreaterThan(50);
+      const answers: Record<string, string[]> = {};
+      const lf = join(dir, stageId, 'lf', 'sft.json');
+      await exportArtifact(db.db, sft.id, { format: 'llamafactory', out: lf });
+      answers.llamafactory = (JSON.parse(readFileSync(lf, 'utf8')) as { messages: { role: string; content: string }[] }[]).map((r) => r.messages[1]!.content);
+      const oa = join(dir, stageId, 'oa', 'sft.jsonl');
+      await exportArtifact(db.db, sft.id, { format: 'openai', out: oa });
+      answers.openai = readFileSync(oa, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { messages: { content: string }[] }).messages[1]!.content);
+      const tj = join(dir, stageId, 'trl', 'sft.jsonl');
+      await exportArtifact(db.db, sft.id, { format: 'trl', out: tj });
+      answers.trl = readFileSync(tj, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { messages: { content: { text: string }[] }[] }).messages[1]!.content[0]!.text);
+      const tp = join(dir, stageId, 'trlp', 'sft.parquet');
+      await exportArtifact(db.db, sft.id, { format: 'trl', out: tp });
+      const buf = readFileSync(tp);
+      const file = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+      answers['trl-parquet'] = ((await parquetReadObjects({ file })) as { messages: { content: { text: string }[] }[] }[]).map((r) => r.messages[1]!.content[0]!.text);
+      for (const [format, list] of Object.entries(answers)) {
+        expect(list.length, format).toBe(sft.rows);
+        for (const a of list) expect(accepted.has(a), `${format}: an exported answer is not an accepted trace`).toBe(true);
+        const text = list.join('\n');
+        for (const t of rejectedTraces) expect(text.includes(`<think>${t}</think>`), `${format}: a rejected trace was exported`).toBe(false);
+      }
+      // RL rows carry the answer label of the known best option, never a trace.
+      const vp = join(dir, stageId, 'verl', 'rl.parquet');
+      await exportArtifact(db.db, rl.id, { format: 'verl', out: vp });
+      const vbuf = readFileSync(vp);
+      const vrows = (await parquetReadObjects({ file: vbuf.buffer.slice(vbuf.byteOffset, vbuf.byteOffset + vbuf.byteLength) })) as { reward_model: { ground_truth: string }; extra_info: { item_key: string } }[];
+      expect(vrows.length).toBe(rl.rows);
+      const bestOf = new Map(attempts.map((a) => [a.item_key, String.fromCharCode(65 + a.best)]));
+      for (const r of vrows) expect(r.reward_model.ground_truth).toBe(bestOf.get(r.extra_info.item_key));
+    }
   });
 
   it('a re-run with another label sends 0 requests and accepts the same traces', async () => {

@@ -7,7 +7,8 @@ import { reportProgress } from '../progress.js';
 import type { StageInput, StageOutput } from '../types.js';
 
 const acts = proxyActivities<DistillActivities>({
-  startToCloseTimeout: '1 hour',
+  // Each step is one pass of SQL over the stage's rows: a worker that dies in one is noticed soon.
+  startToCloseTimeout: '10 minutes',
   retry: { initialInterval: '1 second', maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: ['DatasetError'] },
 });
 
