@@ -10,6 +10,7 @@ beforeAll(async () => {
     models: {
       policy: { behaviour: 'policy', quality: 0.7, quality_spread: 0.1, output_tokens: 50 },
       negatives: { behaviour: 'negatives', identical_rate: 0.1, empty_rate: 0.1 },
+      refuser: { behaviour: 'negatives', refusal_rate: 0.3 },
       captioner: { behaviour: 'captioner', output_tokens: 100 },
       grader: { behaviour: 'grader', noise: 0 },
     },
@@ -66,6 +67,13 @@ describe('negatives', () => {
     expect(altered.reduce((sum, o) => sum + kept(o), 0) / altered.length / reference.split(' ').length).toBeGreaterThan(0.75);
     expect(new Set(altered).size).toBeGreaterThan(50);
     expect(outs).not.toContain('Return only the flawed answer.');
+  });
+
+  it('declines at refusal_rate', async () => {
+    const outs = (await pool(Array.from({ length: 5 }, (_, i) => i), 5, (seed) => ask('refuser', prompt, seed, 40))).flat();
+    const refused = outs.filter((o) => /sorry|cannot|won't/i.test(o) && !o.includes('sunny')).length / outs.length;
+    expect(refused).toBeGreaterThan(0.22);
+    expect(refused).toBeLessThan(0.38);
   });
 
   it('reads the reference from <reference> tags too', async () => {

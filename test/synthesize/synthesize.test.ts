@@ -77,6 +77,9 @@ describe('synthesize on easy-vqa, then evaluate on its items', () => {
   it('counts reconcile: requests = items × error types × samples; kept + filtered = written; items = source − dropped', async () => {
     const [req] = await q<{ n: number }>('select count(*)::int as n from inference_requests where run_id = $1 and stage_id = $2', [runId, 'synth']);
     expect(req!.n).toBe(ITEMS * errorTypes.length);
+    // Each request ran once: the stage's progress counts every request exactly once.
+    const [stage] = await q<{ items_done: number; items_total: number }>('select items_done, items_total from stages where run_id = $1 and stage_id = $2', [runId, 'synth']);
+    expect(stage).toEqual({ items_done: ITEMS * errorTypes.length, items_total: ITEMS * errorTypes.length });
     const arts = await runArtifacts(db.db, runId);
     const source = arts.find((a) => a.kind === 'qa-items')!;
     expect(source.stageId).toBeNull();

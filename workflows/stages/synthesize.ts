@@ -30,9 +30,14 @@ export async function synthesizeStage(input: StageInput<SynthesizeParams>): Prom
 
   const totals = { done: 0, failed: 0 };
   const total = items * perItem;
+  // Chunks are prepared one at a time: each chunk's request ids then form a range no other
+  // chunk's rows fall into (inference runs over id ranges).
+  let preparing: Promise<unknown> = Promise.resolve();
   const runChunk = async ([fromIdx, toIdx]: [number, number]): Promise<void> => {
     const chunk = { runId, stageId, seed, params, sourceArtifactId, artifactId, fromIdx, toIdx, endpoint };
-    const range: SynthesisRequestRange = await acts.prepareSynthesisChunk(chunk);
+    const prepared = preparing.then(() => acts.prepareSynthesisChunk(chunk));
+    preparing = prepared.catch(() => undefined);
+    const range: SynthesisRequestRange = await prepared;
     if (range.count > 0) {
       const out = await runInference({
         runId,
