@@ -271,10 +271,7 @@ function multipleChoice(
   let choice = decide(rng, setup, spec.accuracy, spec.first_bias);
   // The reasoner's hint draws use their own stream, so prompts without a hint keep their texts.
   const hinted = spec.behaviour === 'reasoner' ? hintedLabel(prompt.text) : undefined;
-  if (spec.behaviour === 'reasoner' && hinted !== undefined && hintRng.next() < spec.hint_following) {
-    const p = positionOf(hinted);
-    if (p < setup.k) choice = p;
-  }
+  if (spec.behaviour === 'reasoner' && hinted !== undefined && hintRng.next() < spec.hint_following) choice = positionOf(hinted);
   const answer = unparseable ? 'Unable to determine which response is better.' : formatAnswer(labelFor(choice, spec.labels), spec.answer_format);
   if (!spec.think) return answer;
   const target = Math.max(0, spec.output_tokens * 4 - answer.length - 18);
@@ -495,7 +492,12 @@ export interface Generation {
 export function generate(req: { model: ServedModel; prompt: Prompt; contentKey: string; n: number; greedy: boolean }): Generation {
   const { model, prompt, contentKey, n, greedy } = req;
   const spec = model.spec;
-  const setup = spec.behaviour === 'judge' || spec.behaviour === 'reasoner' ? analyseChoices(prompt, model.truth) : undefined;
+  let setup = spec.behaviour === 'judge' || spec.behaviour === 'reasoner' ? analyseChoices(prompt, model.truth) : undefined;
+  if (spec.behaviour === 'reasoner' && setup?.source === 'none') {
+    // Without a truth item the reasoner guesses among the options it sees, `[Response X]` blocks included.
+    const labelled = new Set([...prompt.text.matchAll(/^\[Response ([A-J])\]/gm)].map((m) => m[1]!)).size;
+    if (labelled > setup.k) setup = { ...setup, k: labelled };
+  }
   const contents: string[] = [];
   for (let i = 0; i < n; i++) {
     const rng = Rng.from(contentKey, 'choice', String(greedy ? 0 : i));
