@@ -85,7 +85,7 @@ function writeItems(dir: string): { path: string; items: Item[] } {
   return { path, items };
 }
 
-async function plainScript(url: string, items: Item[], dir: string, seed: number): Promise<{ seconds: number; accepted: number; requests: number }> {
+async function plainScript(url: string, items: Item[], dir: string, seed: number): Promise<{ seconds: number; accepted: number; requests: number; phases: string }> {
   const t0 = performance.now();
   const client = new OpenAI({ baseURL: url, apiKey: 'EMPTY', maxRetries: 2, timeout: 120_000 });
   const pool = async <T>(jobs: T[], fn: (job: T) => Promise<void>) => {
@@ -109,6 +109,7 @@ async function plainScript(url: string, items: Item[], dir: string, seed: number
     });
     captions.set(image, res.choices[0]?.message.content ?? '');
   });
+  const phases = [`captions ${((performance.now() - t0) / 1000).toFixed(1)} s`];
   const accepted = new Map<string, string>();
   let pending = items;
   for (let attempt = 0; attempt < ATTEMPTS && pending.length > 0; attempt++) {
@@ -124,8 +125,9 @@ async function plainScript(url: string, items: Item[], dir: string, seed: number
       if (v.reason === null) accepted.set(item.id, v.trace);
     });
     pending = pending.filter((i) => !accepted.has(i.id));
+    phases.push(`attempt ${attempt + 1} ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
-  return { seconds: (performance.now() - t0) / 1000, accepted: accepted.size, requests };
+  return { seconds: (performance.now() - t0) / 1000, accepted: accepted.size, requests, phases: phases.join(', ') };
 }
 
 async function main(cleanups: Cleanups): Promise<void> {
@@ -192,7 +194,7 @@ async function main(cleanups: Cleanups): Promise<void> {
       } else {
         const res = await plainScript(url, items, dir, 1000 + r);
         b.push(res.seconds);
-        console.log(`  round ${r + 1}: plain openai script    ${res.seconds.toFixed(2)} s: ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace`);
+        console.log(`  round ${r + 1}: plain openai script    ${res.seconds.toFixed(2)} s: ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace (${res.phases})`);
       }
     }
   }
