@@ -22,10 +22,10 @@ export class ExportError extends Error {
 const EXT: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/gif': 'gif', 'image/webp': 'webp' };
 const PAGE = 2000;
 
-export async function exportArtifact(db: Db, artifactId: number, opts: { format: ExportFormat | TrainingFormat; out: string }): Promise<{ rows: number; images: number; sha256?: string }> {
+export async function exportArtifact(db: Db, artifactId: number, opts: { format: ExportFormat | TrainingFormat; out: string; split?: 'train' | 'validation' }): Promise<{ rows: number; images: number; sha256?: string }> {
   if (opts.format in TRAINING_FORMATS) {
     try {
-      return await exportTrainingSet(db, artifactId, { format: opts.format as TrainingFormat, out: opts.out });
+      return await exportTrainingSet(db, artifactId, { format: opts.format as TrainingFormat, out: opts.out, ...(opts.split ? { split: opts.split } : {}) });
     } catch (err) {
       if (err instanceof TrainingExportError) throw new ExportError(err.message, { cause: err });
       throw err;

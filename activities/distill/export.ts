@@ -83,8 +83,11 @@ const STRUCT = (name: string, children: number) => ({ name, repetition_type: OPT
 /** `images`: list of {bytes, path}, the parquet layout of a list of `datasets` Image features. */
 const IMAGES_SCHEMA = [...LIST('images'), STRUCT('item', 2), { name: 'bytes', type: 'BYTE_ARRAY' as const, repetition_type: OPT }, STR('path')];
 
-/** Writes a training-set artifact in `format` to `out`. */
-export async function exportTrainingSet(db: Db, artifactId: number, opts: { format: TrainingFormat; out: string }): Promise<TrainingExportResult> {
+/**
+ * Writes a training-set artifact in `format` to `out`; with `split`, only that split's rows
+ * (default: every row; verl and the RL columns carry the split either way).
+ */
+export async function exportTrainingSet(db: Db, artifactId: number, opts: { format: TrainingFormat; out: string; split?: 'train' | 'validation' }): Promise<TrainingExportResult> {
   const art = (await db.$client.query<{ kind: string; sealed: boolean; name: string }>('select kind, name, sealed_at is not null as sealed from artifacts where id = $1', [artifactId])).rows[0];
   if (!art) throw new TrainingExportError(`no artifact ${artifactId}`);
   if (!art.sealed) throw new TrainingExportError(`artifact ${artifactId} is not sealed yet (its stage has not finished)`);
@@ -104,8 +107,8 @@ export async function exportTrainingSet(db: Db, artifactId: number, opts: { form
   await mkdir(dir, { recursive: true });
   const rows =
     art.kind === 'sft-set'
-      ? (await db.$client.query<SftRow>('select idx, item_key, image_hash, prompt, response, answer, split from sft_rows where artifact_id = $1 order by idx', [artifactId])).rows
-      : (await db.$client.query<RlRow & { response?: undefined }>('select idx, item_key, image_hash, prompt, answer, split from rl_rows where artifact_id = $1 order by idx', [artifactId])).rows;
+      ? (await db.$client.query<SftRow>('select idx, item_key, image_hash, prompt, response, answer, split from sft_rows where artifact_id = $1 and ($2::text is null or split = $2) order by idx', [artifactId, opts.split ?? null])).rows
+      : (await db.$client.query<RlRow>('select idx, item_key, image_hash, prompt, answer, split from rl_rows where artifact_id = $1 and ($2::text is null or split = $2) order by idx', [artifactId, opts.split ?? null])).rows;
   const hashes = [...new Set(rows.flatMap((r) => (r.image_hash ? [r.image_hash] : [])))].sort();
   const blobs = await loadBlobs(db, hashes);
   const imagesDir = `${basename(opts.out)}.images`;

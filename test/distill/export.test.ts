@@ -208,6 +208,15 @@ print(json.dumps(out, default=lambda b: {'bytes': len(b)}))
     });
   });
 
+  it('--split writes only that split\'s rows', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jf-split-'));
+    const train = await exportArtifact(db.db, sftId, { format: 'openai', out: join(dir, 'train.jsonl'), split: 'train' });
+    const validation = await exportArtifact(db.db, sftId, { format: 'openai', out: join(dir, 'validation.jsonl'), split: 'validation' });
+    expect([train.rows, validation.rows]).toEqual([2, 1]);
+    expect(readFileSync(join(dir, 'validation.jsonl'), 'utf8')).toContain('ünïcode');
+    expect(readFileSync(join(dir, 'train.jsonl'), 'utf8')).not.toContain('ünïcode');
+  });
+
   it('refuses a format that does not write the artifact\'s kind, naming the ones that do', async () => {
     await expect(exportArtifact(db.db, sftId, { format: 'verl', out: join(tmpdir(), 'x.parquet') })).rejects.toThrow(/format verl writes rl-set; artifact \d+ is sft-set \(use --format llamafactory \| trl \| openai\)/);
     await expect(exportArtifact(db.db, rlId, { format: 'trl', out: join(tmpdir(), 'x.csv') })).rejects.toThrow(/trl writes JSONL: --out must end in \.jsonl \(or \.parquet\)/);

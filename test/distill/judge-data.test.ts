@@ -89,6 +89,13 @@ describe('experiments/judge-data.yaml: easy-vqa → synthesize → evaluate, →
     expect(printed.rows).toBe(sft.rows);
     expect(printed.sha256).toBe(sha256Hex(readFileSync(`${out}.sha256`)));
     expect((JSON.parse(readFileSync(out, 'utf8')) as unknown[]).length).toBe(sft.rows);
+    const summary = sft.summary as DistillSummary;
+    const train = await runCli(['export', runId, 'distill', '--artifact', 'sft', '--format', 'trl', '--split', 'train', '--out', join(dir, 'train', 'sft.jsonl'), '--json']);
+    expect(train.code).toBe(0);
+    expect((JSON.parse(train.stdout) as { rows: number }).rows).toBe(summary.sft.train);
+    const badSplit = await runCli(['export', runId, 'distill', '--artifact', 'sft', '--format', 'trl', '--split', 'test', '--out', join(dir, 'y.jsonl')]);
+    expect(badSplit.code).toBe(2);
+    expect(badSplit.stderr).toContain('--split must be train or validation');
     const wrong = await runCli(['export', runId, 'distill', '--artifact', 'sft', '--format', 'verl', '--out', join(dir, 'x.parquet')]);
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toMatch(/format verl writes rl-set; artifact \d+ is sft-set \(use --format llamafactory \| trl \| openai\)/);
