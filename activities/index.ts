@@ -6,6 +6,7 @@ import { createRecordActivities } from './records.js';
 import { createEvaluateActivities } from './stages/evaluate.js';
 import { createSweepActivities } from './stages/sweep.js';
 import { createSynthesizeActivities } from './stages/synthesize.js';
+import { createDistillActivities } from './stages/distill.js';
 
 export interface ActivityDeps {
   db: Db;
@@ -21,6 +22,7 @@ export function createActivities(deps: ActivityDeps) {
     ...keepAlive(createEvaluateActivities(deps)),
     ...createSynthesizeActivities(deps),
     ...createSweepActivities(deps),
+    ...createDistillActivities(deps),
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import { runArtifacts, type ArtifactListing } from '../db/artifacts.js';
 import { getStages } from '../db/queries.js';
+import { renderDistill } from './distill-results.js';
 import type { Connected } from './connect.js';
 import { table } from './render.js';
 import { renderSweepCurve } from './sweep-results.js';
@@ -35,7 +36,7 @@ const renderSynthesize: Renderer = (stageId, artifacts) => {
   return out.join('\n');
 };
 
-const RENDERERS: Record<string, Renderer> = { synthesize: renderSynthesize, sweep: renderSweepCurve };
+const RENDERERS: Record<string, Renderer> = { synthesize: renderSynthesize, distill: renderDistill, sweep: renderSweepCurve };
 
 /** Prints the results of the run's non-evaluate stages (or only `stageId`). */
 export async function printKindResults(conn: Connected, runId: string, stageId?: string): Promise<void> {

@@ -259,14 +259,27 @@ const REASONER_STEPS = [
   'If the {object} is {relation} the {object}, then the question is answered directly.',
 ];
 
+/** The label a hint names: on a line with the word "hint", the first standalone label after it. */
+export function hintedLabel(text: string): string | undefined {
+  return /\b[Hh][Ii][Nn][Tt]\b[^\n]*?(?<![A-Za-z0-9])([A-J]|[1-9])(?![A-Za-z0-9])/.exec(text)?.[1];
+}
+
+function positionOf(label: string): number {
+  return label >= 'A' && label <= 'J' ? label.charCodeAt(0) - 65 : Number(label) - 1;
+}
+
 function multipleChoice(
   spec: Extract<ModelSpec, { behaviour: 'judge' | 'reasoner' }>,
   prompt: Prompt,
   setup: ChoiceSetup,
   rng: Rng,
+  hintRng: Rng,
 ): string {
   const unparseable = rng.next() < spec.unparseable_rate;
-  const choice = decide(rng, setup, spec.accuracy, spec.first_bias);
+  let choice = decide(rng, setup, spec.accuracy, spec.first_bias);
+  // The reasoner's hint draws use their own stream, so prompts without a hint keep their texts.
+  const hinted = spec.behaviour === 'reasoner' ? hintedLabel(prompt.text) : undefined;
+  if (spec.behaviour === 'reasoner' && hinted !== undefined && hintRng.next() < spec.hint_following) choice = positionOf(hinted);
   const answer = unparseable ? 'Unable to determine which response is better.' : formatAnswer(labelFor(choice, spec.labels), spec.answer_format);
   if (!spec.think) return answer;
   const target = Math.max(0, spec.output_tokens * 4 - answer.length - 18);
@@ -287,7 +300,8 @@ function multipleChoice(
       return s;
     }, opening) + ' ' + closing;
   } else {
-    const hint = /\bhint\b/i.test(prompt.text) ? ' The hint points toward one option, but I should check it against the description.' : '';
+    const leaks = /\bhint\b/i.test(prompt.text) && (spec.behaviour !== 'reasoner' || spec.leak_rate >= 1 || hintRng.next() < spec.leak_rate);
+    const hint = leaks ? ' The hint points toward one option, but I should check it against the description.' : '';
     const closing = unparseable
       ? 'The description is not enough to settle this.'
       : `So the ${ordinal(choice)} option is the correct one.`;
@@ -543,6 +557,33 @@ function negatives(spec: Extract<ModelSpec, { behaviour: 'negatives' }>, prompt:
   return out === reference ? addHallucination(reference, rng)! : out;
 }
 
+/**
+ * A rewriter: takes the text inside `<trace>…</trace>` (else the last user message) and does what
+ * the instruction around it asks: drops the sentences that mention a hint (each survives with
+ * probability `miss_rate`) when the instruction mentions a hint; turns "the description" into
+ * "the image" when it mentions a description. With probability `change_rate` the final
+ * `<answer>` label becomes another one.
+ */
+function rewriter(spec: Extract<ModelSpec, { behaviour: 'rewriter' }>, prompt: Prompt, rng: Rng): string {
+  const tag = /<trace>\s*([\s\S]*?)\s*<\/trace>/i.exec(prompt.text);
+  let text = tag ? tag[1]! : prompt.lastUser;
+  const instruction = tag ? prompt.text.slice(0, tag.index) + prompt.text.slice(tag.index + tag[0].length) : '';
+  if (/\bhint\b/i.test(instruction)) {
+    text = text.replace(/[^.!?\n]*\bhint\b[^.!?\n]*[.!?]?[ \t]*/gi, (sentence) => (rng.next() < spec.miss_rate ? sentence : ''));
+  }
+  if (/\bdescription\b/i.test(instruction)) {
+    text = text
+      .replace(/\bAccording to the description\b/g, 'Looking at the image')
+      .replace(/\b([Tt])he description (says|shows|mentions)\b/g, (_, t: string) => `${t}he image shows`)
+      .replace(/\bBased on the description\b/g, 'Based on the image')
+      .replace(/\b([Tt])he description\b/g, (_, t: string) => `${t}he image`);
+  }
+  if (rng.next() < spec.change_rate) {
+    text = text.replace(/<answer>\s*([A-Za-z0-9]+)\s*<\/answer>/, (_, l: string) => `<answer>${l === 'A' ? 'B' : l === '1' ? '2' : /^[0-9]+$/.test(l) ? '1' : 'A'}</answer>`);
+  }
+  return text.trim();
+}
+
 // ---------------------------------------------------------------------------------------------
 
 export interface Generation {
@@ -561,14 +602,22 @@ export function generate(req: { model: ServedModel; prompt: Prompt; contentKey: 
   const spec = model.spec;
   const choosing = spec.behaviour === 'judge' || spec.behaviour === 'reasoner';
   const scoring = choosing && SCORE_PROMPT.test(prompt.text) && [...prompt.text.matchAll(Q_MARKER)].length <= 1;
-  const setup = choosing && !scoring ? analyseChoices(prompt, model.truth) : undefined;
+  let setup = choosing && !scoring ? analyseChoices(prompt, model.truth) : undefined;
+  if (spec.behaviour === 'reasoner' && setup?.source === 'none') {
+    // Without a truth item the reasoner guesses among the options it sees, `[Response X]` blocks included.
+    const labelled = new Set([...prompt.text.matchAll(/^\[Response ([A-J])\]/gm)].map((m) => m[1]!)).size;
+    if (labelled > setup.k) setup = { ...setup, k: labelled };
+  }
   const contents: string[] = [];
   for (let i = 0; i < n; i++) {
     const rng = Rng.from(contentKey, 'choice', String(greedy ? 0 : i));
     switch (spec.behaviour) {
       case 'judge':
       case 'reasoner':
-        contents.push(scoring ? scoreResponse(spec, prompt, rng) : multipleChoice(spec, prompt, setup!, rng));
+        contents.push(scoring ? scoreResponse(spec, prompt, rng) : multipleChoice(spec, prompt, setup!, rng, Rng.from(contentKey, 'hint', String(greedy ? 0 : i))));
+        break;
+      case 'rewriter':
+        contents.push(rewriter(spec, prompt, rng));
         break;
       case 'policy':
         contents.push(policy(spec, prompt, rng, model.answers));

@@ -108,6 +108,25 @@ export const reasonerModelSchema = z.strictObject({
   behaviour: z.literal('reasoner'),
   ...common,
   ...multipleChoice,
+  /**
+   * When the prompt has a hint naming a label (a line with the word "hint" and then a standalone
+   * label: `Hint: … leaned towards B.`), the probability of simply answering that label.
+   */
+  hint_following: rate.default(0),
+  /** When the prompt mentions a hint, the probability that the trace mentions it too. */
+  leak_rate: rate.default(1),
+  /** Send the thinking as `message.reasoning_content` (as vLLM/SGLang do) instead of `<think>…</think>` in the content. */
+  reasoning_field: z.boolean().default(false),
+  output_tokens: tokens.default(400),
+});
+
+export const rewriterModelSchema = z.strictObject({
+  behaviour: z.literal('rewriter'),
+  ...common,
+  /** Probability that a sentence mentioning the hint survives a rewrite asked to remove it. */
+  miss_rate: rate.default(0),
+  /** Probability that the rewrite ends with a different `<answer>` label than the trace it was given. */
+  change_rate: rate.default(0),
   output_tokens: tokens.default(400),
 });
 
@@ -159,6 +178,7 @@ export const graderModelSchema = z.strictObject({
 export const modelSchema = z.discriminatedUnion('behaviour', [
   judgeModelSchema,
   reasonerModelSchema,
+  rewriterModelSchema,
   policyModelSchema,
   negativesModelSchema,
   captionerModelSchema,

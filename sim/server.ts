@@ -375,7 +375,11 @@ export async function startSimulator(config: SimConfigInput, opts: { port?: numb
         else if (gen.choices.source === 'quality') stats.qualityMatches++;
         else stats.truthMisses++;
       }
-      const choices = gen.contents.map((text, index) => {
+      const asField = model.spec.behaviour === 'reasoner' && model.spec.reasoning_field;
+      const choices = gen.contents.map((generated, index) => {
+        // A reasoning model served by vLLM/SGLang: the thinking travels in `reasoning_content`.
+        const think = asField ? /^<think>\n?([\s\S]*?)\n?<\/think>\n?/.exec(generated) : null;
+        const text = think ? generated.slice(think[0].length) : generated;
         let { content, finish } = applyLimits(text, params.stops, params.maxTokens);
         if (fault === 'truncated') {
           content = content.slice(0, Math.floor(content.length / 2));
@@ -383,9 +387,10 @@ export async function startSimulator(config: SimConfigInput, opts: { port?: numb
         } else if (fault === 'empty') {
           content = '';
         }
-        return { index, message: { role: 'assistant', content, refusal: null }, logprobs: null, finish_reason: finish };
+        const message = think ? { role: 'assistant', content, reasoning_content: think[1]!, refusal: null } : { role: 'assistant', content, refusal: null };
+        return { index, message, logprobs: null, finish_reason: finish };
       });
-      const completionTokens = choices.reduce((s, c) => s + est(c.message.content.length), 0);
+      const completionTokens = choices.reduce((s, c) => s + est(c.message.content.length + (c.message.reasoning_content?.length ?? 0)), 0);
       const json = JSON.stringify({
         id: `chatcmpl-sim-${bodyHash.slice(0, 20)}-${attempt}`,
         object: 'chat.completion',

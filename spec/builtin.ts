@@ -2,3 +2,4 @@
 import './kinds/evaluate.js';
 import './kinds/synthesize.js';
 import './kinds/sweep.js';
+import './kinds/distill.js';

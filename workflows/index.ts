@@ -3,3 +3,4 @@ export { experimentWorkflow } from './experiment.js';
 export { evaluateStage } from './stages/evaluate.js';
 export { synthesizeStage } from './stages/synthesize.js';
 export { sweepStage } from './stages/sweep.js';
+export { distillStage } from './stages/distill.js';

@@ -9,6 +9,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Db } from '../../db/client.js';
+import { TRAINING_FORMATS, TrainingExportError, exportTrainingSet, type TrainingFormat } from '../distill/export.js';
 import { loadBlobs } from '../inference/store.js';
 
 export const EXPORT_FORMATS = { 'mc-jsonl': 'mc-items', 'qa-jsonl': 'qa-items' } as const;
@@ -21,13 +22,22 @@ export class ExportError extends Error {
 const EXT: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/gif': 'gif', 'image/webp': 'webp' };
 const PAGE = 2000;
 
-export async function exportArtifact(db: Db, artifactId: number, opts: { format: ExportFormat; out: string }): Promise<{ rows: number; images: number }> {
+export async function exportArtifact(db: Db, artifactId: number, opts: { format: ExportFormat | TrainingFormat; out: string; split?: 'train' | 'validation' }): Promise<{ rows: number; images: number; sha256?: string }> {
+  if (opts.format in TRAINING_FORMATS) {
+    try {
+      return await exportTrainingSet(db, artifactId, { format: opts.format as TrainingFormat, out: opts.out, ...(opts.split ? { split: opts.split } : {}) });
+    } catch (err) {
+      if (err instanceof TrainingExportError) throw new ExportError(err.message, { cause: err });
+      throw err;
+    }
+  }
+  const format = opts.format as ExportFormat;
   const art = (await db.$client.query<{ kind: string; sealed: boolean }>('select kind, sealed_at is not null as sealed from artifacts where id = $1', [artifactId])).rows[0];
   if (!art) throw new ExportError(`no artifact ${artifactId}`);
   if (!art.sealed) throw new ExportError(`artifact ${artifactId} is not sealed yet (its stage has not finished)`);
-  if (EXPORT_FORMATS[opts.format] !== art.kind) {
+  if (EXPORT_FORMATS[format] !== art.kind) {
     const fits = Object.entries(EXPORT_FORMATS).filter(([, k]) => k === art.kind).map(([f]) => f);
-    throw new ExportError(`format ${opts.format} writes ${EXPORT_FORMATS[opts.format]}; artifact ${artifactId} is ${art.kind}${fits.length ? ` (use --format ${fits.join(' | ')})` : ' (no export format yet)'}`);
+    throw new ExportError(`format ${format} writes ${EXPORT_FORMATS[format]}; artifact ${artifactId} is ${art.kind}${fits.length ? ` (use --format ${fits.join(' | ')})` : ' (no export format yet)'}`);
   }
   await mkdir(dirname(opts.out), { recursive: true });
   const imagesDir = `${opts.out}.images`;

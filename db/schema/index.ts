@@ -3,3 +3,4 @@ export * from './inference.js';
 export * from './evaluation.js';
 export * from './artifacts.js';
 export * from './sweep.js';
+export * from './distill.js';

@@ -49,7 +49,7 @@ describe('judgeflow CLI', () => {
 
   const badSpecs: [string, (s: ReturnType<typeof evalSpec>) => unknown, RegExp][] = [
     ['a cycle', (s) => ((s.stages[0] as { needs?: string[] }).needs = ['eval-again'], s), /stages\[0\]\.needs: cycle: eval -> eval-again -> eval/],
-    ['an unknown stage kind', (s) => ((s.stages[1]!.uses = 'evaluation'), s), /stages\[1\]\.uses: unknown stage kind "evaluation"; allowed: evaluate/],
+    ['an unknown stage kind', (s) => ((s.stages[1]!.uses = 'evaluation'), s), /stages\[1\]\.uses: unknown stage kind "evaluation"; allowed: ([a-z-]+, )*evaluate\b/],
     ['a dangling need', (s) => ((s.stages[1]!.needs = ['evl']), s), /stages\[1\]\.needs\[0\]: needs unknown stage "evl"/],
     ['a field of the wrong type', (s) => (((s.stages[0]!.with as Record<string, unknown>).samples = 'three'), s), /stages\[0\]\.with\.samples: .*expected number/i],
     ['an undefined endpoint', (s) => (((s.stages[0]!.with as Record<string, unknown>).judge = 'judg'), s), /stages\[0\]\.with: endpoint "judg" is not defined/],

@@ -6,7 +6,7 @@ import * as workflows from '../../workflows/index.js';
 
 describe('stage kind registry', () => {
   it('every shipped kind names a workflow function that workflows/index.ts exports', () => {
-    expect(stageKindNames()).toEqual(expect.arrayContaining(['evaluate', 'synthesize']));
+    expect(stageKindNames()).toEqual(expect.arrayContaining(['evaluate', 'synthesize', 'distill']));
     expect(kindsWithoutWorkflow(workflows)).toEqual([]);
   });
 
@@ -19,6 +19,8 @@ describe('stage kind registry', () => {
   it('kinds declare what they consume and produce', () => {
     expect(getStageKind('synthesize')!.produces).toEqual({ items: 'mc-items' });
     expect(getStageKind('synthesize')!.consumes!({ items: 'easy' } as never)).toEqual([{ param: 'items', ref: 'easy', kind: 'qa-items' }]);
+    expect(getStageKind('distill')!.produces).toEqual({ sft: 'sft-set', rl: 'rl-set' });
+    expect(getStageKind('distill')!.consumes!({ items: { from: 'synth' } } as never)).toEqual([{ param: 'items', ref: { from: 'synth' }, kind: 'mc-items' }]);
     expect(getStageKind('evaluate')!.consumes!({ dataset: { from: 'synth' } } as never)).toEqual([{ param: 'dataset', ref: { from: 'synth' }, kind: 'mc-items' }]);
   });
 });

@@ -1,0 +1,211 @@
+/**
+ * Distill-stage benchmark: the whole `distill` stage on Temporal vs a plain `openai` script running
+ * the same caption → reason → reject/retry loop.
+ *
+ *   npx tsx bench/distill.ts [--items 2000] [--images 200] [--accuracy 0.7] [--attempts 4] [--latency 50] [--concurrency 64] [--rounds 1]
+ *
+ * Workload: `items` multiple-choice items (3 options) over `images` distinct images, a simulated
+ * captioner and a text reasoner right with probability `accuracy` (30% of traces rejected at the
+ * default), up to `attempts` attempts per item, hint off, no rewrites, simulator in a child
+ * process with a fixed latency.
+ *  (a) judgeflow: launch an experiment with one `distill` stage and wait for it — dataset import,
+ *      request rows, the gateway, per-attempt verdicts in Postgres, the sets built and sealed; a
+ *      fresh seed each round (no cache hits);
+ *  (b) plain: caption each image once, then per attempt send the reasoning requests of the items
+ *      still without an accepted trace at the same concurrency, parse, keep the right ones, in memory.
+ * Prints both times, the throughput ratio plain/judgeflow (target ≥ 0.8) and the requests per
+ * accepted trace of both.
+ */
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { crc32, deflateSync } from 'node:zlib';
+import OpenAI from 'openai';
+import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import YAML from 'yaml';
+import { DEFAULT_CAPTION_TEMPLATE, DEFAULT_REASON_TEMPLATE, judgeReasoning, renderReasonPrompt } from '../activities/distill/core.js';
+import { launchRun } from '../cli/launch.js';
+import { openDb } from '../db/client.js';
+import { applyMigrations } from '../db/migrate.js';
+import '../spec/builtin.js';
+import { loadSpec } from '../spec/load.js';
+import { startWorker } from '../worker.js';
+import { Cleanups, REPO, median, quietLogger, spawnSimulator, temporalAddress, temporaryDatabase } from './lib.js';
+
+const { values: args } = parseArgs({
+  options: {
+    items: { type: 'string', default: '2000' },
+    images: { type: 'string', default: '200' },
+    accuracy: { type: 'string', default: '0.7' },
+    attempts: { type: 'string', default: '4' },
+    latency: { type: 'string', default: '50' },
+    concurrency: { type: 'string', default: '64' },
+    rounds: { type: 'string', default: '1' },
+  },
+});
+const N = Number(args.items);
+const IMAGES = Number(args.images);
+const ATTEMPTS = Number(args.attempts);
+const CONCURRENCY = Number(args.concurrency);
+
+function png(i: number): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(td));
+    return Buffer.concat([len, td, crc]);
+  };
+  const row = Buffer.from([0, i & 255, (i >> 8) & 255, 7]);
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', Buffer.from([0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0])), chunk('IDAT', deflateSync(row)), chunk('IEND', Buffer.alloc(0))]);
+}
+
+interface Item {
+  id: string;
+  query: string;
+  image: string;
+  candidates: string[];
+  best: number;
+}
+
+/** Items whose options are unique sentences (the simulator's truth file locates them). */
+function writeItems(dir: string): { path: string; items: Item[] } {
+  mkdirSync(join(dir, 'img'));
+  for (let i = 0; i < IMAGES; i++) writeFileSync(join(dir, 'img', `${i}.png`), png(i));
+  const items: Item[] = [];
+  for (let i = 0; i < N; i++) {
+    const c = [0, 1, 2].map((j) => `Shape ${i}-${j}: the figure in this picture is a ${['red circle', 'blue square', 'green triangle'][(i + j) % 3]} of size ${i * 3 + j}.`);
+    items.push({ id: `item-${i}`, query: `What shape is in picture ${i % IMAGES}?`, image: `img/${i % IMAGES}.png`, candidates: c, best: i % 3 });
+  }
+  const path = join(dir, 'items.jsonl');
+  writeFileSync(path, items.map((x) => JSON.stringify(x)).join('\n') + '\n');
+  return { path, items };
+}
+
+async function plainScript(url: string, items: Item[], dir: string, seed: number): Promise<{ seconds: number; accepted: number; requests: number; phases: string }> {
+  const t0 = performance.now();
+  const client = new OpenAI({ baseURL: url, apiKey: 'EMPTY', maxRetries: 2, timeout: 120_000 });
+  const pool = async <T>(jobs: T[], fn: (job: T) => Promise<void>) => {
+    let next = 0;
+    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+      while (next < jobs.length) await fn(jobs[next++]!);
+    }));
+  };
+  let requests = 0;
+  const captions = new Map<string, string>();
+  const { readFileSync } = await import('node:fs');
+  await pool([...new Set(items.map((i) => i.image))], async (image) => {
+    const b64 = readFileSync(join(dir, image)).toString('base64');
+    requests++;
+    const res = await client.chat.completions.create({
+      model: 'captioner',
+      messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: `data:image/png;base64,${b64}` } }, { type: 'text', text: DEFAULT_CAPTION_TEMPLATE }] }],
+      temperature: 0.2,
+      max_tokens: 512,
+      seed,
+    });
+    captions.set(image, res.choices[0]?.message.content ?? '');
+  });
+  const phases = [`captions ${((performance.now() - t0) / 1000).toFixed(1)} s`];
+  const accepted = new Map<string, string>();
+  let pending = items;
+  for (let attempt = 0; attempt < ATTEMPTS && pending.length > 0; attempt++) {
+    await pool(pending, async (item) => {
+      const text = renderReasonPrompt(DEFAULT_REASON_TEMPLATE, { caption: captions.get(item.image)!, question: item.query, candidates: item.candidates, labels: 'letters', hint: null });
+      requests++;
+      const res = await client.chat.completions.create({ model: 'reasoner', messages: [{ role: 'user', content: text }], temperature: 0.6, max_tokens: 4096, seed: seed + attempt });
+      const m = res.choices[0]?.message;
+      const v = judgeReasoning(
+        { ok: true, content: m?.content ?? '', reasoning: null, completionTokens: res.usage?.completion_tokens ?? 0 },
+        { k: item.candidates.length, best: item.best, labels: 'letters', maxTraceTokens: 2048 },
+      );
+      if (v.reason === null) accepted.set(item.id, v.trace);
+    });
+    pending = pending.filter((i) => !accepted.has(i.id));
+    phases.push(`attempt ${attempt + 1} ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  return { seconds: (performance.now() - t0) / 1000, accepted: accepted.size, requests, phases: phases.join(', ') };
+}
+
+async function main(cleanups: Cleanups): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'jf-bench-distill-'));
+  const { path, items } = writeItems(dir);
+  const dbUrl = await temporaryDatabase(cleanups);
+  const handle = openDb(dbUrl);
+  cleanups.add(() => handle.close());
+  await applyMigrations(handle.db);
+  const address = await temporalAddress(cleanups);
+  const latency = { kind: 'fixed', ms: Number(args.latency) };
+  const url = await spawnSimulator(
+    { seed: 5, latency, models: { captioner: { behaviour: 'captioner', output_tokens: 80 }, reasoner: { behaviour: 'reasoner', accuracy: Number(args.accuracy), truth: path, output_tokens: 300 } } },
+    cleanups,
+  );
+  const connection = await Connection.connect({ address });
+  cleanups.add(() => connection.close());
+  const client = new Client({ connection });
+  const taskQueue = `bench-distill-${Date.now()}`;
+  const worker = await startWorker({
+    databaseUrl: dbUrl,
+    temporalAddress: address,
+    namespace: 'default',
+    taskQueue,
+    workflowBundle: await bundleWorkflowCode({ workflowsPath: join(REPO, 'workflows', 'index.ts'), logger: quietLogger }),
+  });
+  cleanups.add(() => worker.shutdown());
+
+  let seed = 300;
+  const judgeflowRun = async (round: string) => {
+    const specPath = join(dir, `${round}.yaml`);
+    const ep = (model: string) => ({ base_url: url, model, concurrency: CONCURRENCY, timeout_s: 120 });
+    writeFileSync(
+      specPath,
+      YAML.stringify({
+        name: `bench-distill-${round}-${Date.now()}`,
+        seed: seed++,
+        endpoints: { captioner: ep('captioner'), reasoner: ep('reasoner') },
+        datasets: { items: { path, format: 'mc-jsonl' } },
+        stages: [{ id: 'distill', uses: 'distill', with: { items: 'items', captioner: 'captioner', reasoner: 'reasoner', hint: false, max_attempts: ATTEMPTS } }],
+      }),
+    );
+    const t0 = performance.now();
+    const { runId } = await launchRun({ loaded: await loadSpec(specPath), db: handle.db, client, taskQueue });
+    const out = (await client.workflow.getHandle(runId).result()) as { stages: Record<string, { ref: { accepted: number } }> };
+    const seconds = (performance.now() - t0) / 1000;
+    const [r] = (await handle.db.$client.query<{ n: string }>('select count(*) as n from inference_requests where run_id = $1', [runId])).rows;
+    return { seconds, accepted: out.stages.distill!.ref.accepted, requests: Number(r!.n) };
+  };
+
+  console.log(`distill benchmark: ${N} items over ${IMAGES} images, reasoner accuracy ${args.accuracy}, up to ${ATTEMPTS} attempts, latency ${args.latency} ms, concurrency ${CONCURRENCY}`);
+  // Warm-up of both paths (JIT, connections, the workflow bundle, the one-time dataset import),
+  // on the first 200 items.
+  await plainScript(url, items.slice(0, 200), dir, 900);
+  await judgeflowRun('warm-up');
+  const a: number[] = [];
+  const b: number[] = [];
+  for (let r = 0; r < Number(args.rounds); r++) {
+    for (const which of r % 2 === 0 ? ['plain', 'judgeflow'] : ['judgeflow', 'plain']) {
+      if (which === 'judgeflow') {
+        const res = await judgeflowRun(`r${r}`);
+        a.push(res.seconds);
+        console.log(`  round ${r + 1}: judgeflow distill stage ${res.seconds.toFixed(2)} s: ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace`);
+      } else {
+        const res = await plainScript(url, items, dir, 1000 + r);
+        b.push(res.seconds);
+        console.log(`  round ${r + 1}: plain openai script    ${res.seconds.toFixed(2)} s: ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace (${res.phases})`);
+      }
+    }
+  }
+  const ta = median(a);
+  const tb = median(b);
+  console.log(`median: judgeflow ${ta.toFixed(2)} s, plain ${tb.toFixed(2)} s; throughput ratio judgeflow/plain = ${(tb / ta).toFixed(2)} (target ≥ 0.8)`);
+}
+
+const cleanups = new Cleanups();
+try {
+  await main(cleanups);
+} finally {
+  await cleanups.run();
+}
