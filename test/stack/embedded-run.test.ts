@@ -110,7 +110,7 @@ function childrenOf(pid: number): number[] {
     }
     const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
     if (ppid !== pid || processStartTicks(Number(name)) === null) continue;
-    if (/[\\/]worker\.(ts|js)\0/.test(readFileSync(`/proc/${name}/cmdline`, 'utf8'))) found.push(Number(name));
+    if (/[\\/]worker\.(ts|js|mjs)\0/.test(readFileSync(`/proc/${name}/cmdline`, 'utf8'))) found.push(Number(name));
   }
   return found;
 }
