@@ -4,10 +4,13 @@ import type { InferenceGateway } from './inference/gateway.js';
 import { createRecordActivities } from './records.js';
 import { createEvaluateActivities } from './stages/evaluate.js';
 import { createSynthesizeActivities } from './stages/synthesize.js';
+import { createTrainActivities, type TrainDeps } from './stages/train.js';
 
 export interface ActivityDeps {
   db: Db;
   gateway: InferenceGateway;
+  /** train: state folder, sft-set exporter and backends (defaults: JUDGEFLOW_STATE_DIR, ./train/). */
+  train?: Omit<TrainDeps, 'db'>;
 }
 
 /** Every activity the worker registers, built over injected dependencies (tests pass their own). */
@@ -17,6 +20,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createInferenceActivities(deps),
     ...createEvaluateActivities(deps),
     ...createSynthesizeActivities(deps),
+    ...createTrainActivities({ ...deps.train, db: deps.db }),
   };
 }
 

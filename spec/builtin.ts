@@ -1,3 +1,4 @@
 /** Registers the stage kinds judgeflow ships. Import once at the edge (CLI) before loading specs. */
 import './kinds/evaluate.js';
 import './kinds/synthesize.js';
+import './kinds/train.js';

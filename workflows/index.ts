@@ -2,3 +2,4 @@
 export { experimentWorkflow } from './experiment.js';
 export { evaluateStage } from './stages/evaluate.js';
 export { synthesizeStage } from './stages/synthesize.js';
+export { trainStage } from './stages/train.js';

@@ -2,3 +2,4 @@ export * from './experiments.js';
 export * from './inference.js';
 export * from './evaluation.js';
 export * from './artifacts.js';
+export * from './training.js';
