@@ -3,6 +3,8 @@
  * `submission_id`: a duplicate submission answers HTTP 500 "already exists", which attaches. A head
  * that was restarted no longer knows the job (404): the job is `lost` and the stage's policy decides.
  */
+import http from 'node:http';
+import https from 'node:https';
 import { shellCommand } from './shell.js';
 import { tailText, TrainBackendError, type SubmitResult, type TrainBackend, type TrainJobSpec, type TrainJobStatus } from './backend.js';
 
@@ -20,26 +22,35 @@ export class RayBackend implements TrainBackend {
     readonly numCpus?: number,
   ) {}
 
-  private async call(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown; text: string }> {
-    let res: Response;
-    try {
-      res = await fetch(`${this.address.replace(/\/$/, '')}${path}`, {
-        method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(30_000),
-      });
-    } catch (err) {
-      throw new RayUnavailableError(`Ray at ${this.address}: ${(err as Error).message}`, { cause: err });
-    }
-    const text = await res.text();
-    let json: unknown;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      json = undefined; // error pages are text; callers read `text`
-    }
-    return { status: res.status, json, text };
+  // node:http, not fetch: Ray's dashboard refuses POSTs carrying fetch's Sec-Fetch-* headers
+  // ("method not allowed for browser traffic").
+  private call(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown; text: string }> {
+    const url = new URL(`${this.address.replace(/\/$/, '')}${path}`);
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    return new Promise((resolvePromise, reject) => {
+      const req = (url.protocol === 'https:' ? https : http).request(
+        url,
+        { method, headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }, timeout: 30_000 },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', (err) => reject(new RayUnavailableError(`Ray at ${this.address}: ${err.message}`, { cause: err })));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let json: unknown;
+            try {
+              json = text ? JSON.parse(text) : undefined;
+            } catch {
+              json = undefined; // error pages are text; callers read `text`
+            }
+            resolvePromise({ status: res.statusCode ?? 0, json, text });
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('no answer in 30 s')));
+      req.on('error', (err) => reject(new RayUnavailableError(`Ray at ${this.address}: ${err.message}`, { cause: err })));
+      req.end(payload);
+    });
   }
 
   async find(key: string): Promise<string | undefined> {
