@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessBackend } from '../../activities/train/process.js';
+import { trainingDoneSignal } from '../../workflows/stages/train.js';
 import { launchRun } from '../../cli/launch.js';
 import type { DbHandle } from '../../db/client.js';
 import '../../spec/builtin.js';
@@ -178,5 +179,21 @@ describe('failures and cancellation', () => {
     // The metrics it wrote before the cancel are kept; the run is cancelled.
     expect((await q<{ n: number }>('select count(*)::int as n from train_metrics where run_id = $1', [runId]))[0]!.n).toBeGreaterThan(0);
     expect((await q<{ status: string }>('select status from runs where id = $1', [runId]))[0]!.status).toBe('cancelled');
+  });
+
+  it('the trainingDone signal makes a stage with a 10-minute poll interval check at once', async () => {
+    const loaded = await specFromObject(trainSpec(uniqueName('train-signal'), { command: fakeTrainerArgv(3, 1500), poll_s: 600 }));
+    const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: tq });
+    const job = await waitFor('the job to be submitted', 60_000, async () => (await jobRows(db.pool, runId)).find((j) => j.job_id));
+    await waitFor('the job to end', 60_000, async () => (await backend.status(job.job_id!)).state === 'succeeded');
+    // Without the signal the stage would sleep another ~10 minutes.
+    expect((await jobRows(db.pool, runId))[0]!.state).not.toBe('succeeded');
+    const signalled = Date.now();
+    await client.workflow.getHandle(`${runId}/train`).signal(trainingDoneSignal);
+    expect(await runResult(client, runId)).toEqual({ ok: true });
+    expect(Date.now() - signalled).toBeLessThan(120_000);
+    const [row] = await jobRows(db.pool, runId);
+    expect(row!.events.map((e) => e.state).at(-1)).toBe('succeeded');
+    expect((await q<{ n: number }>('select count(*)::int as n from train_metrics where run_id = $1', [runId]))[0]!.n).toBe(3);
   });
 });
