@@ -196,4 +196,17 @@ describe('failures and cancellation', () => {
     expect(row!.events.map((e) => e.state).at(-1)).toBe('succeeded');
     expect((await q<{ n: number }>('select count(*)::int as n from train_metrics where run_id = $1', [runId]))[0]!.n).toBe(3);
   });
+
+  it('a job past timeout_s is cancelled at the backend and the stage fails saying so', async () => {
+    const loaded = await specFromObject(trainSpec(uniqueName('train-timeout'), { command: fakeTrainerArgv(600, 500), timeout_s: 4 }));
+    const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: tq });
+    const res = await runResult(client, runId);
+    expect(res.ok).toBe(false);
+    const [stage] = await q<{ status: string; error: string }>(`select status, error from stages where run_id = $1 and stage_id = 'train'`, [runId]);
+    expect(stage).toMatchObject({ status: 'failed' });
+    expect(stage!.error).toMatch(/ran past timeout_s = 4: cancelled/);
+    const [job] = await jobRows(db.pool, runId);
+    expect(job!.events.at(-1)).toMatchObject({ state: 'timed_out', message: 'timeout_s 4 reached' });
+    await waitFor('the job to stop', 60_000, async () => (await backend.status(job!.job_id!)).state === 'cancelled');
+  });
 });
