@@ -12,7 +12,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Db } from '../../db/client.js';
 import { PACKAGE_ROOT } from '../../spec/load.js';
 import { baseModelPath, type TrainBackendSpec, type TrainParams } from '../../spec/kinds/train.js';
-import { TERMINAL_STATES, type TrainBackend, type TrainJobState, type TrainJobStatus } from '../train/backend.js';
+import { TERMINAL_STATES, TrainBackendError, type TrainBackend, type TrainJobState, type TrainJobStatus } from '../train/backend.js';
 import { backendFor } from '../train/index.js';
 import { exportSftSet as defaultExporter, SftSetError, type SftSetExporter } from '../train/sft-set.js';
 
@@ -203,7 +203,14 @@ export function createTrainActivities(deps: TrainDeps) {
         const values = { python: params.python, trainers: join(PACKAGE_ROOT, 'trainers'), config, data: dataPath, base_model: base, output: checkpoint, metrics };
         const jobEnv: Record<string, string> = {};
         for (const name of [...BASE_ENV, ...params.env]) if (env[name] !== undefined) jobEnv[name] = env[name]!;
-        const out = await backend.submit({ key, argv: params.command.map((a) => fill(a, values)), cwd: PACKAGE_ROOT, env: jobEnv, outputDir, metadata: { judgeflow_key: key } });
+        let out;
+        try {
+          out = await backend.submit({ key, argv: params.command.map((a) => fill(a, values)), cwd: PACKAGE_ROOT, env: jobEnv, outputDir, metadata: { judgeflow_key: key } });
+        } catch (err) {
+          if (!(err instanceof TrainBackendError)) throw err; // unavailable backends: the activity retries
+          await appendEvent({ runId, stageId, attempt }, 'failed', err.message, { error: err.message });
+          throw ApplicationFailure.nonRetryable(`the ${backend.name} backend refused job ${key}: ${err.message}`, 'TrainBackendError');
+        }
         jobId = out.jobId;
         attached = out.attached;
       }

@@ -152,4 +152,16 @@ describe('slurm: a single node (sbatch / squeue / scontrol / scancel)', () => {
     expect(out).toMatch(/JobState=CANCELLED/);
     await waitFor('the cancel to be recorded', 30_000, async () => (await jobRows(db.pool, runId))[0]!.state === 'cancelled');
   }, 300_000);
+
+  it('sbatch refusing the job (a partition that does not exist) fails the stage with Slurm\'s message, recorded on the job', async () => {
+    const loaded = await specFromObject(spec(uniqueName('train-slurm-refused'), { backend: { type: 'slurm', partition: 'no-such-partition' }, command: fakeTrainerArgv(1, 10) }));
+    const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: tq });
+    expect((await runResult(client, runId)).ok).toBe(false);
+    const [stage] = (await db.pool.query<{ status: string; error: string }>(`select status, error from stages where run_id = $1 and stage_id = 'train'`, [runId])).rows;
+    expect(stage!.status).toBe('failed');
+    expect(stage!.error).toMatch(/the slurm backend refused job jf-[0-9a-f]{16}-a0: sbatch refused job .*invalid partition/i);
+    const [job] = await jobRows(db.pool, runId);
+    expect(job).toMatchObject({ state: 'failed', job_id: null });
+    expect(job!.error).toMatch(/invalid partition/i);
+  });
 });
