@@ -142,7 +142,7 @@ export function createTrainActivities(deps: TrainDeps) {
   const env = deps.env ?? process.env;
   const stateDir = resolve(deps.stateDir ?? env.JUDGEFLOW_STATE_DIR ?? '.judgeflow');
   const exporter = deps.exportSftSet ?? defaultExporter;
-  const backendOf = deps.backendFor ?? ((spec: TrainBackendSpec) => backendFor(spec, stateDir));
+  const backendOf = deps.backendFor ?? ((spec: TrainBackendSpec) => backendFor(spec, stateDir, env));
   const stageDir = (params: TrainParams, runId: string, stageId: string) => resolve(params.output_dir ?? join(stateDir, 'train'), runId, stageId);
 
   const appendEvent = async (ref: { runId: string; stageId: string; attempt: number }, state: string, message?: string, extra: { logTail?: string; error?: string } = {}) => {
@@ -154,6 +154,36 @@ export function createTrainActivities(deps: TrainDeps) {
        where run_id = $1 and stage_id = $2 and attempt = $3`,
       [ref.runId, ref.stageId, ref.attempt, state, message ?? null, extra.logTail ?? null, extra.error ?? null],
     );
+  };
+
+  const finalMetrics = async (runId: string, stageId: string, attempt: number) => {
+    const rows = (await db.$client.query<{ step: number; loss: number | null }>('select step, loss from train_metrics where run_id = $1 and stage_id = $2 and attempt = $3 order by step', [runId, stageId, attempt])).rows;
+    const withLoss = rows.filter((r) => r.loss !== null);
+    return { steps: rows.at(-1)?.step ?? 0, first_loss: withLoss[0]?.loss ?? null, final_loss: withLoss.at(-1)?.loss ?? null };
+  };
+
+  const recordCheckpoint = async (runId: string, stageId: string, sftArtifactId: number, uri: string, contentHash: string, files: number, summary: Record<string, unknown>) => {
+    const r = await db.$client.query<{ id: number }>(
+      `insert into artifacts (kind, name, run_id, stage_id, source, content_hash, rows, summary, sealed_at)
+       values ('checkpoint', 'checkpoint', $1, $2, $3, $4, $5, $6, now())
+       on conflict (run_id, stage_id, name) do update set source = excluded.source, content_hash = excluded.content_hash, rows = excluded.rows, summary = excluded.summary, sealed_at = now()
+       returning id`,
+      [runId, stageId, uri, contentHash, files, JSON.stringify(summary)],
+    );
+    const artifactId = r.rows[0]!.id;
+    await db.$client.query('insert into artifact_parents (artifact_id, parent_id) values ($1, $2) on conflict do nothing', [artifactId, sftArtifactId]);
+    return artifactId;
+  };
+
+  /** A hosted fine-tuning job's checkpoint: the fine-tuned model's name. */
+  const finishHosted = async ({ runId, stageId, attempt, params, sftArtifactId, jobId }: FinishTrainingInput): Promise<FinishTrainingOutput> => {
+    const st = await backendOf(params.backend).status(jobId);
+    if (!st.fineTunedModel) throw ApplicationFailure.nonRetryable(`fine-tuning job ${jobId} succeeded without a fine_tuned_model`, 'TrainOutputError');
+    const uri = `openai:${st.fineTunedModel}`;
+    const final = await finalMetrics(runId, stageId, attempt);
+    const summary = { uri, base_model: params.base_model, backend: 'openai', job_id: jobId, attempt, sft_set: sftArtifactId, hyperparams: params.hyperparams, files: {}, final_metrics: final };
+    const artifactId = await recordCheckpoint(runId, stageId, sftArtifactId, uri, createHash('sha256').update(uri).digest('hex'), 0, summary);
+    return { artifactId, uri, files: 0, finalLoss: final.final_loss };
   };
 
   return {
@@ -205,7 +235,7 @@ export function createTrainActivities(deps: TrainDeps) {
         for (const name of [...BASE_ENV, ...params.env]) if (env[name] !== undefined) jobEnv[name] = env[name]!;
         let out;
         try {
-          out = await backend.submit({ key, argv: params.command.map((a) => fill(a, values)), cwd: PACKAGE_ROOT, env: jobEnv, outputDir, metadata: { judgeflow_key: key } });
+          out = await backend.submit({ key, argv: params.command.map((a) => fill(a, values)), cwd: PACKAGE_ROOT, env: jobEnv, outputDir, metadata: { judgeflow_key: key }, trainingFile: dataPath, baseModel: params.base_model, hyperparams: params.hyperparams });
         } catch (err) {
           if (!(err instanceof TrainBackendError)) throw err; // unavailable backends: the activity retries
           await appendEvent({ runId, stageId, attempt }, 'failed', err.message, { error: err.message });
@@ -247,6 +277,7 @@ export function createTrainActivities(deps: TrainDeps) {
 
     /** Digests the checkpoint folder and records the `checkpoint` artifact (parent: the sft-set). */
     async finishTraining({ runId, stageId, attempt, params, sftArtifactId, outputDir, jobId }: FinishTrainingInput): Promise<FinishTrainingOutput> {
+      if (params.backend.type === 'openai') return finishHosted({ runId, stageId, attempt, params, sftArtifactId, outputDir, jobId });
       const dir = join(outputDir, 'checkpoint');
       if (!existsSync(dir) || !(await stat(dir)).isDirectory()) {
         throw ApplicationFailure.nonRetryable(`the trainer reported success but wrote no checkpoint folder ${dir}`, 'TrainOutputError');
