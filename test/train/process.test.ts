@@ -178,7 +178,8 @@ describe('failures and cancellation', () => {
     expect(events.at(-1)).toMatchObject({ state: 'cancelled', message: 'the run was cancelled' });
     // The metrics it wrote before the cancel are kept; the run is cancelled.
     expect((await q<{ n: number }>('select count(*)::int as n from train_metrics where run_id = $1', [runId]))[0]!.n).toBeGreaterThan(0);
-    expect((await q<{ status: string }>('select status from runs where id = $1', [runId]))[0]!.status).toBe('cancelled');
+    // The run is marked cancelled once the experiment workflow has seen its stages stop.
+    await waitFor('the run to be cancelled', 60_000, async () => (await q<{ status: string }>('select status from runs where id = $1', [runId]))[0]!.status === 'cancelled');
   });
 
   it('the trainingDone signal makes a stage with a 10-minute poll interval check at once', async () => {
