@@ -7,10 +7,13 @@ import { createEvaluateActivities } from './stages/evaluate.js';
 import { createSweepActivities } from './stages/sweep.js';
 import { createSynthesizeActivities } from './stages/synthesize.js';
 import { createDistillActivities } from './stages/distill.js';
+import { createTrainActivities, type TrainDeps } from './stages/train.js';
 
 export interface ActivityDeps {
   db: Db;
   gateway: InferenceGateway;
+  /** train: state folder, sft-set exporter and backends (defaults: JUDGEFLOW_STATE_DIR, ./train/). */
+  train?: Omit<TrainDeps, 'db'>;
 }
 
 /** Every activity the worker registers, built over injected dependencies (tests pass their own). */
@@ -23,6 +26,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createSynthesizeActivities(deps),
     ...createSweepActivities(deps),
     ...createDistillActivities(deps),
+    ...createTrainActivities({ ...deps.train, db: deps.db }),
   };
 }
 

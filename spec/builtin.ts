@@ -3,3 +3,4 @@ import './kinds/evaluate.js';
 import './kinds/synthesize.js';
 import './kinds/sweep.js';
 import './kinds/distill.js';
+import './kinds/train.js';

@@ -4,3 +4,4 @@ export { evaluateStage } from './stages/evaluate.js';
 export { synthesizeStage } from './stages/synthesize.js';
 export { sweepStage } from './stages/sweep.js';
 export { distillStage } from './stages/distill.js';
+export { trainStage } from './stages/train.js';

@@ -4,3 +4,4 @@ export * from './evaluation.js';
 export * from './artifacts.js';
 export * from './sweep.js';
 export * from './distill.js';
+export * from './training.js';
