@@ -2,6 +2,7 @@ import type { Db } from '../db/client.js';
 import { createInferenceActivities } from './inference/index.js';
 import type { InferenceGateway } from './inference/gateway.js';
 import { createRecordActivities } from './records.js';
+import { createReuseActivities } from './reuse.js';
 import { createEvaluateActivities } from './stages/evaluate.js';
 import { createSynthesizeActivities } from './stages/synthesize.js';
 
@@ -14,6 +15,7 @@ export interface ActivityDeps {
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createRecordActivities(deps),
+    ...createReuseActivities(deps),
     ...createInferenceActivities(deps),
     ...createEvaluateActivities(deps),
     ...createSynthesizeActivities(deps),

@@ -7,6 +7,7 @@ import { importPlanDatasets } from '../activities/datasets/index.js';
 import { experiments, runs, stages } from '../db/schema/index.js';
 import { PACKAGE_ROOT, runIdFor, type LoadedSpec } from '../spec/load.js';
 import type { ExperimentInput } from '../workflows/types.js';
+import { seedReusedStages, type LaunchExtras } from './replay-plan.js';
 
 export interface LaunchResult {
   runId: string;
@@ -31,11 +32,11 @@ export function codeVersion(): string | null {
  * Records the experiment, run and stage rows (idempotently) and starts the experiment workflow.
  * The same spec + overrides + label always gives the same run id, so launching twice attaches.
  */
-export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: Db; client: Client; taskQueue: string }): Promise<LaunchResult> {
+export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: Db; client: Client; taskQueue: string } & LaunchExtras): Promise<LaunchResult> {
   const { loaded, db, client } = opts;
-  const runId = runIdFor(loaded.spec.name, loaded.hash, opts.label);
+  const runId = opts.runId ?? runIdFor(loaded.spec.name, loaded.hash, opts.label);
   // File datasets become artifacts here, where the files are: stages get ids, never paths.
-  const plan = await importPlanDatasets(db, loaded.plan);
+  const plan = (await importPlanDatasets(db, loaded.plan)).map((s) => (opts.noReuse?.includes(s.id) ? { ...s, reuse: false } : s));
   const previous = await db.transaction(async (tx) => {
     await tx
       .insert(experiments)
@@ -63,12 +64,17 @@ export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: 
         codeVersion: codeVersion(),
         seed: loaded.spec.seed,
         plan,
+        groupId: opts.groupId,
+        axes: opts.axes,
+        replayOf: opts.replay?.of,
+        replayFrom: opts.replay?.from,
       })
       .onConflictDoNothing({ target: runs.id });
     await tx
       .insert(stages)
       .values(loaded.plan.map((s) => ({ runId, stageId: s.id, kind: s.kind, needs: s.needs })))
       .onConflictDoNothing();
+    if (opts.reused && !existing) await seedReusedStages(tx, runId, opts.reused);
     return existing?.status;
   });
 

@@ -11,11 +11,14 @@ import {
   condition,
   executeChild,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
+  sleep,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { RecordActivities } from '../activities/records.js';
+import type { ReuseActivities } from '../activities/reuse.js';
 import type { EndpointSpec } from '../spec/endpoint.js';
 import { dependentsOf } from './dag.js';
 import {
@@ -37,6 +40,11 @@ interface PreflightActivities {
 const records = proxyActivities<RecordActivities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', nonRetryableErrorTypes: ['RunNotFound'] },
+});
+
+const reuse = proxyActivities<ReuseActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
 });
 
 const preflight = proxyActivities<PreflightActivities>({
@@ -78,6 +86,21 @@ export async function experimentWorkflow({ runId }: ExperimentInput): Promise<Ex
     const p = progress.get(stage.id)!;
     p.status = 'running';
     p.startedAt = Date.now();
+    const inputs = Object.fromEntries(stage.needs.map((n) => [n, outputs[n]!]));
+    // Stage reuse (activities/reuse.ts): take an identical earlier stage's artifacts, or wait while
+    // another run computes them, or claim the stage and run it.
+    if (patched('stage-reuse') && stage.reuse !== false) {
+      for (;;) {
+        const claim = await reuse.claimStage({ runId, seed: plan.seed, stage, inputs });
+        if (claim.action === 'run') break;
+        if (claim.action === 'reused') {
+          outputs[stage.id] = claim.output;
+          Object.assign(p, { status: 'succeeded', finishedAt: Date.now(), reusedFrom: `${claim.from.runId}/${claim.from.stageId}` }, claim.output.items ?? {});
+          return;
+        }
+        await sleep('2 seconds');
+      }
+    }
     await records.markStageRunning({ runId, stageId: stage.id });
     const input: StageInput = {
       runId,
@@ -87,7 +110,7 @@ export async function experimentWorkflow({ runId }: ExperimentInput): Promise<Ex
       params: stage.params,
       endpoints: stage.endpoints,
       datasets: stage.datasets,
-      inputs: Object.fromEntries(stage.needs.map((n) => [n, outputs[n]!])),
+      inputs,
       taskQueue: stage.taskQueue,
     };
     try {

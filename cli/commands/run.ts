@@ -5,6 +5,8 @@ import { connect, type Connected } from '../connect.js';
 import { EXIT, UsageError } from '../errors.js';
 import { launchRun } from '../launch.js';
 import { ensureSimulator } from '../simulator.js';
+import { planGroup } from '../ablation-group.js';
+import { runGroup } from './group.js';
 import { watchRun } from './status.js';
 
 const USAGE = `usage: judgeflow run <name|path> [--set path=value]... [--label L] [--detach] [--json]
@@ -33,11 +35,14 @@ export async function runCommand(argv: string[]): Promise<number> {
   const loaded = await loadSpec(positionals[0]!, { sets: values.set ?? [] });
   const log = values.json ? () => {} : (line: string) => console.error(line);
   for (const w of loaded.warnings) console.error(`warning: ${w}`);
+  // A spec with ablations: is a group of runs (cli/commands/group.ts).
+  const group = loaded.spec.ablations ? await planGroup(loaded, { sets: values.set ?? [], label: values.label }) : undefined;
   const conn = await connect({ startWorker: true, log });
   try {
     if (loaded.spec.simulator) {
       await ensureSimulator({ stateDir: conn.cfg.stateDir, specPath: loaded.specPath, ...loaded.spec.simulator, log });
     }
+    if (group) return await runGroup(conn, group, { detach: Boolean(values.detach), json: Boolean(values.json), log });
     await warnWithoutWorkers(conn, [conn.cfg.taskQueue, ...loaded.plan.flatMap((s) => (s.taskQueue ? [s.taskQueue] : []))], log);
     const launched = await launchRun({ loaded, label: values.label, db: conn.db.db, client: conn.client, taskQueue: conn.cfg.taskQueue });
     if (!values.json) {
