@@ -1,6 +1,6 @@
 /**
- * Stage reuse across runs. A stage's reuse key is the sha256 of what determines its result: kind
- * and kind version, params, seed, the endpoints it calls (fingerprint: URL, model, revision) and
+ * Stage reuse across the runs of one experiment (relabelled runs, replays, ablation groups). A
+ * stage's reuse key is the sha256 of what determines its result: the experiment name, kind and kind version, params, seed, the endpoints it calls (fingerprint: URL, model, revision) and
  * its inputs (dataset artifact ids, upstream stages' artifact ids). Before a stage runs, the
  * experiment workflow claims its key:
  * - an earlier stage with that key succeeded with no failed items → this stage takes its output
@@ -30,9 +30,10 @@ export type ClaimStageOutput =
   | { action: 'reused'; from: { runId: string; stageId: string }; output: StageOutput };
 
 /** The reuse key of a stage about to run (see the module comment). */
-export function reuseKeyOf({ seed, stage, inputs }: Omit<ClaimStageInput, 'runId'>): string {
+export function reuseKeyOf({ experiment, seed, stage, inputs }: Omit<ClaimStageInput, 'runId'> & { experiment: string }): string {
   return sha256Hex(
     canonicalJson({
+      experiment,
       kind: stage.kind,
       version: stage.version ?? 1,
       params: stage.params,
@@ -49,7 +50,8 @@ export function createReuseActivities({ db }: { db: Db }) {
   return {
     async claimStage(input: ClaimStageInput): Promise<ClaimStageOutput> {
       const { runId, stage } = input;
-      const key = reuseKeyOf(input);
+      const named = await db.execute<{ name: string }>(sql`select e.name from runs r join experiments e on e.id = r.experiment_id where r.id = ${runId}`);
+      const key = reuseKeyOf({ ...input, experiment: named.rows[0]?.name ?? '' });
       return db.transaction(async (tx) => {
         await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`);
         const done = await tx.execute<{ run_id: string; stage_id: string; output: StageOutput; items_total: number; items_done: number }>(sql`
