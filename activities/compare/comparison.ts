@@ -62,7 +62,7 @@ export interface Comparison {
 
 const short = (h: string | null) => (h ? h.slice(0, 12) : '?');
 
-function labelOf(s: StageSide, all: StageSide[]): string {
+export function labelOf(s: StageSide, all: StageSide[]): string {
   const manyStages = new Set(all.filter((x) => x.runId === s.runId).map((x) => x.stageId)).size > 1 || new Set(all.map((x) => x.stageId)).size > 1;
   if (s.axes && all.every((x) => x.groupId && x.groupId === s.groupId)) {
     const axes = Object.entries(s.axes)
@@ -151,7 +151,8 @@ export async function buildComparison(db: Db, input: StageSide[], opts: { metric
   return { metric, policy, seed, resamples, by: opts.by, sides: sides.map((s, i) => summarize(s, labels[i]!, policy)), pairs };
 }
 
-function summarize(s: StageSide, label: string, policy: Policy): SideSummary {
+/** One stage's headline numbers (metrics rows) as compare, the report and the dashboard show them. */
+export function summarize(s: StageSide, label: string, policy: Policy): SideSummary {
   const get = (metric: string, scope = 'overall', pol = '') => s.metrics.find((m) => m.metric === metric && m.scope === scope && m.policy === pol);
   const acc = get('accuracy', 'overall', policy);
   const macro = get('accuracy', 'macro', policy);

@@ -18,8 +18,8 @@ describe('exact McNemar', () => {
 
 describe('paired bootstrap', () => {
   it('is reproducible by seed and centred on the observed difference', () => {
-    const a = Array.from({ length: 200 }, (_, i) => (i % 3 === 0 ? 0 : 1));
-    const b = Array.from({ length: 200 }, (_, i) => (i % 5 === 0 ? 0 : 1));
+    const a: number[] = Array.from({ length: 200 }, (_, i) => (i % 3 === 0 ? 0 : 1));
+    const b: number[] = Array.from({ length: 200 }, (_, i) => (i % 5 === 0 ? 0 : 1));
     const r1 = pairedBootstrap(a, b, 500, 42);
     expect(pairedBootstrap(a, b, 500, 42)).toEqual(r1);
     expect(pairedBootstrap(a, b, 500, 43).ci).not.toEqual(r1.ci);
