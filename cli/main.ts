@@ -47,6 +47,8 @@ const commands: Record<string, () => Promise<Command>> = {
   run: async () => (await import('./commands/run.js')).runCommand,
   replay: async () => (await import('./commands/replay.js')).replayCommand,
   compare: async () => (await import('./commands/compare.js')).compareCommand,
+  report: async () => (await import('./commands/report.js')).reportCommand,
+  dashboard: async () => (await import('./commands/dashboard.js')).dashboardCommand,
   status: async () => (await import('./commands/status.js')).statusCommand,
   list: async () => (await import('./commands/list.js')).listCommand,
   results: async () => (await import('./commands/results.js')).resultsCommand,
