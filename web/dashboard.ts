@@ -58,6 +58,7 @@ export function createDashboardApp(deps: DashboardDeps): Hono {
   const { db } = deps;
 
   app.onError((err, c) => c.text(`judgeflow dashboard: ${err.message}`, 500));
+  app.get('/favicon.ico', (c) => c.body(null, 204));
 
   const sectionsPage = async (title: string, header: string, sides: StageSide[], live?: string) => {
     const { html, plots } = renderSections(await buildSections(db, sides));
