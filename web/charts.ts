@@ -77,10 +77,9 @@ export function pairsChart(pairs: PairResult[]): Chart | undefined {
       ...base,
       height: Math.max(80, 28 * rows.length),
       data: { values: rows },
-      encoding: { y: { field: 'pair', type: 'nominal', title: null, sort: null } },
       layer: [
-        { mark: 'rule', encoding: { x: { field: 'lo', type: 'quantitative', title: 'B − A' }, x2: { field: 'hi' } } },
-        { mark: { type: 'point', filled: true, size: 60 }, encoding: { x: { field: 'delta', type: 'quantitative' }, tooltip: [{ field: 'pair' }, { field: 'delta' }, { field: 'lo' }, { field: 'hi' }, { field: 'shared' }, { field: 'p' }] } },
+        { mark: 'rule', encoding: { y: { field: 'pair', type: 'nominal', title: null, sort: null }, x: { field: 'lo', type: 'quantitative', title: 'B − A' }, x2: { field: 'hi' } } },
+        { mark: { type: 'point', filled: true, size: 60 }, encoding: { y: { field: 'pair', type: 'nominal', sort: null }, x: { field: 'delta', type: 'quantitative' }, tooltip: [{ field: 'pair' }, { field: 'delta' }, { field: 'lo' }, { field: 'hi' }, { field: 'shared' }, { field: 'p' }] } },
         { data: { values: [{ zero: 0 }] }, mark: { type: 'rule', strokeDash: [4, 4], color: '#888' }, encoding: { x: { field: 'zero', type: 'quantitative' } } },
       ],
     },

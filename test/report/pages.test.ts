@@ -48,7 +48,7 @@ function spec(name: string) {
       'judge-slow': { base_url: sim.url, model: 'judge-slow', concurrency: 1 },
     },
     datasets: { vlrb: { path: DATA, limit: 60 } },
-    stages: [{ id: 'eval', uses: 'evaluate', with: { dataset: 'vlrb', judge: 'judge', positions: 'swap', bootstrap: 200 } }],
+    stages: [{ id: 'eval', uses: 'evaluate', with: { dataset: 'vlrb', judge: 'judge', positions: 'swap', bootstrap: 200 } as Record<string, unknown> }],
   };
 }
 
