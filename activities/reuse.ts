@@ -1,6 +1,6 @@
 /**
  * Stage reuse across the runs of one experiment (relabelled runs, replays, ablation groups). A
- * stage's reuse key is the sha256 of what determines its result: the experiment name, kind and kind version, params, seed, the endpoints it calls (fingerprint: URL, model, revision) and
+ * stage's reuse key is the sha256 of what determines its result: the experiment name, stage id, kind and kind version, params, seed, the endpoints it calls (fingerprint: URL, model, revision) and
  * its inputs (dataset artifact ids, upstream stages' artifact ids). Before a stage runs, the
  * experiment workflow claims its key:
  * - an earlier stage with that key succeeded with no failed items → this stage takes its output
@@ -34,6 +34,8 @@ export function reuseKeyOf({ experiment, seed, stage, inputs }: Omit<ClaimStageI
   return sha256Hex(
     canonicalJson({
       experiment,
+      // The same stage of the experiment: two stages of one run never stand in for each other.
+      stage: stage.id,
       kind: stage.kind,
       version: stage.version ?? 1,
       params: stage.params,

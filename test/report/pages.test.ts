@@ -23,6 +23,7 @@ import { renderReport } from '../../web/report.js';
 import type { RunningWorker } from '../../worker.js';
 import { REPO, openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
 import { specFromObject } from '../helpers/spec.js';
+import { runCli } from '../helpers/cli.js';
 
 const ARTIFACTS = join(REPO, 'test-artifacts');
 const DATA = `${REPO}/data/vl-rewardbench/data.jsonl`;
@@ -150,6 +151,12 @@ describe('the HTML report', () => {
 });
 
 describe('the dashboard', () => {
+  it('refuses a non-loopback bind without --allow-remote (exit 2, nothing served)', async () => {
+    const res = await runCli(['dashboard', '--host', '0.0.0.0', '--port', '0']);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/--host 0\.0\.0\.0 is not a loopback address: .* add --allow-remote/);
+  });
+
   it('lists 100 more runs (time printed) without console errors', async () => {
     const exp = (await db.pool.query<{ id: number }>(
       `insert into experiments (name, spec_hash, spec_json, spec_text, spec_path) values ($1, $2, '{}', '', '/x.yaml') returning id`,
