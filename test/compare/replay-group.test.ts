@@ -13,7 +13,7 @@ import { startSimulator, type SimHandle } from '../../sim/server.js';
 import '../../spec/builtin.js';
 import type { RunningWorker } from '../../worker.js';
 import { runCli } from '../helpers/cli.js';
-import { openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
+import { REPO, openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
 import { specFromObject, writeSpec } from '../helpers/spec.js';
 
 const TQ = uniqueName('compare');
@@ -285,5 +285,40 @@ describe('an ablation grid (2 judges × 3 temperatures)', () => {
     const pol = await cli(['compare', `${runs[0]!.id}/eval`, `${wrongRun}/eval`]);
     expect(pol.code).toBe(2);
     expect(pol.stderr).toMatch(/refused: different scoring policies: .*"excluded", .*"wrong"; set the same headline_policy/);
+  });
+});
+
+describe('replay --failed-items', () => {
+  it('sends again only the requests that failed, and the new run has none failed', async () => {
+    const flaky = await startSimulator({
+      seed: 9,
+      // 30% of first attempts answer 500; a body's second attempt always succeeds.
+      models: { judge: { behaviour: 'judge', accuracy: 0.8, faults: { rate_500: 0.3, max_faults_per_body: 1 } } },
+    });
+    try {
+      const name = uniqueName('flaky');
+      const loaded = await specFromObject({
+        name,
+        seed: 4,
+        endpoints: { judge: { base_url: flaky.url, model: 'judge', concurrency: 8, max_attempts: 1 } },
+        datasets: { vlrb: { path: `${REPO}/data/vl-rewardbench/data.jsonl`, limit: 60 } },
+        stages: [{ id: 'eval', uses: 'evaluate', with: { dataset: 'vlrb', judge: 'judge', positions: 'none', bootstrap: 0 } }],
+      });
+      const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: TQ });
+      await client.workflow.getHandle(runId).result();
+      const failed = (await q<{ items_failed: number }>("select items_failed from stages where run_id = $1 and stage_id = 'eval'", [runId]))[0]!.items_failed;
+      expect(failed).toBeGreaterThan(5);
+      const before = flaky.stats().requests;
+      const res = await cli(['replay', runId, '--from', 'eval', '--failed-items', '--json']);
+      expect(res.code, res.stderr).toBe(0);
+      const replayId = (JSON.parse(res.stdout) as { runId: string }).runId;
+      expect(flaky.stats().requests - before).toBe(failed);
+      expect((await q<{ items_failed: number; items_done: number }>("select items_failed, items_done from stages where run_id = $1 and stage_id = 'eval'", [replayId]))[0]).toEqual({ items_failed: 0, items_done: 60 });
+      const again = await cli(['replay', runId, '--from', 'eval', '--failed-items', '--set', 'stages.eval.with.samples=2']);
+      expect(again.code).toBe(2);
+      expect(again.stderr).toMatch(/--failed-items re-runs stage "eval" as it was; the --set flags change it/);
+    } finally {
+      await flaky.close();
+    }
   });
 });
