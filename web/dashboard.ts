@@ -76,9 +76,14 @@ export function createDashboardApp(deps: DashboardDeps): Hono {
 
   app.get('/groups', async (c) => {
     const groups = await listGroups(db, 200);
-    const body = renderTable({ headers: ['group', 'experiment', 'runs', 'succeeded', 'failed', 'running', 'created'], rows: groups.map((g) => [g.groupId, g.experiment, g.runs, g.succeeded, g.failed, g.running, g.createdAt.toISOString().slice(0, 19)]) });
-    const linked = body.replace(/<tr><td>([^<]+)<\/td>/g, (_m, id: string) => `<tr><td><a href="/groups/${encodeURIComponent(id.replace(/&#(\d+);/g, (_x, n: string) => String.fromCharCode(Number(n))))}">${id}</a></td>`);
-    return c.html(renderPage({ title: 'judgeflow: groups', header: `<h1>Ablation groups</h1>${nav}`, body: linked, plots: [] }));
+    const body = renderTable(
+      {
+        headers: ['group', 'experiment', 'runs', 'succeeded', 'failed', 'running', 'created'],
+        rows: groups.map((g) => [`<a href="/groups/${encodeURIComponent(g.groupId)}">${esc(g.groupId)}</a>`, g.experiment, g.runs, g.succeeded, g.failed, g.running, g.createdAt.toISOString().slice(0, 19)]),
+      },
+      { rawColumns: [0] },
+    );
+    return c.html(renderPage({ title: 'judgeflow: groups', header: `<h1>Ablation groups</h1>${nav}`, body, plots: [] }));
   });
 
   app.get('/experiments', async (c) => {

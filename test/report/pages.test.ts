@@ -179,6 +179,10 @@ describe('the dashboard', () => {
   });
 
   it('a group page compares its runs with plots drawn; a run page links stages to the Temporal Web UI', async () => {
+    const groups = await open(`${base}/groups`);
+    expect(await groups.page.getAttribute(`a[href="/groups/${encodeURIComponent(groupId)}"]`, 'href')).toBe(`/groups/${encodeURIComponent(groupId)}`);
+    expect(groups.errors).toEqual([]);
+    await groups.page.close();
     const { page, errors } = await open(`${base}/groups/${encodeURIComponent(groupId)}`);
     const marks = await plotMarks(page);
     expect(marks.map((m) => m.expected)).toEqual([2 * (2 + (await categories())), 2, 2, 1]);
