@@ -3,6 +3,7 @@ import { keepAlive } from './heartbeat.js';
 import { createInferenceActivities } from './inference/index.js';
 import type { InferenceGateway } from './inference/gateway.js';
 import { createRecordActivities } from './records.js';
+import { createReuseActivities } from './reuse.js';
 import { createEvaluateActivities } from './stages/evaluate.js';
 import { createSweepActivities } from './stages/sweep.js';
 import { createSynthesizeActivities } from './stages/synthesize.js';
@@ -20,6 +21,7 @@ export interface ActivityDeps {
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createRecordActivities(deps),
+    ...createReuseActivities(deps),
     ...createInferenceActivities(deps),
     // Heartbeating, so a killed worker's import/prepare/judge/metrics step is retried elsewhere fast.
     ...keepAlive(createEvaluateActivities(deps)),

@@ -8,6 +8,7 @@ import { importPlanDatasets } from '../activities/datasets/index.js';
 import { experiments, runs, stages } from '../db/schema/index.js';
 import { PACKAGE_ROOT, runIdFor, type LoadedSpec } from '../spec/load.js';
 import type { ExperimentInput } from '../workflows/types.js';
+import { seedReusedStages, type LaunchExtras } from './replay-plan.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -35,12 +36,12 @@ export async function codeVersion(): Promise<string | null> {
  * Records the experiment, run and stage rows (idempotently) and starts the experiment workflow.
  * The same spec + overrides + label always gives the same run id, so launching twice attaches.
  */
-export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: Db; client: Client; taskQueue: string }): Promise<LaunchResult> {
+export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: Db; client: Client; taskQueue: string } & LaunchExtras): Promise<LaunchResult> {
   const { loaded, db, client } = opts;
-  const runId = runIdFor(loaded.spec.name, loaded.hash, opts.label);
+  const runId = opts.runId ?? runIdFor(loaded.spec.name, loaded.hash, opts.label);
   const version = codeVersion();
   // File datasets become artifacts here, where the files are: stages get ids, never paths.
-  const plan = await importPlanDatasets(db, loaded.plan);
+  const plan = (await importPlanDatasets(db, loaded.plan)).map((s) => (opts.noReuse?.includes(s.id) ? { ...s, reuse: false } : s));
   const previous = await db.transaction(async (tx) => {
     await tx
       .insert(experiments)
@@ -68,12 +69,17 @@ export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: 
         codeVersion: await version,
         seed: loaded.spec.seed,
         plan,
+        groupId: opts.groupId,
+        axes: opts.axes,
+        replayOf: opts.replay?.of,
+        replayFrom: opts.replay?.from,
       })
       .onConflictDoNothing({ target: runs.id });
     await tx
       .insert(stages)
       .values(loaded.plan.map((s) => ({ runId, stageId: s.id, kind: s.kind, needs: s.needs })))
       .onConflictDoNothing();
+    if (opts.reused && !existing) await seedReusedStages(tx, runId, opts.reused);
     return existing?.status;
   });
 

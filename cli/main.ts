@@ -9,12 +9,16 @@ const HELP = `judgeflow — durable, reproducible experiments for reasoning judg
 usage: judgeflow <command> [flags]
 
   run <name|path>     launch an experiment (attaches if this spec version already runs)
-  status <run>        stage-by-stage progress (--watch to follow)
-  list                runs, newest first
+  replay <run> --from <stage>   a new run reusing the stages upstream of <stage>, recomputing the rest
+  status <run|group>  stage-by-stage progress (--watch to follow)
+  list                runs, newest first (--group G: an ablation group)
+  compare <run|run/stage>… | --group G   metrics side by side, paired tests on shared items
+  report <run>… | --group G --out F.html  a self-contained HTML report with plots
+  dashboard [--port]  a local web app over runs, groups, results and plots
   results <run>       metrics of a run's stages
   artifacts <run>     what a run imported and produced (kind, rows, hash, parents)
   export <run> <stage> --format F --out PATH   write a stage's artifact to a file
-  cancel <run>        cancel a run
+  cancel <run|group>  cancel a run or a group's runs
   up / down           start / stop the local stack (embedded Postgres, Temporal dev server, worker)
   worker              run a worker in the foreground (scale out: start several)
   migrate             apply database migrations
@@ -45,6 +49,10 @@ type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, () => Promise<Command>> = {
   run: async () => (await import('./commands/run.js')).runCommand,
+  replay: async () => (await import('./commands/replay.js')).replayCommand,
+  compare: async () => (await import('./commands/compare.js')).compareCommand,
+  report: async () => (await import('./commands/report.js')).reportCommand,
+  dashboard: async () => (await import('./commands/dashboard.js')).dashboardCommand,
   status: async () => (await import('./commands/status.js')).statusCommand,
   list: async () => (await import('./commands/list.js')).listCommand,
   results: async () => (await import('./commands/results.js')).resultsCommand,

@@ -29,7 +29,7 @@ export function renderProgress(p: RunProgress): string {
     s.total > 0 ? `[${bar(s.done, s.total)}] ${s.done}/${s.total}` : '',
     s.failed > 0 ? String(s.failed) : '',
     s.etaSeconds !== undefined ? duration(s.etaSeconds) : '',
-    s.error ? s.error.slice(0, 100) : '',
+    s.error ? s.error.slice(0, 100) : s.reusedFrom ? `reused from ${s.reusedFrom}` : '',
   ]);
   return `run ${p.runId}: ${p.status}\n${table(['stage', 'kind', 'status', 'progress', 'failed', 'eta', 'error'], rows)}`;
 }

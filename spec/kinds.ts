@@ -35,6 +35,8 @@ export interface StageKind<S extends z.ZodType = z.ZodType> {
   description: string;
   /** Temporal workflow type of the stage's child workflow: an export of workflows/index.ts. */
   workflowType: StageWorkflowType;
+  /** Bump when the kind's results change for the same params: stage reuse never crosses versions. Default 1. */
+  version?: number;
   params: S;
   /** Names of spec endpoints the stage calls (health-checked at run start). */
   endpoints?: (params: z.output<S>) => string[];

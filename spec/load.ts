@@ -131,11 +131,23 @@ function zodIssues(err: z.ZodError, prefix: readonly PropertyKey[] = []): SpecIs
 }
 
 /** Reads, overrides, validates and plans a spec. Throws SpecError before anything is written. */
-export async function loadSpec(nameOrPath: string, opts: { sets?: readonly string[]; cwd?: string; strict?: boolean } = {}): Promise<LoadedSpec> {
+export async function loadSpec(
+  nameOrPath: string,
+  opts: {
+    sets?: readonly string[];
+    cwd?: string;
+    /** Refuse skipped dataset rows like errors (the CLI's --strict). */
+    strict?: boolean;
+    /** The spec's text as recorded (replay), instead of the file's current text; paths still resolve against the file's folder. */
+    text?: string;
+    /** One combination of an ablation group: the `ablations:` block is dropped (spec/ablations.ts). */
+    withoutAblations?: boolean;
+  } = {},
+): Promise<LoadedSpec> {
   const cwd = opts.cwd ?? process.cwd();
-  const specPath = locateSpec(nameOrPath, cwd);
+  const specPath = opts.text === undefined ? locateSpec(nameOrPath, cwd) : resolve(cwd, nameOrPath);
   const file = relative(cwd, specPath) || specPath;
-  const specText = readFileSync(specPath, 'utf8');
+  const specText = opts.text ?? readFileSync(specPath, 'utf8');
   const parsedDoc = YAML.parseDocument(specText, { prettyErrors: true });
   if (parsedDoc.errors.length > 0) {
     throw new SpecError(file, parsedDoc.errors.map((e) => ({ path: `line ${e.linePos?.[0]?.line ?? '?'}`, message: `YAML: ${e.message.split('\n')[0]}` })));
@@ -150,6 +162,7 @@ export async function loadSpec(nameOrPath: string, opts: { sets?: readonly strin
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new SpecError(file, [{ path: '', message: 'the spec must be a YAML mapping with name, stages, …' }]);
   }
+  if (opts.withoutAblations) delete (raw as Record<string, unknown>).ablations;
   const overrides = parseOverrides(opts.sets ?? []);
   for (const [path, value] of Object.entries(overrides)) applyOverride(raw as Record<string, unknown>, path, value, file);
 
@@ -198,6 +211,8 @@ export async function loadSpec(nameOrPath: string, opts: { sets?: readonly strin
       needs: stage.needs,
       params: params.data,
       taskQueue: stage.task_queue,
+      version: kind.version ?? 1,
+      ...(stage.reuse === false ? { reuse: false } : {}),
       endpoints: Object.fromEntries(endpointNames.filter((e) => spec.endpoints[e]).map((e) => [e, spec.endpoints[e]!])),
       datasets,
     });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DATASET_FORMAT_NAMES } from './artifacts.js';
+import { ablationsSchema } from './ablations.js';
 import { endpointSchema } from './endpoint.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -32,6 +33,12 @@ export const stageSpecSchema = z
     with: z.record(z.string(), z.unknown()).default({}),
     /** Temporal task queue for this stage's work (an inference pool); default: the worker's queue. */
     task_queue: z.string().min(1).optional(),
+    /**
+     * Stage reuse (default true): when an earlier succeeded stage had the same kind version,
+     * params, seed, endpoints and input artifacts, this stage takes its artifacts instead of running.
+     * `false` always runs it.
+     */
+    reuse: z.boolean().optional(),
   })
   .strict();
 
@@ -57,6 +64,8 @@ export const experimentSpecSchema = z
       .object({ config: z.string().min(1), port: z.number().int().min(1).max(65535).default(8100) })
       .strict()
       .optional(),
+    /** Named axes over spec paths; `judgeflow run` launches one run per combination (spec/ablations.ts). */
+    ablations: ablationsSchema.optional(),
   })
   .strict();
 

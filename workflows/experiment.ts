@@ -16,10 +16,12 @@ import {
   proxyActivities,
   proxyLocalActivities,
   setHandler,
+  sleep,
   workflowInfo,
   type ActivityOptions,
 } from '@temporalio/workflow';
 import type { RecordActivities } from '../activities/records.js';
+import type { ReuseActivities } from '../activities/reuse.js';
 import type { EndpointSpec } from '../spec/endpoint.js';
 import { dependentsOf } from './dag.js';
 import {
@@ -47,6 +49,11 @@ const taskRecords = proxyActivities<RecordActivities>(RECORD_OPTIONS);
 // that runs this workflow, within its workflow task, instead of a round trip through the server
 // each (about 5 of a short run's workflow tasks). Runs begun before 'records-local' keep tasks.
 const localRecords = proxyLocalActivities<RecordActivities>(RECORD_OPTIONS);
+
+const reuse = proxyActivities<ReuseActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
+});
 
 const PREFLIGHT_OPTIONS: ActivityOptions = {
   startToCloseTimeout: '2 minutes',
@@ -91,6 +98,21 @@ export async function experimentWorkflow({ runId }: ExperimentInput): Promise<Ex
     const p = progress.get(stage.id)!;
     p.status = 'running';
     p.startedAt = Date.now();
+    const inputs = Object.fromEntries(stage.needs.map((n) => [n, outputs[n]!]));
+    // Stage reuse (activities/reuse.ts): take an identical earlier stage's artifacts, or wait while
+    // another run computes them, or claim the stage and run it.
+    if (patched('stage-reuse') && stage.reuse !== false) {
+      for (;;) {
+        const claim = await reuse.claimStage({ runId, seed: plan.seed, stage, inputs });
+        if (claim.action === 'run') break;
+        if (claim.action === 'reused') {
+          outputs[stage.id] = claim.output;
+          Object.assign(p, { status: 'succeeded', finishedAt: Date.now(), reusedFrom: `${claim.from.runId}/${claim.from.stageId}` }, claim.output.items ?? {});
+          return;
+        }
+        await sleep('2 seconds');
+      }
+    }
     await records.markStageRunning({ runId, stageId: stage.id });
     const input: StageInput = {
       runId,
@@ -100,7 +122,7 @@ export async function experimentWorkflow({ runId }: ExperimentInput): Promise<Ex
       params: stage.params,
       endpoints: stage.endpoints,
       datasets: stage.datasets,
-      inputs: Object.fromEntries(stage.needs.map((n) => [n, outputs[n]!])),
+      inputs,
       taskQueue: stage.taskQueue,
     };
     try {

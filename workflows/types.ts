@@ -45,6 +45,10 @@ export interface StagePlan {
   /** Endpoints this stage calls, by spec name (config only: keys stay in the environment). */
   endpoints: Record<string, EndpointSpec>;
   datasets: Record<string, DatasetRef>;
+  /** The kind's version (stage reuse compares it); absent in plans from before reuse. */
+  version?: number;
+  /** false: never reuse another run's stage for this one (spec `reuse: false`, replayed stages). */
+  reuse?: boolean;
 }
 
 export interface ExperimentInput {
@@ -100,6 +104,8 @@ export interface StageProgress {
   finishedAt?: number;
   etaSeconds?: number;
   error?: string;
+  /** `<run>/<stage>` whose artifacts this stage reused instead of running. */
+  reusedFrom?: string;
 }
 
 export interface RunProgress {

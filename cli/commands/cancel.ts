@@ -3,10 +3,12 @@ import { getRun } from '../../db/queries.js';
 import { parseFlags } from '../args.js';
 import { connect } from '../connect.js';
 import { EXIT, UsageError } from '../errors.js';
+import { groupRuns } from '../../db/groups.js';
+import { groupCancel } from './group.js';
 
-const USAGE = `usage: judgeflow cancel <run> [--json]
+const USAGE = `usage: judgeflow cancel <run|group> [--json]
 
-Cancels a run: its running stages are cancelled, pending ones never start. Launching the same
+Cancels a run (or every running run of an ablation group): its running stages are cancelled, pending ones never start. Launching the same
 experiment again resumes it.`;
 
 export async function cancelCommand(argv: string[]): Promise<number> {
@@ -15,7 +17,10 @@ export async function cancelCommand(argv: string[]): Promise<number> {
   const runId = positionals[0]!;
   const conn = await connect();
   try {
-    if (!(await getRun(conn.db.db, runId))) throw new UsageError(`no run "${runId}"; \`judgeflow list\` shows the runs`);
+    if (!(await getRun(conn.db.db, runId))) {
+      if ((await groupRuns(conn.db.db, runId)).length > 0) return await groupCancel(conn, runId, Boolean(values.json));
+      throw new UsageError(`no run or group "${runId}"; \`judgeflow list\` shows the runs`);
+    }
     const handle = conn.client.workflow.getHandle(runId);
     const desc = await handle.describe();
     if (desc.status.name !== 'RUNNING') {

@@ -6,6 +6,8 @@ import { EXIT, UsageError } from '../errors.js';
 import { launchRun } from '../launch.js';
 import { ensureSimulator } from '../simulator.js';
 import { noWorkerHint, queuesWithoutWorkers } from '../workers.js';
+import { planGroup } from '../ablation-group.js';
+import { runGroup } from './group.js';
 import { watchRun } from './status.js';
 
 const USAGE = `usage: judgeflow run <name|path> [--set path=value]... [--label L] [--strict] [--detach] [--json]
@@ -40,11 +42,14 @@ export async function runCommand(argv: string[]): Promise<number> {
   for (const w of loaded.warnings) console.error(`warning: ${w}`);
   // The embedded worker must see the API keys the endpoints name (restarted with them if not).
   const workerEnv = loaded.plan.flatMap((s) => Object.entries(s.endpoints).flatMap(([name, e]) => (e.api_key_env ? [{ name: e.api_key_env, usedBy: `endpoint "${name}"` }] : [])));
+  // A spec with ablations: is a group of runs (cli/commands/group.ts).
+  const group = loaded.spec.ablations ? await planGroup(loaded, { sets: values.set ?? [], label: values.label }) : undefined;
   const conn = await connect({ startWorker: true, log, workerEnv });
   try {
     if (loaded.spec.simulator) {
       await ensureSimulator({ stateDir: conn.cfg.stateDir, specPath: loaded.specPath, ...loaded.spec.simulator, log });
     }
+    if (group) return await runGroup(conn, group, { detach: Boolean(values.detach), json: Boolean(values.json), log });
     const queues = [conn.cfg.taskQueue, ...loaded.plan.flatMap((s) => (s.taskQueue ? [s.taskQueue] : []))];
     // The worker check and the launch at once (a run with no worker waits for one: the check only warns).
     const [idle, launched] = await Promise.all([

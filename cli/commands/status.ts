@@ -8,10 +8,14 @@ import { EXIT, isTemporalUnreachable, UsageError } from '../errors.js';
 import { liveProgress } from '../live-progress.js';
 import { renderProgress } from '../render.js';
 import { noWorkerHint, queuesWithoutWorkers } from '../workers.js';
+import { groupRuns } from '../../db/groups.js';
+import { groupStatus } from './group.js';
+import { temporalUiBase, workflowUrl } from '../web-ui.js';
 
-const USAGE = `usage: judgeflow status <run> [--watch] [--json]
+const USAGE = `usage: judgeflow status <run|group> [--watch] [--json]
 
-Shows each stage of a run: status, items done/total, failures, ETA, errors.
+Shows each stage of a run: status, items done/total, failures, ETA, errors, the stage it was
+reused from, and its Temporal Web UI page. Given an ablation group id: one line per run.
   --watch   follow the run until it ends (exit 0 succeeded, 1 failed or cancelled; 3 when contact
             with Temporal is lost for longer than JUDGEFLOW_RECONNECT_TIMEOUT_S, default 300,
             and 130 on Ctrl-C: then the run goes on)
@@ -24,13 +28,22 @@ export async function statusCommand(argv: string[]): Promise<number> {
   try {
     const runId = positionals[0]!;
     const run = await getRun(conn.db.db, runId);
-    if (!run) throw new UsageError(`no run "${runId}"; \`judgeflow list\` shows the runs`);
+    if (!run) {
+      if ((await groupRuns(conn.db.db, runId)).length > 0) return await groupStatus(conn, runId, Boolean(values.json));
+      throw new UsageError(`no run or group "${runId}"; \`judgeflow list\` shows the runs`);
+    }
     if (values.watch) {
       const taskQueues = [conn.cfg.taskQueue, ...((run.run.plan ?? []) as StagePlan[]).flatMap((st) => (st.taskQueue ? [st.taskQueue] : []))];
       return await watchRun(conn, runId, { json: Boolean(values.json), attached: true, taskQueues });
     }
     const progress = await currentProgress(conn, runId);
-    console.log(values.json ? JSON.stringify(progress) : renderProgress(progress));
+    const ui = temporalUiBase(conn.cfg);
+    const links = ui ? Object.fromEntries(progress.stages.map((s) => [s.id, workflowUrl(ui, conn.cfg.namespace, `${runId}/${s.id}`)])) : {};
+    if (values.json) console.log(JSON.stringify({ ...progress, temporalUi: ui ? { run: workflowUrl(ui, conn.cfg.namespace, runId), stages: links } : undefined }));
+    else {
+      console.log(renderProgress(progress));
+      if (ui) console.log(`\nTemporal Web UI: ${workflowUrl(ui, conn.cfg.namespace, runId)}\n${Object.entries(links).map(([id, url]) => `  ${id}: ${url}`).join('\n')}`);
+    }
     return progress.status === 'succeeded' || progress.status === 'running' ? EXIT.ok : EXIT.runFailed;
   } finally {
     await conn.close();
@@ -42,7 +55,16 @@ export async function currentProgress(conn: Connected, runId: string): Promise<R
   const handle = conn.client.workflow.getHandle(runId);
   try {
     const desc = await handle.describe();
-    if (desc.status.name === 'RUNNING') return await liveProgress(conn.client, runId);
+    if (desc.status.name === 'RUNNING') {
+      const live = await liveProgress(conn.client, runId);
+      // Stages taken from another run at launch (replay) say so only in Postgres.
+      const rows = await getStages(conn.db.db, runId);
+      for (const s of live.stages) {
+        const r = rows.find((x) => x.stageId === s.id);
+        if (!s.reusedFrom && r?.reusedFromRun) s.reusedFrom = `${r.reusedFromRun}/${r.reusedFromStage}`;
+      }
+      return live;
+    }
   } catch (err) {
     if (!(err instanceof WorkflowNotFoundError)) throw err;
   }
@@ -66,6 +88,7 @@ export async function progressFromDb(conn: Connected, runId: string): Promise<Ru
       startedAt: s.startedAt?.getTime(),
       finishedAt: s.finishedAt?.getTime(),
       error: s.error ?? undefined,
+      reusedFrom: s.reusedFromRun ? `${s.reusedFromRun}/${s.reusedFromStage}` : undefined,
     })),
   };
 }

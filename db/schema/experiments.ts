@@ -42,11 +42,18 @@ export const runs = pgTable(
     /** How many workflow executions this run has had (a failed run launched again resumes). */
     executions: integer().notNull().default(0),
     error: text(),
+    /** The ablation group this run belongs to (`ablations:` in its spec), or null. */
+    groupId: text(),
+    /** This combination's axis values within its group, e.g. { judge: "a", negatives: 2 }. */
+    axes: jsonb().$type<Record<string, unknown>>(),
+    /** The run this one replays (`judgeflow replay`), and the stage it recomputes from. */
+    replayOf: text(),
+    replayFrom: text(),
     createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
     startedAt: timestamp({ withTimezone: true }),
     finishedAt: timestamp({ withTimezone: true }),
   },
-  (t) => [index('runs_experiment_idx').on(t.experimentId), index('runs_created_idx').on(t.createdAt)],
+  (t) => [index('runs_experiment_idx').on(t.experimentId), index('runs_created_idx').on(t.createdAt), index('runs_group_idx').on(t.groupId)],
 );
 
 export const STAGE_STATUSES = ['pending', 'running', 'succeeded', 'failed', 'skipped', 'cancelled'] as const;
@@ -69,9 +76,17 @@ export const stages = pgTable(
     /** References (ids) the stage produced, handed to the stages that need it. */
     output: jsonb().$type<Record<string, unknown>>(),
     error: text(),
+    /**
+     * sha256 of what determines the stage's result (kind, kind version, params, seed, endpoints,
+     * input artifact ids): a later stage with the same key reuses this one's artifacts.
+     */
+    reuseKey: text(),
+    /** Set when the stage reused another run's stage instead of running: the stage that ran. */
+    reusedFromRun: text(),
+    reusedFromStage: text(),
     startedAt: timestamp({ withTimezone: true }),
     finishedAt: timestamp({ withTimezone: true }),
     updatedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [primaryKey({ name: 'stages_pk', columns: [t.runId, t.stageId] })],
+  (t) => [primaryKey({ name: 'stages_pk', columns: [t.runId, t.stageId] }), index('stages_reuse_key_idx').on(t.reuseKey)],
 );

@@ -118,7 +118,8 @@ describe('evaluate on VL-RewardBench', () => {
 
   it('a re-run of the same spec (another label) sends 0 requests and reproduces every number, CIs included', async () => {
     const before = sim.stats().requests;
-    const again = await launchRun({ loaded, label: 'again', db: db.db, client, taskQueue: TQ });
+    // Stage reuse off: the stages run again, every request from the cache.
+    const again = await launchRun({ loaded, label: 'again', db: db.db, client, taskQueue: TQ, noReuse: loaded.plan.map((s) => s.id) });
     expect(again.runId).not.toBe(runId);
     await client.workflow.getHandle(again.runId).result();
     expect(sim.stats().requests).toBe(before);

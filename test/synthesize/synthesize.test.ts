@@ -205,7 +205,8 @@ describe('synthesize on easy-vqa, then evaluate on its items', () => {
     expect(synthRequestsSent).toBeGreaterThanOrEqual(ITEMS * errorTypes.length);
     const loaded = await specFromObject(spec());
     const before = sim.stats().requests;
-    const again = await launchRun({ loaded, db: db.db, client, taskQueue: TQ, label: 'again' });
+    // Stage reuse off: the stages run again, every request from the cache.
+    const again = await launchRun({ loaded, db: db.db, client, taskQueue: TQ, label: 'again', noReuse: loaded.plan.map((s) => s.id) });
     await client.workflow.getHandle(again.runId).result();
     expect(sim.stats().requests - before).toBe(0);
     const first = (await runArtifacts(db.db, runId)).find((a) => a.stageId === 'synth')!;
