@@ -1,6 +1,5 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import type { z } from 'zod';
 import { checkDag } from '../workflows/dag.js';
@@ -11,7 +10,9 @@ import { checkDatasets, resolveDatasetPath } from './datasets.js';
 import { getStageKind, stageKindNames, type SpecIssue } from './kinds.js';
 import { experimentSpecSchema, type ExperimentSpec } from './schema.js';
 
-export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+import { PACKAGE_ROOT } from './root.js';
+
+export { PACKAGE_ROOT };
 
 /** A spec that cannot run: every issue names the file and the path inside it. */
 export class SpecError extends Error {

@@ -3,7 +3,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { dataRefSchema } from '../artifacts.js';
 import { registerStageKind, type SpecIssue } from '../kinds.js';
-import { PACKAGE_ROOT } from '../load.js';
+import { PACKAGE_ROOT } from '../root.js';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 

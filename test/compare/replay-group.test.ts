@@ -302,7 +302,7 @@ describe('replay --failed-items', () => {
         seed: 4,
         endpoints: { judge: { base_url: flaky.url, model: 'judge', concurrency: 8, max_attempts: 1 } },
         datasets: { vlrb: { path: `${REPO}/data/vl-rewardbench/data.jsonl`, limit: 60 } },
-        stages: [{ id: 'eval', uses: 'evaluate', with: { dataset: 'vlrb', judge: 'judge', positions: 'none', bootstrap: 0 } }],
+        stages: [{ id: 'eval', uses: 'evaluate', with: { dataset: 'vlrb', judge: 'judge', positions: 'none', bootstrap: 0, max_failed_share: 1 } }],
       });
       const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: TQ });
       await client.workflow.getHandle(runId).result();

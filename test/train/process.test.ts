@@ -167,6 +167,8 @@ describe('failures and cancellation', () => {
     const pid = Number(readFileSync(join(jobsDir, running.job_id!, 'pid'), 'utf8'));
     expect(alive(pid)).toBe(true);
 
+    // Cancel once the stage has recorded some of the job's metrics (its status checks read them).
+    await waitFor('metrics from the job', 120_000, async () => (await q<{ n: number }>('select count(*)::int as n from train_metrics where run_id = $1', [runId]))[0]!.n > 0);
     await client.workflow.getHandle(runId).cancel();
     await waitFor('the job to stop', 60_000, async () => (await backend.status(running.job_id!)).state === 'cancelled');
     expect(existsSync(join(jobsDir, running.job_id!, 'exit'))).toBe(true);
