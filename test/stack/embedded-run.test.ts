@@ -92,9 +92,15 @@ async function runOf(name: string): Promise<{ id: string; status: string } | und
   return r.rows[0];
 }
 
-/** Judgments recorded so far for a run's stage (progress that only a working worker makes). */
+/**
+ * Answers recorded so far for a run (progress that only a working worker makes). Per request, as
+ * they come: `stages.items_done` is written only when the stage ends, too late for a kill mid-run.
+ */
 async function itemsDone(runId: string): Promise<number> {
-  const r = await db.pool.query<{ n: number }>('select items_done as n from stages where run_id = $1', [runId]);
+  const r = await db.pool.query<{ n: number }>(
+    'select count(*)::int as n from inference_requests q join inference_results r on r.request_id = q.id where q.run_id = $1',
+    [runId],
+  );
   return r.rows[0]?.n ?? 0;
 }
 
@@ -175,6 +181,8 @@ describe('judgeflow run on the embedded stack', () => {
     await waitFor('progress before the kill', async () => (await itemsDone(runId)) > 0);
     const [worker] = childrenOf(workerPid);
     process.kill(worker!, 'SIGKILL');
+    // Mid-run: answers still missing, so the run can only end with the worker started again.
+    expect(await itemsDone(runId)).toBeLessThan(40);
 
     const followed = await runCli(['status', runId, '--watch'], env);
     expect(followed.code).toBe(0);
