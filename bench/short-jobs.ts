@@ -168,7 +168,8 @@ async function main(cleanups: Cleanups): Promise<void> {
       seed: 1,
       endpoints: { judge: { base_url: simUrl, model: 'judge', concurrency: CONCURRENCY } },
       datasets: { vlrb: { path: DATA, limit: Math.ceil(REQUESTS / 2) } },
-      stages: [{ id: 'eval', uses: 'evaluate', with: { dataset: 'vlrb', judge: 'judge', positions: 'swap', samples: 1 } }],
+      // reuse: false, so the re-run under a new label measures the request cache, not stage reuse.
+      stages: [{ id: 'eval', uses: 'evaluate', reuse: false, with: { dataset: 'vlrb', judge: 'judge', positions: 'swap', samples: 1 } }],
     }),
   );
   let seed = 1000;

@@ -104,5 +104,19 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A gRPC call given up while Temporal was away (its result() long poll, abandoned when the CLI
+// reconnected or gave up) may retry on its timer after the command closed the connection. Nothing
+// waits for that call any more: its "Channel has been shut down" must not crash the exit.
+process.on('uncaughtException', (err) => {
+  if (err instanceof Error && err.message === 'Channel has been shut down') return;
+  console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
+  process.exit(EXIT.runFailed);
+});
+
 const code = await main(process.argv.slice(2));
 process.exitCode = code;
+if (code === EXIT.lostContact) {
+  // Temporal is away: the gRPC client may still hold retries of an abandoned call to the dead
+  // server, which would fail on the closed channel after this command has said everything.
+  process.exit(code);
+}

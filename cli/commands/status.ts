@@ -228,7 +228,12 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
       try {
         progress = await conn.client.withDeadline(Date.now() + 5_000, () => liveProgress(conn.client, runId));
       } catch (err) {
-        // The run ended between our check and the query, or Temporal is away: result() says which.
+        // Temporal away: say so now (the result() long poll may retry for minutes before it gives up).
+        if (isTemporalUnreachable(err)) {
+          current = { value: { kind: 'lost', err }, done: Promise.resolve() };
+          continue;
+        }
+        // The run ended between our check and the query: result() says how.
         if (err instanceof Error) continue;
         throw err;
       }
