@@ -47,7 +47,14 @@ export function createRecordActivities({ db }: { db: Db }) {
           // that did not succeed starts again from pending; succeeded stages keep their outputs.
           await tx
             .update(runs)
-            .set({ status: 'running', workflowRunId, executions: sql`${runs.executions} + 1`, startedAt: sql`coalesce(${runs.startedAt}, now())`, finishedAt: null, error: null })
+            .set({
+              status: 'running',
+              workflowRunId,
+              executions: sql`${runs.executions} + 1`,
+              startedAt: sql`coalesce(${runs.startedAt}, now())`,
+              finishedAt: null,
+              error: null,
+            })
             .where(eq(runs.id, runId));
           await tx
             .update(stages)
@@ -99,7 +106,19 @@ export function createRecordActivities({ db }: { db: Db }) {
         .where(and(eq(stages.runId, runId), inArray(stages.status, ['pending', 'running'])));
     },
 
-    async updateStageItems({ runId, stageId, done, total, failed }: { runId: string; stageId: string; done: number; total: number; failed: number }): Promise<void> {
+    async updateStageItems({
+      runId,
+      stageId,
+      done,
+      total,
+      failed,
+    }: {
+      runId: string;
+      stageId: string;
+      done: number;
+      total: number;
+      failed: number;
+    }): Promise<void> {
       await db
         .update(stages)
         .set({ itemsDone: done, itemsTotal: total, itemsFailed: failed, updatedAt: sql`now()` })
@@ -107,7 +126,10 @@ export function createRecordActivities({ db }: { db: Db }) {
     },
 
     async finishRun({ runId, status, error }: FinishRunInput): Promise<void> {
-      await db.update(runs).set({ status, error: error ?? null, finishedAt: sql`now()` }).where(eq(runs.id, runId));
+      await db
+        .update(runs)
+        .set({ status, error: error ?? null, finishedAt: sql`now()` })
+        .where(eq(runs.id, runId));
     },
   };
 }

@@ -60,7 +60,12 @@ function png(i: number): Buffer {
     return Buffer.concat([len, td, crc]);
   };
   const row = Buffer.from([0, i & 255, (i >> 8) & 255, 7]);
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', Buffer.from([0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0])), chunk('IDAT', deflateSync(row)), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', Buffer.from([0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0])),
+    chunk('IDAT', deflateSync(row)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 interface Item {
@@ -77,7 +82,9 @@ function writeItems(dir: string): { path: string; items: Item[] } {
   for (let i = 0; i < IMAGES; i++) writeFileSync(join(dir, 'img', `${i}.png`), png(i));
   const items: Item[] = [];
   for (let i = 0; i < N; i++) {
-    const c = [0, 1, 2].map((j) => `Shape ${i}-${j}: the figure in this picture is a ${['red circle', 'blue square', 'green triangle'][(i + j) % 3]} of size ${i * 3 + j}.`);
+    const c = [0, 1, 2].map(
+      (j) => `Shape ${i}-${j}: the figure in this picture is a ${['red circle', 'blue square', 'green triangle'][(i + j) % 3]} of size ${i * 3 + j}.`,
+    );
     items.push({ id: `item-${i}`, query: `What shape is in picture ${i % IMAGES}?`, image: `img/${i % IMAGES}.png`, candidates: c, best: i % 3 });
   }
   const path = join(dir, 'items.jsonl');
@@ -85,14 +92,21 @@ function writeItems(dir: string): { path: string; items: Item[] } {
   return { path, items };
 }
 
-async function plainScript(url: string, items: Item[], dir: string, seed: number): Promise<{ seconds: number; accepted: number; requests: number; phases: string }> {
+async function plainScript(
+  url: string,
+  items: Item[],
+  dir: string,
+  seed: number,
+): Promise<{ seconds: number; accepted: number; requests: number; phases: string }> {
   const t0 = performance.now();
   const client = new OpenAI({ baseURL: url, apiKey: 'EMPTY', maxRetries: 2, timeout: 120_000 });
   const pool = async <T>(jobs: T[], fn: (job: T) => Promise<void>) => {
     let next = 0;
-    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-      while (next < jobs.length) await fn(jobs[next++]!);
-    }));
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next < jobs.length) await fn(jobs[next++]!);
+      }),
+    );
   };
   let requests = 0;
   const captions = new Map<string, string>();
@@ -102,7 +116,15 @@ async function plainScript(url: string, items: Item[], dir: string, seed: number
     requests++;
     const res = await client.chat.completions.create({
       model: 'captioner',
-      messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: `data:image/png;base64,${b64}` } }, { type: 'text', text: DEFAULT_CAPTION_TEMPLATE }] }],
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'image_url', image_url: { url: `data:image/png;base64,${b64}` } },
+            { type: 'text', text: DEFAULT_CAPTION_TEMPLATE },
+          ],
+        },
+      ],
       temperature: 0.2,
       max_tokens: 512,
       seed,
@@ -114,9 +136,21 @@ async function plainScript(url: string, items: Item[], dir: string, seed: number
   let pending = items;
   for (let attempt = 0; attempt < ATTEMPTS && pending.length > 0; attempt++) {
     await pool(pending, async (item) => {
-      const text = renderReasonPrompt(DEFAULT_REASON_TEMPLATE, { caption: captions.get(item.image)!, question: item.query, candidates: item.candidates, labels: 'letters', hint: null });
+      const text = renderReasonPrompt(DEFAULT_REASON_TEMPLATE, {
+        caption: captions.get(item.image)!,
+        question: item.query,
+        candidates: item.candidates,
+        labels: 'letters',
+        hint: null,
+      });
       requests++;
-      const res = await client.chat.completions.create({ model: 'reasoner', messages: [{ role: 'user', content: text }], temperature: 0.6, max_tokens: 4096, seed: seed + attempt });
+      const res = await client.chat.completions.create({
+        model: 'reasoner',
+        messages: [{ role: 'user', content: text }],
+        temperature: 0.6,
+        max_tokens: 4096,
+        seed: seed + attempt,
+      });
       const m = res.choices[0]?.message;
       const v = judgeReasoning(
         { ok: true, content: m?.content ?? '', reasoning: null, completionTokens: res.usage?.completion_tokens ?? 0 },
@@ -140,7 +174,14 @@ async function main(cleanups: Cleanups): Promise<void> {
   const address = await temporalAddress(cleanups);
   const latency = { kind: 'fixed', ms: Number(args.latency) };
   const url = await spawnSimulator(
-    { seed: 5, latency, models: { captioner: { behaviour: 'captioner', output_tokens: 80 }, reasoner: { behaviour: 'reasoner', accuracy: Number(args.accuracy), truth: path, output_tokens: 300 } } },
+    {
+      seed: 5,
+      latency,
+      models: {
+        captioner: { behaviour: 'captioner', output_tokens: 80 },
+        reasoner: { behaviour: 'reasoner', accuracy: Number(args.accuracy), truth: path, output_tokens: 300 },
+      },
+    },
     cleanups,
   );
   const connection = await Connection.connect({ address });
@@ -167,7 +208,9 @@ async function main(cleanups: Cleanups): Promise<void> {
         seed: seed++,
         endpoints: { captioner: ep('captioner'), reasoner: ep('reasoner') },
         datasets: { items: { path, format: 'mc-jsonl' } },
-        stages: [{ id: 'distill', uses: 'distill', with: { items: 'items', captioner: 'captioner', reasoner: 'reasoner', hint: false, max_attempts: ATTEMPTS } }],
+        stages: [
+          { id: 'distill', uses: 'distill', with: { items: 'items', captioner: 'captioner', reasoner: 'reasoner', hint: false, max_attempts: ATTEMPTS } },
+        ],
       }),
     );
     const t0 = performance.now();
@@ -178,7 +221,9 @@ async function main(cleanups: Cleanups): Promise<void> {
     return { seconds, accepted: out.stages.distill!.ref.accepted, requests: Number(r!.n) };
   };
 
-  console.log(`distill benchmark: ${N} items over ${IMAGES} images, reasoner accuracy ${args.accuracy}, up to ${ATTEMPTS} attempts, latency ${args.latency} ms, concurrency ${CONCURRENCY}`);
+  console.log(
+    `distill benchmark: ${N} items over ${IMAGES} images, reasoner accuracy ${args.accuracy}, up to ${ATTEMPTS} attempts, latency ${args.latency} ms, concurrency ${CONCURRENCY}`,
+  );
   // Warm-up of both paths (JIT, connections, the workflow bundle, the one-time dataset import),
   // on the first 200 items.
   await plainScript(url, items.slice(0, 200), dir, 900);
@@ -190,11 +235,15 @@ async function main(cleanups: Cleanups): Promise<void> {
       if (which === 'judgeflow') {
         const res = await judgeflowRun(`r${r}`);
         a.push(res.seconds);
-        console.log(`  round ${r + 1}: judgeflow distill stage ${res.seconds.toFixed(2)} s: ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace`);
+        console.log(
+          `  round ${r + 1}: judgeflow distill stage ${res.seconds.toFixed(2)} s: ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace`,
+        );
       } else {
         const res = await plainScript(url, items, dir, 1000 + r);
         b.push(res.seconds);
-        console.log(`  round ${r + 1}: plain openai script    ${res.seconds.toFixed(2)} s: ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace (${res.phases})`);
+        console.log(
+          `  round ${r + 1}: plain openai script    ${res.seconds.toFixed(2)} s: ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace (${res.phases})`,
+        );
       }
     }
   }

@@ -186,12 +186,16 @@ async function main(cleanups: Cleanups): Promise<void> {
       if (which === 'judgeflow') {
         const res = await judgeflowRun(`r${r}`);
         a.push(res.seconds);
-        console.log(`  round ${r + 1}: judgeflow evaluate stage ${res.seconds.toFixed(2)} s (${res.requests} requests, accuracy ${(res.accuracy * 100).toFixed(1)}%)`);
+        console.log(
+          `  round ${r + 1}: judgeflow evaluate stage ${res.seconds.toFixed(2)} s (${res.requests} requests, accuracy ${(res.accuracy * 100).toFixed(1)}%)`,
+        );
         console.log(`           ${res.timeline}`);
       } else {
         const res = await plainScript(url, 2000 + r);
         b.push(res.seconds);
-        console.log(`  round ${r + 1}: plain openai script    ${res.seconds.toFixed(2)} s (${res.requests} requests, accuracy ${(res.accuracy * 100).toFixed(1)}%)`);
+        console.log(
+          `  round ${r + 1}: plain openai script    ${res.seconds.toFixed(2)} s (${res.requests} requests, accuracy ${(res.accuracy * 100).toFixed(1)}%)`,
+        );
         console.log(`           ${res.lag}`);
       }
     }

@@ -77,7 +77,6 @@ async function plainLoop(url: string, tag: string): Promise<Measure> {
   return stop();
 }
 
-
 async function main(): Promise<void> {
   // First HTTP start and last HTTP end of a run: the rest of the wall time is orchestration.
   const window = { first: Infinity, last: 0 };

@@ -47,7 +47,10 @@ try {
           itemKey: `item-${i}`,
           endpoint: 'ep',
           sampleIndex: 0,
-          request: { messages: [{ role: 'user', content: `scale ${runId} question ${i}: which candidate is best?` }], params: { temperature: 0.7, max_tokens: 64 } },
+          request: {
+            messages: [{ role: 'user', content: `scale ${runId} question ${i}: which candidate is best?` }],
+            params: { temperature: 0.7, max_tokens: 64 },
+          },
         });
       }
       await prepareRequests(db, rows, { ep: endpoint });

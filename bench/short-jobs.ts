@@ -242,14 +242,16 @@ async function main(cleanups: Cleanups): Promise<void> {
   const row = (what: string, xs: Record<Cli, number[]>, target: string, cpus?: Record<Cli, number[]>) =>
     `| ${what} | ${fmt(xs.compiled)} | ${fmt(xs.tsx)} | ${(median(xs.tsx) / median(xs.compiled)).toFixed(2)}x | ` +
     `${cpus ? `${median(cpus.compiled).toFixed(2)} / ${median(cpus.tsx).toFixed(2)} s` : ''} | ${target} |`;
-  console.log('\nwhole process, wall time median (min-max); the CLI process\'s CPU time (user + sys) median:');
+  console.log("\nwhole process, wall time median (min-max); the CLI process's CPU time (user + sys) median:");
   console.log('| what | compiled CLI | tsx CLI | tsx / compiled | CPU compiled / tsx | target (compiled, wall) |');
   console.log('|---|---|---|---|---|---|');
   console.log(row('`judgeflow kinds` (CLI start)', times.kinds, '≤ 0.30 s', cpu.kinds));
   console.log(row(`the ${REQUESTS}-call job (ideal ${IDEAL_S.toFixed(2)} s)`, times.job, `≤ ${(1.3 * IDEAL_S).toFixed(2)} s (1.3x ideal)`, cpu.job));
   console.log(row('its cached re-run', times.rerun, '≤ 1.00 s', cpu.rerun));
   console.log(row(`worker start to polling (${WORKER_ROUNDS} rounds)`, workerTimes, 'none'));
-  console.log(`\nthe job / its ideal network time: ${(median(times.job.compiled) / IDEAL_S).toFixed(2)}x compiled, ${(median(times.job.tsx) / IDEAL_S).toFixed(2)}x tsx`);
+  console.log(
+    `\nthe job / its ideal network time: ${(median(times.job.compiled) / IDEAL_S).toFixed(2)}x compiled, ${(median(times.job.tsx) / IDEAL_S).toFixed(2)}x tsx`,
+  );
   const seg = (i: number) => `${median(segments.map((s) => s[i]!)).toFixed(0)} ms`;
   console.log(
     `where the compiled job's time goes (medians): spawn → run row ${seg(0)}, → first result ${seg(1)}, ` +

@@ -26,7 +26,15 @@ import YAML from 'yaml';
 import { loadQaDataset, locateEasyVqa } from '../activities/datasets/qa.js';
 import { parseChoice } from '../activities/evaluate/parse.js';
 import { extractFinalAnswer, gradeByRule, normalizeAnswer } from '../activities/sweep/graders.js';
-import { DEFAULT_POLICY_TEMPLATE, DEFAULT_SCORE_TEMPLATE, DEFAULT_SELECT_TEMPLATE, parseScore, renderPolicyPrompt, renderScorePrompt, renderSelectPrompt } from '../activities/sweep/prompts.js';
+import {
+  DEFAULT_POLICY_TEMPLATE,
+  DEFAULT_SCORE_TEMPLATE,
+  DEFAULT_SELECT_TEMPLATE,
+  parseScore,
+  renderPolicyPrompt,
+  renderScorePrompt,
+  renderSelectPrompt,
+} from '../activities/sweep/prompts.js';
 import { candidateSets, select, type JudgeRequest, type Strategy, type Verdict } from '../activities/sweep/selection.js';
 import { launchRun } from '../cli/launch.js';
 import { openDb } from '../db/client.js';
@@ -57,9 +65,11 @@ async function simRequests(url: string): Promise<number> {
 /** Runs `jobs` at `CONCURRENCY` in flight. */
 async function pool<T>(jobs: T[], fn: (job: T) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (next < jobs.length) await fn(jobs[next++]!);
-  }));
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < jobs.length) await fn(jobs[next++]!);
+    }),
+  );
 }
 
 async function plainScript(url: string, seed: number): Promise<{ seconds: number; requests: number; scores: Record<string, number> }> {
@@ -67,7 +77,11 @@ async function plainScript(url: string, seed: number): Promise<{ seconds: number
   const { items } = await loadQaDataset({ format: 'easy-vqa', split: 'test', limit: QUESTIONS });
   const client = new OpenAI({ baseURL: url, apiKey: 'EMPTY', maxRetries: 2, timeout: 120_000 });
   let requests = 0;
-  const call = async (model: string, messages: OpenAI.ChatCompletionMessageParam[], params: { temperature: number; max_tokens: number; seed: number }): Promise<string | null> => {
+  const call = async (
+    model: string,
+    messages: OpenAI.ChatCompletionMessageParam[],
+    params: { temperature: number; max_tokens: number; seed: number },
+  ): Promise<string | null> => {
     requests++;
     try {
       const res = await client.chat.completions.create({ model, messages, ...params });
@@ -77,14 +91,24 @@ async function plainScript(url: string, seed: number): Promise<{ seconds: number
     }
   };
   const withImage = (item: (typeof items)[number], text: string): OpenAI.ChatCompletionMessageParam[] => [
-    { role: 'user', content: [{ type: 'image_url', image_url: { url: `data:${item.image.mime};base64,${Buffer.from(item.image.bytes).toString('base64')}` } }, { type: 'text', text }] },
+    {
+      role: 'user',
+      content: [
+        { type: 'image_url', image_url: { url: `data:${item.image.mime};base64,${Buffer.from(item.image.bytes).toString('base64')}` } },
+        { type: 'text', text },
+      ],
+    },
   ];
   // The pool: 16 samples per question, seeds seed + s.
   const texts = items.map(() => new Array<string | null>(N_MAX).fill(null));
   const jobs = items.flatMap((_, i) => Array.from({ length: N_MAX }, (_, s) => [i, s] as const));
   await pool(jobs, async ([i, s]) => {
     const item = items[i]!;
-    const out = await call('policy', withImage(item, renderPolicyPrompt(DEFAULT_POLICY_TEMPLATE, item.question)), { temperature: 1, max_tokens: 512, seed: seed + s });
+    const out = await call('policy', withImage(item, renderPolicyPrompt(DEFAULT_POLICY_TEMPLATE, item.question)), {
+      temperature: 1,
+      max_tokens: 512,
+      seed: seed + s,
+    });
     texts[i]![s] = out === null ? null : out.replace(/<think>[\s\S]*?<\/think>/gi, '').trim();
   });
   const answers = texts.map((ts) => ts.map((t) => (t === null ? '' : normalizeAnswer(extractFinalAnswer(t)))));
@@ -114,9 +138,21 @@ async function plainScript(url: string, seed: number): Promise<{ seconds: number
     await pool([...needs.values()], async ({ i, req }) => {
       const item = items[i]!;
       const cands = texts[i]!.map((t) => t ?? '(no answer)');
-      const text = req.kind === 'mc' ? renderSelectPrompt(DEFAULT_SELECT_TEMPLATE, item.question, req.order.map((s) => cands[s]!)) : renderScorePrompt(DEFAULT_SCORE_TEMPLATE, item.question, cands[req.sample]!);
+      const text =
+        req.kind === 'mc'
+          ? renderSelectPrompt(
+              DEFAULT_SELECT_TEMPLATE,
+              item.question,
+              req.order.map((s) => cands[s]!),
+            )
+          : renderScorePrompt(DEFAULT_SCORE_TEMPLATE, item.question, cands[req.sample]!);
       const out = await call('judge', withImage(item, text), { temperature: 0, max_tokens: 1024, seed });
-      verdicts[i]!.set(req.key, req.kind === 'mc' ? { position: out === null ? null : parseChoice(out, req.order.length, 'letters').position } : { score: out === null ? null : (parseScore(out) ?? null) });
+      verdicts[i]!.set(
+        req.key,
+        req.kind === 'mc'
+          ? { position: out === null ? null : parseChoice(out, req.order.length, 'letters').position }
+          : { score: out === null ? null : (parseScore(out) ?? null) },
+      );
     });
   }
   return { seconds: (performance.now() - t0) / 1000, requests, scores };
@@ -128,7 +164,14 @@ async function main(cleanups: Cleanups): Promise<void> {
   cleanups.add(() => handle.close());
   await applyMigrations(handle.db);
   const address = await temporalAddress(cleanups);
-  const url = await spawnSimulator({ seed: 4, latency: { kind: 'fixed', ms: LATENCY }, models: { policy: { behaviour: 'policy', accuracy: 0.5, answers: 'easy-vqa:test' }, judge: { behaviour: 'judge', accuracy: 0.7, think: false } } }, cleanups);
+  const url = await spawnSimulator(
+    {
+      seed: 4,
+      latency: { kind: 'fixed', ms: LATENCY },
+      models: { policy: { behaviour: 'policy', accuracy: 0.5, answers: 'easy-vqa:test' }, judge: { behaviour: 'judge', accuracy: 0.7, think: false } },
+    },
+    cleanups,
+  );
   const connection = await Connection.connect({ address });
   cleanups.add(() => connection.close());
   const client = new Client({ connection });
@@ -150,9 +193,27 @@ async function main(cleanups: Cleanups): Promise<void> {
       YAML.stringify({
         name: `bench-sweep-${seed}-${Date.now()}`,
         seed,
-        endpoints: { policy: { base_url: url, model: 'policy', concurrency: CONCURRENCY, timeout_s: 120 }, judge: { base_url: url, model: 'judge', concurrency: CONCURRENCY, timeout_s: 120 } },
+        endpoints: {
+          policy: { base_url: url, model: 'policy', concurrency: CONCURRENCY, timeout_s: 120 },
+          judge: { base_url: url, model: 'judge', concurrency: CONCURRENCY, timeout_s: 120 },
+        },
         datasets: { easy: { format: 'easy-vqa', split: 'test', limit: questions } },
-        stages: [{ id: 'bon', uses: 'sweep', with: { items: 'easy', policy: 'policy', judge: 'judge', n: NS, n_max: N_MAX, resamples: RESAMPLES, strategies: ['majority', { kind: 'knockout', k: 4 }, 'score'], bootstrap: 1000 } }],
+        stages: [
+          {
+            id: 'bon',
+            uses: 'sweep',
+            with: {
+              items: 'easy',
+              policy: 'policy',
+              judge: 'judge',
+              n: NS,
+              n_max: N_MAX,
+              resamples: RESAMPLES,
+              strategies: ['majority', { kind: 'knockout', k: 4 }, 'score'],
+              bootstrap: 1000,
+            },
+          },
+        ],
       }),
     );
     const before = await simRequests(url);
@@ -165,19 +226,27 @@ async function main(cleanups: Cleanups): Promise<void> {
       `select p.strategy, p.n, p.score from curve_points p join artifacts a on a.id = p.artifact_id where a.run_id = $1 and p.capability = 'total'`,
       [runId],
     );
-    return { seconds, requests: (await simRequests(url)) - before, scores: Object.fromEntries(pts.rows.map((r) => [`${r.strategy}|${r.n}`, r.score])), lag: lagOf() };
+    return {
+      seconds,
+      requests: (await simRequests(url)) - before,
+      scores: Object.fromEntries(pts.rows.map((r) => [`${r.strategy}|${r.n}`, r.score])),
+      lag: lagOf(),
+    };
   };
 
   // The plain script's image files: read once here so its timing holds no first-read of the package folder.
   readFileSync(join(locateEasyVqa(), 'test', 'questions.json'));
-  console.log(`sweep benchmark: easy-vqa ${QUESTIONS} questions, pool of ${N_MAX}, N = ${NS.join(', ')} (${RESAMPLES} resamples), strategies ${STRATEGIES.map((s) => s.name).join(', ')}, simulator latency ${LATENCY} ms, concurrency ${CONCURRENCY}`);
+  console.log(
+    `sweep benchmark: easy-vqa ${QUESTIONS} questions, pool of ${N_MAX}, N = ${NS.join(', ')} (${RESAMPLES} resamples), strategies ${STRATEGIES.map((s) => s.name).join(', ')}, simulator latency ${LATENCY} ms, concurrency ${CONCURRENCY}`,
+  );
   // Warm-up: workflow bundle, JIT, connections, the one-time dataset import.
   await judgeflowRun(1, 20);
   const j = await judgeflowRun(100, QUESTIONS);
   console.log(`  judgeflow sweep stage: ${j.seconds.toFixed(1)} s, ${j.requests} requests at the simulator; ${j.lag}`);
   const p = await plainScript(url, 200);
   console.log(`  plain openai script:   ${p.seconds.toFixed(1)} s, ${p.requests} requests at the simulator`);
-  const show = (s: Record<string, number>) => ['majority|16', 'knockout-k4|16', 'score|16'].map((k) => `${k.replace('|', ' N=')} ${s[k]?.toFixed(1) ?? '?'}`).join(', ');
+  const show = (s: Record<string, number>) =>
+    ['majority|16', 'knockout-k4|16', 'score|16'].map((k) => `${k.replace('|', ' N=')} ${s[k]?.toFixed(1) ?? '?'}`).join(', ');
   console.log(`  scores (different seeds, so close but not equal): judgeflow ${show(j.scores)}; plain ${show(p.scores)}`);
   console.log(`\nratio plain/judgeflow time = ${(p.seconds / j.seconds).toFixed(2)} (target ≥ 0.8); requests: judgeflow ${j.requests}, plain ${p.requests}`);
 }

@@ -56,7 +56,12 @@ function writeItems(dir: string, n: number): string {
   mkdirSync(join(dir, 'img'), { recursive: true });
   for (let i = 0; i < 64; i++) writeFileSync(join(dir, 'img', `${i}.png`), png(i));
   const lines = Array.from({ length: n }, (_, i) =>
-    JSON.stringify({ id: `q${i}`, image: `img/${i % 64}.png`, question: `What colour is shape ${i}?`, answer: `The shape ${i} is ${COLOURS[i % COLOURS.length]} and sits on the left.` }),
+    JSON.stringify({
+      id: `q${i}`,
+      image: `img/${i % 64}.png`,
+      question: `What colour is shape ${i}?`,
+      answer: `The shape ${i} is ${COLOURS[i % COLOURS.length]} and sits on the left.`,
+    }),
   );
   const path = join(dir, `qa-${n}.jsonl`);
   writeFileSync(path, lines.join('\n'));
@@ -87,7 +92,14 @@ async function main(): Promise<void> {
     await nativeConnection.close();
   });
 
-  const url = await spawnSimulator({ seed: 1, latency: { kind: 'fixed', ms: Number(args.latency) }, models: { writer: { behaviour: 'negatives', identical_rate: 0.05, empty_rate: 0.03, refusal_rate: 0.03 } } }, cleanups);
+  const url = await spawnSimulator(
+    {
+      seed: 1,
+      latency: { kind: 'fixed', ms: Number(args.latency) },
+      models: { writer: { behaviour: 'negatives', identical_rate: 0.05, empty_rate: 0.03, refusal_rate: 0.03 } },
+    },
+    cleanups,
+  );
   const endpoint = endpointSchema.parse({ base_url: url, model: 'writer', concurrency: CONCURRENCY, timeout_s: 60 });
   const dir = mkdtempSync(join(tmpdir(), 'jf-bench-synth-'));
   cleanups.add(() => rmSync(dir, { recursive: true, force: true }));
@@ -97,7 +109,16 @@ async function main(): Promise<void> {
     const { artifactId } = await importSource(handle.db, { name: 'bench', path, format: 'qa-jsonl' });
     const params = synthesizeParams.parse({ items: 'bench', writer: 'writer', error_types: ERROR_TYPES, k: 3 });
     const runId = `bench-synth-${seed}-${Date.now()}`;
-    const input: StageInput = { runId, stageId: 'synth', kind: 'synthesize', seed, params, endpoints: { writer: endpoint }, datasets: { bench: { name: 'bench', artifactId } }, inputs: {} };
+    const input: StageInput = {
+      runId,
+      stageId: 'synth',
+      kind: 'synthesize',
+      seed,
+      params,
+      endpoints: { writer: endpoint },
+      datasets: { bench: { name: 'bench', artifactId } },
+      inputs: {},
+    };
     const t0 = performance.now();
     const out = (await client.workflow.execute('synthesizeStage', { taskQueue: queue, workflowId: runId, args: [input] })) as StageOutput;
     const seconds = (performance.now() - t0) / 1000;
@@ -118,10 +139,22 @@ async function main(): Promise<void> {
       Array.from({ length: CONCURRENCY }, async () => {
         while (next < jobs.length) {
           const { i, type } = jobs[next++]!;
-          const text = renderNegativePrompt(templateFor(params, type)!, { question: `What colour is shape ${i}?`, reference: `The shape ${i} is ${COLOURS[i % COLOURS.length]} and sits on the left.`, errorType: type });
+          const text = renderNegativePrompt(templateFor(params, type)!, {
+            question: `What colour is shape ${i}?`,
+            reference: `The shape ${i} is ${COLOURS[i % COLOURS.length]} and sits on the left.`,
+            errorType: type,
+          });
           await openai.chat.completions.create({
             model: 'writer',
-            messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrls[i % 64]! } }, { type: 'text', text }] }],
+            messages: [
+              {
+                role: 'user',
+                content: [
+                  { type: 'image_url', image_url: { url: dataUrls[i % 64]! } },
+                  { type: 'text', text },
+                ],
+              },
+            ],
             temperature: params.temperature,
             max_tokens: params.max_tokens,
             seed,
@@ -167,7 +200,9 @@ async function main(): Promise<void> {
     const second = r % 2 === 0 ? await plain(ITEMS, 20 + r) : await stage(ITEMS, 10 + r);
     const [st, pl] = r % 2 === 0 ? [first, second] : [second, first];
     rounds.push({ s: st.rate, p: pl.rate });
-    console.log(`  round ${r + 1}: stage ${st.rate.toFixed(0)} req/s (${st.seconds.toFixed(1)} s), plain openai ${pl.rate.toFixed(0)} req/s (${pl.seconds.toFixed(1)} s), ratio ${(st.rate / pl.rate).toFixed(2)}`);
+    console.log(
+      `  round ${r + 1}: stage ${st.rate.toFixed(0)} req/s (${st.seconds.toFixed(1)} s), plain openai ${pl.rate.toFixed(0)} req/s (${pl.seconds.toFixed(1)} s), ratio ${(st.rate / pl.rate).toFixed(2)}`,
+    );
   }
   const best = rounds.map((x) => x.s / x.p);
   console.log(`ratio stage / plain: ${best.map((x) => x.toFixed(2)).join(', ')} (target >= 0.8)`);

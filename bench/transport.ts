@@ -31,7 +31,12 @@ async function loop(client: OpenAI, tag: string): Promise<{ rate: number; cpuUs:
     Array.from({ length: C }, async () => {
       while (next < N) {
         const i = next++;
-        const r = await client.chat.completions.create({ model: 'policy', messages: [{ role: 'user', content: `bench ${tag} ${i}` }], max_tokens: 64, temperature: 0.7 });
+        const r = await client.chat.completions.create({
+          model: 'policy',
+          messages: [{ role: 'user', content: `bench ${tag} ${i}` }],
+          max_tokens: 64,
+          temperature: 0.7,
+        });
         if (!r.choices[0]?.message) throw new Error(`call ${i}: no message in the response`);
       }
     }),

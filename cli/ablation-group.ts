@@ -29,7 +29,11 @@ export async function planGroup(loaded: LoadedSpec, opts: { sets: readonly strin
   const members: GroupMember[] = [];
   for (const c of combinations) {
     const member = await loadSpec(loaded.specPath, { sets: [...opts.sets, ...c.sets], withoutAblations: true, cwd: opts.cwd }).catch((err: unknown) => {
-      if (err instanceof SpecError) throw new SpecError(file, err.issues.map((i) => ({ ...i, path: `ablations (${c.slug}): ${i.path}` })));
+      if (err instanceof SpecError)
+        throw new SpecError(
+          file,
+          err.issues.map((i) => ({ ...i, path: `ablations (${c.slug}): ${i.path}` })),
+        );
       throw err;
     });
     members.push({ runId: `${groupId}-${c.slug}`, axes: c.values, loaded: member });

@@ -1,4 +1,3 @@
-
 /**
  * Exit codes of every judgeflow command: 0 success, 1 run failed, 2 usage/spec/config error,
  * 3 lost contact with Temporal while following (the run itself goes on), 130 interrupted (Ctrl-C;

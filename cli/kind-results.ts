@@ -23,13 +23,28 @@ interface ErrorTypeStats {
 const renderSynthesize: Renderer = (stageId, artifacts) => {
   const out: string[] = [];
   for (const a of artifacts) {
-    const s = a.summary as { source_items?: number; items?: number; k?: number; dropped?: Record<string, number>; error_types?: Record<string, ErrorTypeStats> };
+    const s = a.summary as {
+      source_items?: number;
+      items?: number;
+      k?: number;
+      dropped?: Record<string, number>;
+      error_types?: Record<string, ErrorTypeStats>;
+    };
     const types = Object.entries(s.error_types ?? {});
     const reasons = [...new Set(types.flatMap(([, t]) => Object.keys(t.filtered)))].sort();
     const rows = types.map(([name, t]) => [name, t.requested, t.written, t.request_failed, ...reasons.map((r) => t.filtered[r] ?? 0), t.kept]);
     const sum = (f: (t: ErrorTypeStats) => number) => types.reduce((acc, [, t]) => acc + f(t), 0);
-    rows.push(['total', sum((t) => t.requested), sum((t) => t.written), sum((t) => t.request_failed), ...reasons.map((r) => sum((t) => t.filtered[r] ?? 0)), sum((t) => t.kept)]);
-    out.push(`\nnegatives of stage ${stageId} (artifact ${a.id} "${a.name}": ${s.items ?? a.rows} ${a.kind} of ${s.source_items ?? '?'} source items, K ≤ ${s.k ?? '?'})`);
+    rows.push([
+      'total',
+      sum((t) => t.requested),
+      sum((t) => t.written),
+      sum((t) => t.request_failed),
+      ...reasons.map((r) => sum((t) => t.filtered[r] ?? 0)),
+      sum((t) => t.kept),
+    ]);
+    out.push(
+      `\nnegatives of stage ${stageId} (artifact ${a.id} "${a.name}": ${s.items ?? a.rows} ${a.kind} of ${s.source_items ?? '?'} source items, K ≤ ${s.k ?? '?'})`,
+    );
     out.push(table(['error type', 'requested', 'written', 'failed', ...reasons.map((r) => `filtered:${r}`), 'kept'], rows));
     for (const [reason, n] of Object.entries(s.dropped ?? {})) out.push(`dropped items: ${n} (${reason})`);
   }
@@ -47,7 +62,8 @@ export async function printKindResults(conn: Connected, runId: string, stageId?:
     const own = artifacts.filter((a) => a.stageId === s.stageId);
     const render = RENDERERS[s.kind];
     if (render && own.length > 0) console.log(render(s.stageId, own));
-    else if (own.length > 0) for (const a of own) console.log(`\nstage ${s.stageId} (${s.kind}): ${a.kind} "${a.name}", ${a.rows} rows, summary ${JSON.stringify(a.summary)}`);
+    else if (own.length > 0)
+      for (const a of own) console.log(`\nstage ${s.stageId} (${s.kind}): ${a.kind} "${a.name}", ${a.rows} rows, summary ${JSON.stringify(a.summary)}`);
     else if (s.output) console.log(`\nstage ${s.stageId} (${s.kind}): ${JSON.stringify((s.output as { ref?: unknown }).ref ?? s.output)}`);
   }
 }

@@ -54,10 +54,7 @@ export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: 
         specPath: loaded.specPath,
       })
       .onConflictDoNothing({ target: [experiments.name, experiments.specHash] });
-    const [exp] = await tx
-      .select({ id: experiments.id })
-      .from(experiments)
-      .where(eq(experiments.specHash, loaded.hash));
+    const [exp] = await tx.select({ id: experiments.id }).from(experiments).where(eq(experiments.specHash, loaded.hash));
     const [existing] = await tx.select({ status: runs.status }).from(runs).where(eq(runs.id, runId));
     await tx
       .insert(runs)

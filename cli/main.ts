@@ -81,10 +81,11 @@ export async function main(argv: string[]): Promise<number> {
   try {
     await import('../spec/builtin.js');
     const cmd = await load();
-    if (rest.includes('--help') || rest.includes('-h')) return await cmd(['--help']).catch((err: unknown) => {
-      console.log((err as Error).message.replace(/^.*\n\n/s, ''));
-      return EXIT.ok;
-    });
+    if (rest.includes('--help') || rest.includes('-h'))
+      return await cmd(['--help']).catch((err: unknown) => {
+        console.log((err as Error).message.replace(/^.*\n\n/s, ''));
+        return EXIT.ok;
+      });
     return await cmd(rest);
   } catch (err) {
     if (err instanceof UsageError || err instanceof ConfigError || USER_ERRORS.has((err as Error)?.name)) {

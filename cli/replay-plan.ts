@@ -33,7 +33,15 @@ type Tx = Pick<Db, 'execute'>;
 /** Marks `reused` stages of a new run succeeded with the origin stage's output (following earlier reuse to the stage that ran). */
 export async function seedReusedStages(tx: Tx, runId: string, reused: NonNullable<LaunchExtras['reused']>): Promise<void> {
   for (const [stageId, src] of Object.entries(reused)) {
-    const res = await tx.execute<{ run_id: string; stage_id: string; output: unknown; reuse_key: string | null; items_total: number; items_done: number; items_failed: number }>(sql`
+    const res = await tx.execute<{
+      run_id: string;
+      stage_id: string;
+      output: unknown;
+      reuse_key: string | null;
+      items_total: number;
+      items_done: number;
+      items_failed: number;
+    }>(sql`
       select coalesce(reused_from_run, run_id) as run_id, coalesce(reused_from_stage, stage_id) as stage_id, output, reuse_key, items_total, items_done, items_failed
       from stages where run_id = ${src.runId} and stage_id = ${src.stageId} and status = 'succeeded'`);
     const origin = res.rows[0];
@@ -70,7 +78,10 @@ export interface ReplayPlan {
  * that does not exist, an upstream stage that did not succeed, a `--set` that changes an upstream
  * stage, and with `failedItems` a `--set` that changes the replayed stage.
  */
-export async function planReplay(db: Db, opts: { runId: string; from: string; sets: string[]; label?: string; failedItems?: boolean; cwd?: string }): Promise<ReplayPlan> {
+export async function planReplay(
+  db: Db,
+  opts: { runId: string; from: string; sets: string[]; label?: string; failedItems?: boolean; cwd?: string },
+): Promise<ReplayPlan> {
   const [src] = await db
     .select({ run: runs, specText: experiments.specText, specPath: experiments.specPath, name: experiments.name })
     .from(runs)
@@ -79,7 +90,8 @@ export async function planReplay(db: Db, opts: { runId: string; from: string; se
   if (!src) throw new UsageError(`no run "${opts.runId}"; \`judgeflow list\` shows the runs`);
   const srcStages = await getStages(db, opts.runId);
   const srcPlan = src.run.plan as StagePlan[];
-  if (!srcPlan.some((s) => s.id === opts.from)) throw new UsageError(`run ${opts.runId} has no stage "${opts.from}"; its stages: ${srcPlan.map((s) => s.id).join(', ')}`);
+  if (!srcPlan.some((s) => s.id === opts.from))
+    throw new UsageError(`run ${opts.runId} has no stage "${opts.from}"; its stages: ${srcPlan.map((s) => s.id).join(', ')}`);
   const prior = Object.entries(src.run.overrides).map(([k, v]) => `${k}=${JSON.stringify(v)}`);
   const loaded = await loadSpec(src.specPath, { text: src.specText, sets: [...prior, ...opts.sets], withoutAblations: true, cwd: opts.cwd });
   const recomputed = [opts.from, ...dependentsOf(loaded.plan, opts.from)];
@@ -95,7 +107,9 @@ export async function planReplay(db: Db, opts: { runId: string; from: string; se
     }
     const row = srcStages.find((s) => s.stageId === stage.id);
     if (row?.status !== 'succeeded') {
-      throw new UsageError(`stage "${stage.id}" is upstream of "${opts.from}" but ${row ? row.status : 'absent'} in run ${opts.runId}: replay from it (\`judgeflow replay ${opts.runId} --from ${stage.id}\`)`);
+      throw new UsageError(
+        `stage "${stage.id}" is upstream of "${opts.from}" but ${row ? row.status : 'absent'} in run ${opts.runId}: replay from it (\`judgeflow replay ${opts.runId} --from ${stage.id}\`)`,
+      );
     }
     if (changed) throw new UsageError(`the --set flags change stage "${stage.id}", which is upstream of "${opts.from}": replay from "${stage.id}" instead`);
     reused[stage.id] = { runId: opts.runId, stageId: stage.id };

@@ -11,17 +11,27 @@ const pidFile = (stateDir: string) => join(stateDir, 'sim.pid');
  * Starts the simulator a spec asks for (`simulator:`), detached and tracked in the state folder,
  * unless something already answers on its port. `judgeflow down` stops it.
  */
-export async function ensureSimulator(opts: { stateDir: string; specPath: string; config: string; port: number; log?: (l: string) => void }): Promise<'started' | 'running'> {
+export async function ensureSimulator(opts: {
+  stateDir: string;
+  specPath: string;
+  config: string;
+  port: number;
+  log?: (l: string) => void;
+}): Promise<'started' | 'running'> {
   if (await isTcpOpen('127.0.0.1', opts.port)) return 'running';
   const config = isAbsolute(opts.config) ? opts.config : resolve(dirname(opts.specPath), opts.config);
   if (!existsSync(config)) throw new ConfigError(`${opts.specPath}: simulator.config: file not found: ${config}`);
   mkdirSync(join(opts.stateDir, 'logs'), { recursive: true });
   const out = openSync(join(opts.stateDir, 'logs', 'sim.log'), 'a');
-  const child = spawn(process.execPath, [join(PACKAGE_ROOT, 'bin', 'judgeflow.mjs'), 'sim', '--port', String(opts.port), '--host', '127.0.0.1', '--config', config], {
-    cwd: PACKAGE_ROOT,
-    detached: true,
-    stdio: ['ignore', out, out],
-  });
+  const child = spawn(
+    process.execPath,
+    [join(PACKAGE_ROOT, 'bin', 'judgeflow.mjs'), 'sim', '--port', String(opts.port), '--host', '127.0.0.1', '--config', config],
+    {
+      cwd: PACKAGE_ROOT,
+      detached: true,
+      stdio: ['ignore', out, out],
+    },
+  );
   child.unref();
   writeFileSync(pidFile(opts.stateDir), String(child.pid));
   try {

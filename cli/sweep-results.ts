@@ -31,7 +31,11 @@ interface Summary {
 }
 
 const fmt = (p: Point | undefined, withCi: boolean) =>
-  p === undefined ? '–' : withCi && p.ciLow !== null && p.ciHigh !== null ? `${p.score.toFixed(1)} [${p.ciLow.toFixed(1)}, ${p.ciHigh.toFixed(1)}]` : p.score.toFixed(1);
+  p === undefined
+    ? '–'
+    : withCi && p.ciLow !== null && p.ciHigh !== null
+      ? `${p.score.toFixed(1)} [${p.ciLow.toFixed(1)}, ${p.ciHigh.toFixed(1)}]`
+      : p.score.toFixed(1);
 
 const compact = (x: number) => (x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : x >= 1e4 ? `${(x / 1e3).toFixed(0)}k` : x.toFixed(0));
 
@@ -61,7 +65,9 @@ export function renderSweepCurve(stageId: string, artifacts: ArtifactListing[]):
         ]);
       }
     }
-    out.push(`\ncurve of stage ${stageId} (artifact ${a.id}: ${s.questions ?? '?'} questions, pool of ${s.n_max ?? '?'} samples each, ${s.resamples ?? 0} resamples per N, grader ${s.grader ?? '?'})`);
+    out.push(
+      `\ncurve of stage ${stageId} (artifact ${a.id}: ${s.questions ?? '?'} questions, pool of ${s.n_max ?? '?'} samples each, ${s.resamples ?? 0} resamples per N, grader ${s.grader ?? '?'})`,
+    );
     out.push(table(['strategy', 'N', 'score [95% CI]', ...caps, 'policy samples', 'judge calls', 'tokens', 'cost'], rows));
     const r = s.requests;
     if (r) {

@@ -49,10 +49,17 @@ export async function loadStageSides(db: Db, wanted: { runId: string; stageId?: 
      order by s.run_id, s.started_at nulls last, s.stage_id`,
     [runIds],
   );
-  const metricRows = await db.$client.query<{ run_id: string; stage_id: string; metric: string; scope: string; policy: string; value: number; ci_low: number | null; ci_high: number | null; n: number }>(
-    'select run_id, stage_id, metric, scope, policy, value, ci_low, ci_high, n from metrics where run_id = any($1::text[]) order by id',
-    [runIds],
-  );
+  const metricRows = await db.$client.query<{
+    run_id: string;
+    stage_id: string;
+    metric: string;
+    scope: string;
+    policy: string;
+    value: number;
+    ci_low: number | null;
+    ci_high: number | null;
+    n: number;
+  }>('select run_id, stage_id, metric, scope, policy, value, ci_low, ci_high, n from metrics where run_id = any($1::text[]) order by id', [runIds]);
   const sides: StageSide[] = [];
   const missing: string[] = [];
   for (const w of wanted) {
@@ -83,7 +90,10 @@ export async function loadStageSides(db: Db, wanted: { runId: string; stageId?: 
 
 /** Item key → best candidate and category of an mc-items artifact. */
 export async function loadItems(db: Db, artifactId: number): Promise<Map<string, { best: number; category: string }>> {
-  const res = await db.$client.query<{ item_key: string; best: number; category: string }>('select item_key, best, category from mc_items where artifact_id = $1', [artifactId]);
+  const res = await db.$client.query<{ item_key: string; best: number; category: string }>(
+    'select item_key, best, category from mc_items where artifact_id = $1',
+    [artifactId],
+  );
   return new Map(res.rows.map((r) => [r.item_key, { best: r.best, category: r.category }]));
 }
 

@@ -33,12 +33,28 @@ const columns = {
 
 /** The runs of a group, in launch order (then by id). */
 export async function groupRuns(db: Db, groupId: string): Promise<GroupRun[]> {
-  return db.select(columns).from(runs).innerJoin(experiments, eq(runs.experimentId, experiments.id)).where(eq(runs.groupId, groupId)).orderBy(asc(runs.createdAt), asc(runs.id));
+  return db
+    .select(columns)
+    .from(runs)
+    .innerJoin(experiments, eq(runs.experimentId, experiments.id))
+    .where(eq(runs.groupId, groupId))
+    .orderBy(asc(runs.createdAt), asc(runs.id));
 }
 
 /** Groups with their run counts by status, newest first. */
-export async function listGroups(db: Db, limit = 50): Promise<{ groupId: string; experiment: string; runs: number; succeeded: number; failed: number; running: number; createdAt: Date }[]> {
-  const res = await db.$client.query<{ group_id: string; experiment: string; runs: number; succeeded: number; failed: number; running: number; created_at: Date }>(
+export async function listGroups(
+  db: Db,
+  limit = 50,
+): Promise<{ groupId: string; experiment: string; runs: number; succeeded: number; failed: number; running: number; createdAt: Date }[]> {
+  const res = await db.$client.query<{
+    group_id: string;
+    experiment: string;
+    runs: number;
+    succeeded: number;
+    failed: number;
+    running: number;
+    created_at: Date;
+  }>(
     `select r.group_id, min(e.name) as experiment, count(*)::int as runs,
             count(*) filter (where r.status = 'succeeded')::int as succeeded,
             count(*) filter (where r.status in ('failed', 'cancelled'))::int as failed,
@@ -48,5 +64,13 @@ export async function listGroups(db: Db, limit = 50): Promise<{ groupId: string;
      where r.group_id is not null group by r.group_id order by min(r.created_at) desc limit $1`,
     [limit],
   );
-  return res.rows.map((r) => ({ groupId: r.group_id, experiment: r.experiment, runs: r.runs, succeeded: r.succeeded, failed: r.failed, running: r.running, createdAt: r.created_at }));
+  return res.rows.map((r) => ({
+    groupId: r.group_id,
+    experiment: r.experiment,
+    runs: r.runs,
+    succeeded: r.succeeded,
+    failed: r.failed,
+    running: r.running,
+    createdAt: r.created_at,
+  }));
 }

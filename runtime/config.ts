@@ -68,9 +68,7 @@ const postgresUrl = z.string().refine(
   { error: 'expected postgres://user:password@host:port/database' },
 );
 
-const hostPort = z
-  .string()
-  .regex(/^[^\s/:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, { error: 'expected host:port, e.g. 127.0.0.1:7233' });
+const hostPort = z.string().regex(/^[^\s/:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, { error: 'expected host:port, e.g. 127.0.0.1:7233' });
 
 const name = z
   .string()
@@ -98,7 +96,12 @@ const FIELDS: Field<unknown>[] = [
     schema: port(true),
     fix: `set it to a free TCP port (0 = no Web UI) or unset it to use ${DEFAULTS.temporalUiPort}`,
   },
-  { env: 'TEMPORAL_CLI_PATH', key: 'temporalCliPath', schema: z.string().min(1), fix: 'set it to the path of the `temporal` binary or unset it to search for one' },
+  {
+    env: 'TEMPORAL_CLI_PATH',
+    key: 'temporalCliPath',
+    schema: z.string().min(1),
+    fix: 'set it to the path of the `temporal` binary or unset it to search for one',
+  },
 ];
 
 /** The variable a config key is read from (for error messages that tell the user what to change). */

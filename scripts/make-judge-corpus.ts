@@ -29,8 +29,7 @@ export const CORPUS_TEMPLATES: Record<string, { template: string; labels: LabelS
     labels: 'letters',
   },
   'overall-judgment': {
-    template:
-      `You compare two answers to a question about an image. Point out the mistakes of each, then end with one line of the form "Overall Judgment: Response {first_label} is better" or "Overall Judgment: Response {last_label} is better".\n\n[Question]\n{query}\n\n{candidates}`,
+    template: `You compare two answers to a question about an image. Point out the mistakes of each, then end with one line of the form "Overall Judgment: Response {first_label} is better" or "Overall Judgment: Response {last_label} is better".\n\n[Question]\n{query}\n\n{candidates}`,
     labels: 'numbers',
   },
   'best-is': {

@@ -39,7 +39,10 @@ function sha256File(path: string, memo: Map<string, string>): string {
 function easyVqaFolder(split: string): string {
   let dir: string;
   try {
-    dir = execFileSync('python3', ['-c', 'import easy_vqa, os; print(os.path.dirname(easy_vqa.__file__))'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    dir = execFileSync('python3', ['-c', 'import easy_vqa, os; print(os.path.dirname(easy_vqa.__file__))'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).trim();
   } catch (err) {
     throw new TruthFileError('answers easy-vqa: the easy-vqa package is not installed for python3 (python3 -m pip install easy-vqa==1.0)', { cause: err });
   }
@@ -84,7 +87,8 @@ export function loadAnswerIndex(source: string): AnswerIndex {
       } catch (err) {
         throw new TruthFileError(`answers ${source}: line ${i + 1}: ${(err as Error).message}`, { cause: err });
       }
-      if (typeof rec.question !== 'string' || typeof rec.answer !== 'string') throw new TruthFileError(`answers ${source}: line ${i + 1}: needs string question and answer`);
+      if (typeof rec.question !== 'string' || typeof rec.answer !== 'string')
+        throw new TruthFileError(`answers ${source}: line ${i + 1}: needs string question and answer`);
       let image = typeof rec.image_sha256 === 'string' ? rec.image_sha256 : '';
       if (!image && typeof rec.image === 'string' && rec.image !== '') {
         const p = isAbsolute(rec.image) ? rec.image : resolve(dirname(source), rec.image);

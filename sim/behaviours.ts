@@ -268,13 +268,7 @@ function positionOf(label: string): number {
   return label >= 'A' && label <= 'J' ? label.charCodeAt(0) - 65 : Number(label) - 1;
 }
 
-function multipleChoice(
-  spec: Extract<ModelSpec, { behaviour: 'judge' | 'reasoner' }>,
-  prompt: Prompt,
-  setup: ChoiceSetup,
-  rng: Rng,
-  hintRng: Rng,
-): string {
+function multipleChoice(spec: Extract<ModelSpec, { behaviour: 'judge' | 'reasoner' }>, prompt: Prompt, setup: ChoiceSetup, rng: Rng, hintRng: Rng): string {
   const unparseable = rng.next() < spec.unparseable_rate;
   let choice = decide(rng, setup, spec.accuracy, spec.first_bias);
   // The reasoner's hint draws use their own stream, so prompts without a hint keep their texts.
@@ -293,21 +287,25 @@ function multipleChoice(
     const closing = unparseable
       ? 'Each response has strengths and weaknesses, so it is hard to say which is better.'
       : `Weighing harmlessness, then accuracy, then detail, the ${ordinal(choice)} response is the best.`;
-    body = prose(target - closing.length, () => {
-      if (rng.next() < 0.25) return nextCriterion();
-      const s = `The ${ordinal(p % setup.k)} response ${fill(rng, nextObservation(), slots)}.`;
-      p++;
-      return s;
-    }, opening) + ' ' + closing;
+    body =
+      prose(
+        target - closing.length,
+        () => {
+          if (rng.next() < 0.25) return nextCriterion();
+          const s = `The ${ordinal(p % setup.k)} response ${fill(rng, nextObservation(), slots)}.`;
+          p++;
+          return s;
+        },
+        opening,
+      ) +
+      ' ' +
+      closing;
   } else {
     const leaks = /\bhint\b/i.test(prompt.text) && (spec.behaviour !== 'reasoner' || spec.leak_rate >= 1 || hintRng.next() < spec.leak_rate);
     const hint = leaks ? ' The hint points toward one option, but I should check it against the description.' : '';
-    const closing = unparseable
-      ? 'The description is not enough to settle this.'
-      : `So the ${ordinal(choice)} option is the correct one.`;
+    const closing = unparseable ? 'The description is not enough to settle this.' : `So the ${ordinal(choice)} option is the correct one.`;
     const nextStep = picker(rng, REASONER_STEPS);
-    body = prose(target - closing.length, () => fill(rng, nextStep(), slots), fill(rng, rng.pick(REASONER_OPENINGS), slots) + hint) +
-      ' ' + closing;
+    body = prose(target - closing.length, () => fill(rng, nextStep(), slots), fill(rng, rng.pick(REASONER_OPENINGS), slots) + hint) + ' ' + closing;
   }
   return `<think>\n${body}\n</think>\n${answer}`;
 }
@@ -315,7 +313,29 @@ function multipleChoice(
 // ---------------------------------------------------------------------------------------------
 // Policy, grader, captioner, negatives
 
-const STOPWORDS = new Set(['what', 'which', 'where', 'when', 'there', 'their', 'this', 'that', 'with', 'from', 'does', 'image', 'picture', 'please', 'describe', 'about', 'these', 'those', 'into', 'your', 'have']);
+const STOPWORDS = new Set([
+  'what',
+  'which',
+  'where',
+  'when',
+  'there',
+  'their',
+  'this',
+  'that',
+  'with',
+  'from',
+  'does',
+  'image',
+  'picture',
+  'please',
+  'describe',
+  'about',
+  'these',
+  'those',
+  'into',
+  'your',
+  'have',
+]);
 
 function topicWords(text: string): string[] {
   const words = new Set<string>();
@@ -400,7 +420,11 @@ function scoreResponse(spec: Extract<ModelSpec, { behaviour: 'judge' | 'reasoner
 const GRADER_UNPARSEABLE = 'I am not able to grade this prediction.';
 
 function normalizeAnswerText(s: string): string {
-  return ` ${s.toLowerCase().replace(/[^a-z0-9.%\- ]+/g, ' ').replace(/\s+/g, ' ').trim()} `;
+  return ` ${s
+    .toLowerCase()
+    .replace(/[^a-z0-9.%\- ]+/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim()} `;
 }
 
 /**
@@ -463,17 +487,48 @@ const CAPTION_SENTENCES = [
 function captioner(spec: Extract<ModelSpec, { behaviour: 'captioner' }>, rng: Rng): string {
   const slots = { ...SLOTS, adjective: ['busy', 'quiet', 'tidy', 'crowded', 'empty', 'bright'] };
   const next = picker(rng, CAPTION_SENTENCES);
-  return prose(spec.output_tokens * 4, () => fill(rng, next(), slots), `A detailed description of the image: ${fill(rng, 'The image shows a {place} with a {colour} {object}.', slots)}`);
+  return prose(
+    spec.output_tokens * 4,
+    () => fill(rng, next(), slots),
+    `A detailed description of the image: ${fill(rng, 'The image shows a {place} with a {colour} {object}.', slots)}`,
+  );
 }
 
 const SWAP_PAIRS: [string, string][] = [
-  ['left', 'right'], ['above', 'below'], ['red', 'blue'], ['black', 'white'], ['yes', 'no'], ['two', 'three'],
-  ['four', 'five'], ['increase', 'decrease'], ['increases', 'decreases'], ['more', 'fewer'], ['larger', 'smaller'],
-  ['higher', 'lower'], ['man', 'woman'], ['men', 'women'], ['cat', 'dog'], ['day', 'night'], ['open', 'closed'],
-  ['true', 'false'], ['before', 'after'], ['inside', 'outside'], ['sitting', 'standing'], ['east', 'west'],
-  ['north', 'south'], ['green', 'yellow'], ['small', 'large'], ['young', 'old'], ['top', 'bottom'],
+  ['left', 'right'],
+  ['above', 'below'],
+  ['red', 'blue'],
+  ['black', 'white'],
+  ['yes', 'no'],
+  ['two', 'three'],
+  ['four', 'five'],
+  ['increase', 'decrease'],
+  ['increases', 'decreases'],
+  ['more', 'fewer'],
+  ['larger', 'smaller'],
+  ['higher', 'lower'],
+  ['man', 'woman'],
+  ['men', 'women'],
+  ['cat', 'dog'],
+  ['day', 'night'],
+  ['open', 'closed'],
+  ['true', 'false'],
+  ['before', 'after'],
+  ['inside', 'outside'],
+  ['sitting', 'standing'],
+  ['east', 'west'],
+  ['north', 'south'],
+  ['green', 'yellow'],
+  ['small', 'large'],
+  ['young', 'old'],
+  ['top', 'bottom'],
 ];
-const SWAPS = new Map<string, string>(SWAP_PAIRS.flatMap(([a, b]): [string, string][] => [[a, b], [b, a]]));
+const SWAPS = new Map<string, string>(
+  SWAP_PAIRS.flatMap(([a, b]): [string, string][] => [
+    [a, b],
+    [b, a],
+  ]),
+);
 
 function matchCase(model: string, word: string): string {
   if (model === model.toUpperCase() && model.length > 1) return word.toUpperCase();
@@ -530,7 +585,11 @@ export function findReference(prompt: Prompt): string {
   return (paras[paras.length - 1] ?? '').trim();
 }
 
-const REFUSALS = ["I'm sorry, but I can't help with writing an incorrect answer.", 'I cannot provide a deliberately wrong answer.', "As an AI, I won't write misleading content."];
+const REFUSALS = [
+  "I'm sorry, but I can't help with writing an incorrect answer.",
+  'I cannot provide a deliberately wrong answer.',
+  "As an AI, I won't write misleading content.",
+];
 
 function negatives(spec: Extract<ModelSpec, { behaviour: 'negatives' }>, prompt: Prompt, rng: Rng): string {
   const reference = findReference(prompt);
@@ -579,7 +638,10 @@ function rewriter(spec: Extract<ModelSpec, { behaviour: 'rewriter' }>, prompt: P
       .replace(/\b([Tt])he description\b/g, (_, t: string) => `${t}he image`);
   }
   if (rng.next() < spec.change_rate) {
-    text = text.replace(/<answer>\s*([A-Za-z0-9]+)\s*<\/answer>/, (_, l: string) => `<answer>${l === 'A' ? 'B' : l === '1' ? '2' : /^[0-9]+$/.test(l) ? '1' : 'A'}</answer>`);
+    text = text.replace(
+      /<answer>\s*([A-Za-z0-9]+)\s*<\/answer>/,
+      (_, l: string) => `<answer>${l === 'A' ? 'B' : l === '1' ? '2' : /^[0-9]+$/.test(l) ? '1' : 'A'}</answer>`,
+    );
   }
   return text.trim();
 }
@@ -614,7 +676,9 @@ export function generate(req: { model: ServedModel; prompt: Prompt; contentKey: 
     switch (spec.behaviour) {
       case 'judge':
       case 'reasoner':
-        contents.push(scoring ? scoreResponse(spec, prompt, rng) : multipleChoice(spec, prompt, setup!, rng, Rng.from(contentKey, 'hint', String(greedy ? 0 : i))));
+        contents.push(
+          scoring ? scoreResponse(spec, prompt, rng) : multipleChoice(spec, prompt, setup!, rng, Rng.from(contentKey, 'hint', String(greedy ? 0 : i))),
+        );
         break;
       case 'rewriter':
         contents.push(rewriter(spec, prompt, rng));

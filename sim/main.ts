@@ -127,10 +127,13 @@ export async function simCommand(argv: string[]): Promise<number> {
 
 // Direct run: `npx tsx sim/main.ts --port 8100`.
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  simCommand(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
-  }, (err: unknown) => {
-    console.error(err instanceof Error ? err.message : err);
-    process.exitCode = 1;
-  });
+  simCommand(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      console.error(err instanceof Error ? err.message : err);
+      process.exitCode = 1;
+    },
+  );
 }

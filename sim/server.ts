@@ -302,7 +302,12 @@ export async function startSimulator(config: SimConfigInput, opts: { port?: numb
     if (!model) {
       return reply(
         404,
-        errorJson(`The model \`${params.model}\` does not exist (served: ${[...models.keys()].join(', ')}).`, 'invalid_request_error', 'model_not_found', 'model'),
+        errorJson(
+          `The model \`${params.model}\` does not exist (served: ${[...models.keys()].join(', ')}).`,
+          'invalid_request_error',
+          'model_not_found',
+          'model',
+        ),
       );
     }
     if (body.stream === true) {
@@ -405,8 +410,7 @@ export async function startSimulator(config: SimConfigInput, opts: { port?: numb
       reply(200, fault === 'malformed' ? json.slice(0, Math.floor(json.length / 2)) : json, headers);
     };
 
-    const delay =
-      fault === 'hang' ? model.faults.hang_ms : drawLatency(model.latency, Rng.from(seed, bodyHash, 'latency', String(attempt)));
+    const delay = fault === 'hang' ? model.faults.hang_ms : drawLatency(model.latency, Rng.from(seed, bodyHash, 'latency', String(attempt)));
     if (delay > 0) later(delay, res, answer);
     else answer();
   };

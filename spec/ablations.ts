@@ -54,7 +54,11 @@ export function expandAblations(ab: AblationsSpec, exists: (path: string) => boo
   const axes = axesOf(ab);
   const issues: SpecIssue[] = [];
   for (const a of axes) {
-    if (!exists(a.path)) issues.push({ path: `ablations.axes.${a.name}`, message: `path "${a.path}" names nothing in the spec; use a path like stages.<id>.with.<param> or endpoints.<name>.model` });
+    if (!exists(a.path))
+      issues.push({
+        path: `ablations.axes.${a.name}`,
+        message: `path "${a.path}" names nothing in the spec; use a path like stages.<id>.with.<param> or endpoints.<name>.model`,
+      });
   }
   let rows: Record<string, AxisValue>[];
   if (ab.combinations === 'grid') {
@@ -65,9 +69,15 @@ export function expandAblations(ab: AblationsSpec, exists: (path: string) => boo
     ab.combinations.forEach((c, i) => {
       for (const a of axes) {
         if (!(a.name in c)) issues.push({ path: `ablations.combinations[${i}]`, message: `no value for axis "${a.name}"` });
-        else if (!a.values.some((v) => v === c[a.name])) issues.push({ path: `ablations.combinations[${i}].${a.name}`, message: `${JSON.stringify(c[a.name])} is not among the axis values ${JSON.stringify(a.values)}` });
+        else if (!a.values.some((v) => v === c[a.name]))
+          issues.push({
+            path: `ablations.combinations[${i}].${a.name}`,
+            message: `${JSON.stringify(c[a.name])} is not among the axis values ${JSON.stringify(a.values)}`,
+          });
       }
-      for (const k of Object.keys(c)) if (!axes.some((a) => a.name === k)) issues.push({ path: `ablations.combinations[${i}].${k}`, message: `no axis "${k}"; axes: ${axes.map((a) => a.name).join(', ')}` });
+      for (const k of Object.keys(c))
+        if (!axes.some((a) => a.name === k))
+          issues.push({ path: `ablations.combinations[${i}].${k}`, message: `no axis "${k}"; axes: ${axes.map((a) => a.name).join(', ')}` });
     });
   }
   const combinations = rows.map((values) => ({
@@ -86,7 +96,10 @@ export function expandAblations(ab: AblationsSpec, exists: (path: string) => boo
 /** Whether `path` (dots, `[i]`, stage ids inside lists) names a value of `doc`. */
 export function pathExists(doc: unknown, path: string): boolean {
   let cur: unknown = doc;
-  for (const part of path.replace(/\[(\w[\w.-]*)\]/g, '.$1').split('.').filter(Boolean)) {
+  for (const part of path
+    .replace(/\[(\w[\w.-]*)\]/g, '.$1')
+    .split('.')
+    .filter(Boolean)) {
     if (Array.isArray(cur)) cur = /^\d+$/.test(part) ? cur[Number(part)] : cur.find((e) => e && typeof e === 'object' && (e as { id?: unknown }).id === part);
     else if (cur && typeof cur === 'object') cur = (cur as Record<string, unknown>)[part];
     else return false;

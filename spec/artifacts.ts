@@ -29,10 +29,7 @@ export const DATASET_FORMAT_NAMES = Object.keys(DATASET_FORMATS) as [DatasetForm
  * artifact, `{ from: <stage id> }` (its one artifact of the kind the parameter takes) or
  * `{ from: <stage id>, artifact: <name> }`.
  */
-export const dataRefSchema = z.union([
-  z.string().min(1),
-  z.strictObject({ from: z.string().min(1), artifact: z.string().min(1).optional() }),
-]);
+export const dataRefSchema = z.union([z.string().min(1), z.strictObject({ from: z.string().min(1), artifact: z.string().min(1).optional() })]);
 export type DataRef = z.infer<typeof dataRefSchema>;
 
 /** One data parameter of a stage: where it sits under `with:` and the artifact kind it takes. */
@@ -94,19 +91,28 @@ export function checkDataRefs(opts: {
       continue;
     }
     if (!upstreamOf(spec.stages, stage.id).has(from)) {
-      issues.push({ path: `${path}.from`, message: `stage "${from}" is not upstream of "${stage.id}": add it to needs (directly or through a stage it needs)` });
+      issues.push({
+        path: `${path}.from`,
+        message: `stage "${from}" is not upstream of "${stage.id}": add it to needs (directly or through a stage it needs)`,
+      });
       continue;
     }
     const produces = opts.producesOf(from);
     if (produces === undefined) continue; // its unknown kind is reported at its own `uses`
     const named = c.ref.artifact;
-    const offered = Object.entries(produces).map(([n, k]) => `${n} (${k})`).join(', ') || 'nothing';
+    const offered =
+      Object.entries(produces)
+        .map(([n, k]) => `${n} (${k})`)
+        .join(', ') || 'nothing';
     if (named !== undefined) {
-      if (produces[named] !== c.kind) issues.push({ path: `${path}.artifact`, message: `stage "${from}" (${producer.uses}) has no ${c.kind} artifact "${named}"; it produces ${offered}` });
+      if (produces[named] !== c.kind)
+        issues.push({ path: `${path}.artifact`, message: `stage "${from}" (${producer.uses}) has no ${c.kind} artifact "${named}"; it produces ${offered}` });
     } else {
       const matching = Object.values(produces).filter((k) => k === c.kind).length;
-      if (matching === 0) issues.push({ path: `${path}.from`, message: `stage "${from}" (${producer.uses}) produces ${offered}, not ${c.kind} that ${c.param} takes` });
-      else if (matching > 1) issues.push({ path: `${path}.from`, message: `stage "${from}" produces several ${c.kind} artifacts (${offered}): name one with artifact:` });
+      if (matching === 0)
+        issues.push({ path: `${path}.from`, message: `stage "${from}" (${producer.uses}) produces ${offered}, not ${c.kind} that ${c.param} takes` });
+      else if (matching > 1)
+        issues.push({ path: `${path}.from`, message: `stage "${from}" produces several ${c.kind} artifacts (${offered}): name one with artifact:` });
     }
   }
   return issues;

@@ -43,7 +43,10 @@ export async function checkDatasets(plan: readonly StagePlan[]): Promise<SpecIss
     try {
       const loaded = await loadSource({ ...ref, path: ref.path! });
       if (loaded.issues.length > 0) {
-        const shown = loaded.issues.slice(0, 5).map((i) => `line ${i.line}: ${i.reason}`).join('; ');
+        const shown = loaded.issues
+          .slice(0, 5)
+          .map((i) => `line ${i.line}: ${i.reason}`)
+          .join('; ');
         const more = loaded.issues.length > 5 ? `; … ${loaded.issues.length - 5} more (stored with the dataset)` : '';
         issues.push({ path: `datasets.${ref.name}`, warning: true, message: `${loaded.issues.length} row(s) skipped: ${shown}${more}` });
       }

@@ -35,9 +35,7 @@ export const endpointSchema = z
      */
     down_after_s: z.number().positive().max(86_400).optional(),
     /** USD per million tokens, for cost accounting. */
-    price: z
-      .object({ input_per_mtok: z.number().nonnegative().default(0), output_per_mtok: z.number().nonnegative().default(0) })
-      .optional(),
+    price: z.object({ input_per_mtok: z.number().nonnegative().default(0), output_per_mtok: z.number().nonnegative().default(0) }).optional(),
   })
   .strict();
 

@@ -54,7 +54,10 @@ export function locateSpec(nameOrPath: string, cwd = process.cwd()): string {
   }
   for (const c of candidates) if (existsSync(c) && statSync(c).isFile()) return c;
   throw new SpecError(nameOrPath, [
-    { path: '', message: `no such experiment: looked for ${candidates.map((c) => relative(cwd, c) || c).join(', ')}; pass a spec path or a name from experiments/` },
+    {
+      path: '',
+      message: `no such experiment: looked for ${candidates.map((c) => relative(cwd, c) || c).join(', ')}; pass a spec path or a name from experiments/`,
+    },
   ]);
 }
 
@@ -92,7 +95,9 @@ function applyOverride(doc: Record<string, unknown>, path: string, value: unknow
     if (Array.isArray(cur)) {
       const idx = /^\d+$/.test(part) ? Number(part) : cur.findIndex((e) => e && typeof e === 'object' && (e as { id?: unknown }).id === part);
       if (idx < 0 || idx > cur.length || (idx === cur.length && !last)) {
-        throw new SpecError(file, [{ path: `--set ${path}`, message: `"${part}" is neither an index nor an id in ${parts.slice(0, i).join('.') || 'the list'}` }]);
+        throw new SpecError(file, [
+          { path: `--set ${path}`, message: `"${part}" is neither an index nor an id in ${parts.slice(0, i).join('.') || 'the list'}` },
+        ]);
       }
       if (last) cur[idx] = value;
       else {
@@ -125,7 +130,10 @@ function zodIssues(err: z.ZodError, prefix: readonly PropertyKey[] = []): SpecIs
   return err.issues.map((i) => {
     const path = [...prefix, ...i.path];
     if (i.code === 'unrecognized_keys') {
-      return { path: formatPath(path), message: `unknown field(s) ${i.keys.map((k) => `"${k}"`).join(', ')}; check the spelling against the spec reference in the README` };
+      return {
+        path: formatPath(path),
+        message: `unknown field(s) ${i.keys.map((k) => `"${k}"`).join(', ')}; check the spelling against the spec reference in the README`,
+      };
     }
     return { path: formatPath(path), message: i.message };
   });
@@ -151,7 +159,10 @@ export async function loadSpec(
   const specText = opts.text ?? readFileSync(specPath, 'utf8');
   const parsedDoc = YAML.parseDocument(specText, { prettyErrors: true });
   if (parsedDoc.errors.length > 0) {
-    throw new SpecError(file, parsedDoc.errors.map((e) => ({ path: `line ${e.linePos?.[0]?.line ?? '?'}`, message: `YAML: ${e.message.split('\n')[0]}` })));
+    throw new SpecError(
+      file,
+      parsedDoc.errors.map((e) => ({ path: `line ${e.linePos?.[0]?.line ?? '?'}`, message: `YAML: ${e.message.split('\n')[0]}` })),
+    );
   }
   let raw: unknown;
   try {
@@ -189,15 +200,24 @@ export async function loadSpec(
     const endpointNames = kind.endpoints?.(params.data) ?? [];
     const consumed = kind.consumes?.(params.data) ?? [];
     const datasetNames = datasetNamesOf(consumed);
-    issues.push(...checkDataRefs({ spec, index: i, consumed, producesOf: (id) => getStageKind(spec.stages.find((s) => s.id === id)?.uses ?? '')?.produces ?? {} }));
+    issues.push(
+      ...checkDataRefs({ spec, index: i, consumed, producesOf: (id) => getStageKind(spec.stages.find((s) => s.id === id)?.uses ?? '')?.produces ?? {} }),
+    );
     for (const e of endpointNames) {
-      if (!spec.endpoints[e]) issues.push({ path: `stages[${i}].with`, message: `endpoint "${e}" is not defined under endpoints:; defined: ${Object.keys(spec.endpoints).join(', ') || '(none)'}` });
+      if (!spec.endpoints[e])
+        issues.push({
+          path: `stages[${i}].with`,
+          message: `endpoint "${e}" is not defined under endpoints:; defined: ${Object.keys(spec.endpoints).join(', ') || '(none)'}`,
+        });
     }
     const datasets: Record<string, DatasetRef> = {};
     for (const d of datasetNames) {
       const ds = spec.datasets[d];
       if (!ds) {
-        issues.push({ path: `stages[${i}].with`, message: `dataset "${d}" is not defined under datasets:; defined: ${Object.keys(spec.datasets).join(', ') || '(none)'}` });
+        issues.push({
+          path: `stages[${i}].with`,
+          message: `dataset "${d}" is not defined under datasets:; defined: ${Object.keys(spec.datasets).join(', ') || '(none)'}`,
+        });
         continue;
       }
       const abs = resolveDatasetPath(ds, specDir, `datasets.${d}`, issues);
@@ -224,7 +244,11 @@ export async function loadSpec(
   // Strict (the spec's `strict: true` or the CLI's --strict): a warning, such as skipped dataset
   // rows, refuses the launch like an error.
   const strict = spec.strict === true || opts.strict === true;
-  const errors = issues.filter((i) => !i.warning || strict).map((i) => (i.warning ? { path: i.path, message: `${i.message} (strict: no row may be skipped; fix the rows, or run without --strict / strict: true)` } : i));
+  const errors = issues
+    .filter((i) => !i.warning || strict)
+    .map((i) =>
+      i.warning ? { path: i.path, message: `${i.message} (strict: no row may be skipped; fix the rows, or run without --strict / strict: true)` } : i,
+    );
   if (errors.length > 0) throw new SpecError(file, dedupeIssues(errors));
   const warnings = [...new Set(issues.filter((i) => i.warning).map((i) => `${file}: ${i.path}: ${i.message}`))];
 

@@ -14,7 +14,9 @@ export const datasetSpecSchema = z
     /** easy-vqa: `train` or `test` (default test). */
     split: z.string().min(1).optional(),
     /** hf-parquet: the columns holding id, image, question and answer (defaults: common names). */
-    columns: z.strictObject({ id: z.string().optional(), image: z.string().optional(), question: z.string().optional(), answer: z.string().optional() }).optional(),
+    columns: z
+      .strictObject({ id: z.string().optional(), image: z.string().optional(), question: z.string().optional(), answer: z.string().optional() })
+      .optional(),
     /** Folder the records' image paths resolve against; without it, evaluation is text-only. */
     images: z.string().optional(),
     /** Use only the first N valid items (smoke runs). */

@@ -33,7 +33,14 @@ export function categoryAccuracyChart(sides: SideSummary[]): Chart | undefined {
       data: { values: rows },
       encoding: { x: { field: 'scope', type: 'nominal', title: null, sort: null }, xOffset: { field: 'side' } },
       layer: [
-        { mark: 'bar', encoding: { y: { field: 'value', type: 'quantitative', title: 'accuracy %', scale: { domain: [0, 100] } }, color: { field: 'side', title: 'stage' }, tooltip: [{ field: 'side' }, { field: 'scope' }, { field: 'value' }, { field: 'lo' }, { field: 'hi' }] } },
+        {
+          mark: 'bar',
+          encoding: {
+            y: { field: 'value', type: 'quantitative', title: 'accuracy %', scale: { domain: [0, 100] } },
+            color: { field: 'side', title: 'stage' },
+            tooltip: [{ field: 'side' }, { field: 'scope' }, { field: 'value' }, { field: 'lo' }, { field: 'hi' }],
+          },
+        },
         { mark: { type: 'rule', color: '#222' }, encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } },
       ],
     },
@@ -42,25 +49,49 @@ export function categoryAccuracyChart(sides: SideSummary[]): Chart | undefined {
 
 /** First-position rate per stage: 100/K is an unbiased judge's. */
 export function positionBiasChart(sides: SideSummary[]): Chart | undefined {
-  const rows = sides.filter((s) => s.firstPositionRate !== null).map((s) => ({ side: s.label, value: pct(s.firstPositionRate), consistency: pct(s.positionConsistency) }));
+  const rows = sides
+    .filter((s) => s.firstPositionRate !== null)
+    .map((s) => ({ side: s.label, value: pct(s.firstPositionRate), consistency: pct(s.positionConsistency) }));
   if (rows.length === 0) return undefined;
   return {
     title: 'Position bias: how often the judge picks the first shown candidate (%)',
     marks: rows.length,
     markType: 'rect',
-    spec: { ...base, data: { values: rows }, mark: 'bar', encoding: { x: { field: 'side', type: 'nominal', title: null, sort: null }, y: { field: 'value', type: 'quantitative', title: 'first-position %', scale: { domain: [0, 100] } }, color: { field: 'side', legend: null }, tooltip: [{ field: 'side' }, { field: 'value' }, { field: 'consistency', title: 'consistency %' }] } },
+    spec: {
+      ...base,
+      data: { values: rows },
+      mark: 'bar',
+      encoding: {
+        x: { field: 'side', type: 'nominal', title: null, sort: null },
+        y: { field: 'value', type: 'quantitative', title: 'first-position %', scale: { domain: [0, 100] } },
+        color: { field: 'side', legend: null },
+        tooltip: [{ field: 'side' }, { field: 'value' }, { field: 'consistency', title: 'consistency %' }],
+      },
+    },
   };
 }
 
 /** Mean output tokens per judged sample, per stage. */
 export function tokensChart(sides: SideSummary[]): Chart | undefined {
-  const rows = sides.filter((s) => s.meanOutputTokens !== null).map((s) => ({ side: s.label, tokens: Math.round(s.meanOutputTokens!), requests: s.requests, cached: s.requestsCached, cost: s.costUsd }));
+  const rows = sides
+    .filter((s) => s.meanOutputTokens !== null)
+    .map((s) => ({ side: s.label, tokens: Math.round(s.meanOutputTokens!), requests: s.requests, cached: s.requestsCached, cost: s.costUsd }));
   if (rows.length === 0) return undefined;
   return {
     title: 'Mean output tokens per judge call',
     marks: rows.length,
     markType: 'rect',
-    spec: { ...base, data: { values: rows }, mark: 'bar', encoding: { x: { field: 'side', type: 'nominal', title: null, sort: null }, y: { field: 'tokens', type: 'quantitative', title: 'tokens' }, color: { field: 'side', legend: null }, tooltip: [{ field: 'side' }, { field: 'tokens' }, { field: 'requests' }, { field: 'cached' }, { field: 'cost' }] } },
+    spec: {
+      ...base,
+      data: { values: rows },
+      mark: 'bar',
+      encoding: {
+        x: { field: 'side', type: 'nominal', title: null, sort: null },
+        y: { field: 'tokens', type: 'quantitative', title: 'tokens' },
+        color: { field: 'side', legend: null },
+        tooltip: [{ field: 'side' }, { field: 'tokens' }, { field: 'requests' }, { field: 'cached' }, { field: 'cost' }],
+      },
+    },
   };
 }
 
@@ -68,7 +99,14 @@ export function tokensChart(sides: SideSummary[]): Chart | undefined {
 export function pairsChart(pairs: PairResult[]): Chart | undefined {
   if (pairs.length === 0) return undefined;
   const scale = pairs[0]!.metric === 'accuracy' ? 100 : 1;
-  const rows = pairs.map((p) => ({ pair: `${p.b} vs ${p.a}`, delta: p.delta * scale, lo: p.ci[0] * scale, hi: p.ci[1] * scale, shared: p.shared, p: p.mcnemar?.p ?? p.pBootstrap }));
+  const rows = pairs.map((p) => ({
+    pair: `${p.b} vs ${p.a}`,
+    delta: p.delta * scale,
+    lo: p.ci[0] * scale,
+    hi: p.ci[1] * scale,
+    shared: p.shared,
+    p: p.mcnemar?.p ?? p.pBootstrap,
+  }));
   return {
     title: `Paired difference B − A on shared items (${pairs[0]!.metric}${scale === 100 ? ', points' : ''}, 95% paired bootstrap CI)`,
     marks: rows.length,
@@ -78,9 +116,27 @@ export function pairsChart(pairs: PairResult[]): Chart | undefined {
       height: Math.max(80, 28 * rows.length),
       data: { values: rows },
       layer: [
-        { mark: 'rule', encoding: { y: { field: 'pair', type: 'nominal', title: null, sort: null }, x: { field: 'lo', type: 'quantitative', title: 'B − A' }, x2: { field: 'hi' } } },
-        { mark: { type: 'point', filled: true, size: 60 }, encoding: { y: { field: 'pair', type: 'nominal', sort: null }, x: { field: 'delta', type: 'quantitative' }, tooltip: [{ field: 'pair' }, { field: 'delta' }, { field: 'lo' }, { field: 'hi' }, { field: 'shared' }, { field: 'p' }] } },
-        { data: { values: [{ zero: 0 }] }, mark: { type: 'rule', strokeDash: [4, 4], color: '#888' }, encoding: { x: { field: 'zero', type: 'quantitative' } } },
+        {
+          mark: 'rule',
+          encoding: {
+            y: { field: 'pair', type: 'nominal', title: null, sort: null },
+            x: { field: 'lo', type: 'quantitative', title: 'B − A' },
+            x2: { field: 'hi' },
+          },
+        },
+        {
+          mark: { type: 'point', filled: true, size: 60 },
+          encoding: {
+            y: { field: 'pair', type: 'nominal', sort: null },
+            x: { field: 'delta', type: 'quantitative' },
+            tooltip: [{ field: 'pair' }, { field: 'delta' }, { field: 'lo' }, { field: 'hi' }, { field: 'shared' }, { field: 'p' }],
+          },
+        },
+        {
+          data: { values: [{ zero: 0 }] },
+          mark: { type: 'rule', strokeDash: [4, 4], color: '#888' },
+          encoding: { x: { field: 'zero', type: 'quantitative' } },
+        },
       ],
     },
   };
@@ -98,7 +154,13 @@ export function acceptanceChart(rows: { side: string; errorType: string; request
       ...base,
       data: { values },
       mark: 'bar',
-      encoding: { x: { field: 'errorType', type: 'nominal', title: null }, xOffset: { field: 'side' }, y: { field: 'rate', type: 'quantitative', title: 'kept %', scale: { domain: [0, 100] } }, color: { field: 'side', title: 'stage' }, tooltip: [{ field: 'side' }, { field: 'errorType' }, { field: 'requested' }, { field: 'kept' }, { field: 'rate' }] },
+      encoding: {
+        x: { field: 'errorType', type: 'nominal', title: null },
+        xOffset: { field: 'side' },
+        y: { field: 'rate', type: 'quantitative', title: 'kept %', scale: { domain: [0, 100] } },
+        color: { field: 'side', title: 'stage' },
+        tooltip: [{ field: 'side' }, { field: 'errorType' }, { field: 'requested' }, { field: 'kept' }, { field: 'rate' }],
+      },
     },
   };
 }

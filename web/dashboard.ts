@@ -62,7 +62,13 @@ export function createDashboardApp(deps: DashboardDeps): Hono {
 
   const sectionsPage = async (title: string, header: string, sides: StageSide[], live?: string) => {
     const { html, plots } = renderSections(await buildSections(db, sides));
-    return renderPage({ title, header: nav + header, body: html, plots, extraScript: live ? `<script>window.liveUrl=${JSON.stringify(live)};</script>${LIVE_SCRIPT}` : undefined });
+    return renderPage({
+      title,
+      header: nav + header,
+      body: html,
+      plots,
+      extraScript: live ? `<script>window.liveUrl=${JSON.stringify(live)};</script>${LIVE_SCRIPT}` : undefined,
+    });
   };
 
   app.get('/', async (c) => {
@@ -70,8 +76,18 @@ export function createDashboardApp(deps: DashboardDeps): Hono {
       `select r.id, e.name as experiment, r.label, r.status, r.group_id, r.created_at from runs r join experiments e on e.id = r.experiment_id order by r.created_at desc limit $1`,
       [deps.runLimit ?? 500],
     );
-    const table = runsTable(rows.rows.map((r) => ({ id: r.id, experiment: r.experiment, label: r.label, status: r.status, group: r.group_id, createdAt: r.created_at })));
-    return c.html(renderPage({ title: 'judgeflow: runs', header: `<h1>Runs</h1>${nav}<p class="note">${rows.rows.length} runs, newest first; progress updates live.</p>`, body: table, plots: [], extraScript: `<script>window.liveUrl='/api/runs';</script>${LIVE_SCRIPT}` }));
+    const table = runsTable(
+      rows.rows.map((r) => ({ id: r.id, experiment: r.experiment, label: r.label, status: r.status, group: r.group_id, createdAt: r.created_at })),
+    );
+    return c.html(
+      renderPage({
+        title: 'judgeflow: runs',
+        header: `<h1>Runs</h1>${nav}<p class="note">${rows.rows.length} runs, newest first; progress updates live.</p>`,
+        body: table,
+        plots: [],
+        extraScript: `<script>window.liveUrl='/api/runs';</script>${LIVE_SCRIPT}`,
+      }),
+    );
   });
 
   app.get('/groups', async (c) => {
@@ -79,7 +95,15 @@ export function createDashboardApp(deps: DashboardDeps): Hono {
     const body = renderTable(
       {
         headers: ['group', 'experiment', 'runs', 'succeeded', 'failed', 'running', 'created'],
-        rows: groups.map((g) => [`<a href="/groups/${encodeURIComponent(g.groupId)}">${esc(g.groupId)}</a>`, g.experiment, g.runs, g.succeeded, g.failed, g.running, g.createdAt.toISOString().slice(0, 19)]),
+        rows: groups.map((g) => [
+          `<a href="/groups/${encodeURIComponent(g.groupId)}">${esc(g.groupId)}</a>`,
+          g.experiment,
+          g.runs,
+          g.succeeded,
+          g.failed,
+          g.running,
+          g.createdAt.toISOString().slice(0, 19),
+        ]),
       },
       { rawColumns: [0] },
     );
@@ -90,7 +114,10 @@ export function createDashboardApp(deps: DashboardDeps): Hono {
     const res = await db.$client.query<{ name: string; versions: number; runs: number; last: Date }>(
       `select e.name, count(distinct e.id)::int as versions, count(r.id)::int as runs, max(r.created_at) as last from experiments e left join runs r on r.experiment_id = e.id group by e.name order by max(r.created_at) desc nulls last`,
     );
-    const body = renderTable({ headers: ['experiment', 'spec versions', 'runs', 'last run'], rows: res.rows.map((r) => [r.name, r.versions, r.runs, r.last ? r.last.toISOString().slice(0, 19) : '']) });
+    const body = renderTable({
+      headers: ['experiment', 'spec versions', 'runs', 'last run'],
+      rows: res.rows.map((r) => [r.name, r.versions, r.runs, r.last ? r.last.toISOString().slice(0, 19) : '']),
+    });
     return c.html(renderPage({ title: 'judgeflow: experiments', header: `<h1>Experiments</h1>${nav}`, body, plots: [] }));
   });
 
@@ -117,15 +144,26 @@ export function createDashboardApp(deps: DashboardDeps): Hono {
     if (runs.length === 0) return c.html(renderPage({ title: 'not found', header: `${nav}<p>no group ${esc(groupId)}</p>`, body: '', plots: [] }), 404);
     const axes = [...new Set(runs.flatMap((r) => Object.keys(r.axes ?? {})))];
     const table = `<table id="runs"><thead><tr><th>run</th>${axes.map((a) => `<th>${esc(a)}</th>`).join('')}<th>status</th><th>progress</th></tr></thead><tbody>${runs
-      .map((r) => `<tr><td><a href="/runs/${encodeURIComponent(r.id)}">${esc(r.id)}</a></td>${axes.map((a) => `<td>${esc(r.axes?.[a])}</td>`).join('')}<td class="status-${esc(r.status)}" data-status="${esc(r.id)}">${esc(r.status)}</td><td data-progress="${esc(r.id)}"></td></tr>`)
+      .map(
+        (r) =>
+          `<tr><td><a href="/runs/${encodeURIComponent(r.id)}">${esc(r.id)}</a></td>${axes.map((a) => `<td>${esc(r.axes?.[a])}</td>`).join('')}<td class="status-${esc(r.status)}" data-status="${esc(r.id)}">${esc(r.status)}</td><td data-progress="${esc(r.id)}"></td></tr>`,
+      )
       .join('')}</tbody></table>`;
-    const { sides } = await loadStageSides(db, runs.map((r) => ({ runId: r.id })));
-    return c.html(await sectionsPage(`judgeflow: group ${groupId}`, `<h1>Group ${esc(groupId)}</h1>${table}`, sides, `/api/groups/${encodeURIComponent(groupId)}`));
+    const { sides } = await loadStageSides(
+      db,
+      runs.map((r) => ({ runId: r.id })),
+    );
+    return c.html(
+      await sectionsPage(`judgeflow: group ${groupId}`, `<h1>Group ${esc(groupId)}</h1>${table}`, sides, `/api/groups/${encodeURIComponent(groupId)}`),
+    );
   });
 
   app.get('/compare', async (c) => {
     const refs = c.req.queries('ref') ?? [];
-    const { sides, missing } = await loadStageSides(db, refs.map((r) => (r.includes('/') ? { runId: r.slice(0, r.indexOf('/')), stageId: r.slice(r.indexOf('/') + 1) } : { runId: r })));
+    const { sides, missing } = await loadStageSides(
+      db,
+      refs.map((r) => (r.includes('/') ? { runId: r.slice(0, r.indexOf('/')), stageId: r.slice(r.indexOf('/') + 1) } : { runId: r })),
+    );
     const header = `<h1>Compare</h1><p>${refs.map((r) => esc(r)).join(' · ')}</p>${missing.length ? `<p class="note">not found: ${esc(missing.join(', '))}</p>` : ''}`;
     return c.html(await sectionsPage('judgeflow: compare', header, sides));
   });
@@ -151,7 +189,14 @@ export function createDashboardApp(deps: DashboardDeps): Hono {
     const p = await deps.progress(c.req.param('id'));
     return c.json({
       progress: p,
-      rows: [{ key: '__run', status: p.status, progress: '' }, ...p.stages.map((s) => ({ key: s.id, status: s.status, progress: s.total > 0 ? `${s.done}/${s.total}${s.failed ? ` (${s.failed} failed)` : ''}` : '' }))],
+      rows: [
+        { key: '__run', status: p.status, progress: '' },
+        ...p.stages.map((s) => ({
+          key: s.id,
+          status: s.status,
+          progress: s.total > 0 ? `${s.done}/${s.total}${s.failed ? ` (${s.failed} failed)` : ''}` : '',
+        })),
+      ],
     });
   });
   return app;

@@ -10,7 +10,18 @@ export async function renderReport(db: Db, sides: StageSide[], opts: { title: st
   const runs = [...new Set(sides.map((s) => s.runId))];
   const stages = renderTable({
     headers: ['run', 'stage', 'kind', 'status', 'axes', 'reused from'],
-    rows: sides.map((s) => [s.runId, s.stageId, s.kind, s.status, s.axes ? Object.entries(s.axes).map(([k, v]) => `${k}=${String(v)}`).join(' ') : '', s.origin.runId !== s.runId || s.origin.stageId !== s.stageId ? `${s.origin.runId}/${s.origin.stageId}` : '']),
+    rows: sides.map((s) => [
+      s.runId,
+      s.stageId,
+      s.kind,
+      s.status,
+      s.axes
+        ? Object.entries(s.axes)
+            .map(([k, v]) => `${k}=${String(v)}`)
+            .join(' ')
+        : '',
+      s.origin.runId !== s.runId || s.origin.stageId !== s.stageId ? `${s.origin.runId}/${s.origin.stageId}` : '',
+    ]),
   });
   const header = `<h1>${esc(opts.title)}</h1><p class="note">${runs.length} run(s), generated ${esc((opts.generatedAt ?? new Date()).toISOString())} by judgeflow.</p><section><h2>Stages</h2>${stages}</section>`;
   return { html: renderPage({ title: opts.title, header, body: html, plots }), plots: plots.length };

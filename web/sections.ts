@@ -24,13 +24,23 @@ export interface Section {
 export type SectionBuilder = (db: Db, sides: StageSide[], all: StageSide[]) => Promise<Section[]>;
 
 const pct = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? '' : (v * 100).toFixed(1));
-const withCi = (v: { value: number; ciLow: number | null; ciHigh: number | null } | null) => (v ? `${pct(v.value)}${v.ciLow !== null && v.ciHigh !== null ? ` [${pct(v.ciLow)}, ${pct(v.ciHigh)}]` : ''}` : '');
+const withCi = (v: { value: number; ciLow: number | null; ciHigh: number | null } | null) =>
+  v ? `${pct(v.value)}${v.ciLow !== null && v.ciHigh !== null ? ` [${pct(v.ciLow)}, ${pct(v.ciHigh)}]` : ''}` : '';
 
 const evaluateSections: SectionBuilder = async (db, sides, all) => {
   const done = sides.filter((s) => s.status === 'succeeded');
   if (done.length === 0) return [];
-  const policy = ((done[0]!.params.headline_policy as Policy | undefined) ?? 'excluded');
-  const summaries = done.map((s) => summarize(s, labelOf(s, all.filter((x) => x.kind === 'evaluate')), policy));
+  const policy = (done[0]!.params.headline_policy as Policy | undefined) ?? 'excluded';
+  const summaries = done.map((s) =>
+    summarize(
+      s,
+      labelOf(
+        s,
+        all.filter((x) => x.kind === 'evaluate'),
+      ),
+      policy,
+    ),
+  );
   const cats = [...new Set(summaries.flatMap((s) => Object.keys(s.categories)))].sort();
   const section: Section = {
     title: 'Judge evaluation',
@@ -67,11 +77,24 @@ const evaluateSections: SectionBuilder = async (db, sides, all) => {
     if (cmp) {
       out.push({
         title: 'Paired comparison on shared items',
-        notes: [`B − A against ${cmp.pairs[0]?.a ?? 'the first stage'}; paired bootstrap (${cmp.resamples} resamples, seed ${cmp.seed}); exact McNemar on items scored 0/1 on both sides.`],
+        notes: [
+          `B − A against ${cmp.pairs[0]?.a ?? 'the first stage'}; paired bootstrap (${cmp.resamples} resamples, seed ${cmp.seed}); exact McNemar on items scored 0/1 on both sides.`,
+        ],
         tables: [
           {
             headers: ['A', 'B', 'shared items', 'A %', 'B %', 'B − A', '95% CI', 'p (bootstrap)', 'McNemar b/c', 'p (McNemar)'],
-            rows: cmp.pairs.map((p) => [p.a, p.b, p.shared, pct(p.valueA), pct(p.valueB), pct(p.delta), `[${pct(p.ci[0])}, ${pct(p.ci[1])}]`, p.pBootstrap.toPrecision(3), p.mcnemar ? `${p.mcnemar.b}/${p.mcnemar.c}` : '', p.mcnemar ? p.mcnemar.p.toPrecision(3) : '']),
+            rows: cmp.pairs.map((p) => [
+              p.a,
+              p.b,
+              p.shared,
+              pct(p.valueA),
+              pct(p.valueB),
+              pct(p.delta),
+              `[${pct(p.ci[0])}, ${pct(p.ci[1])}]`,
+              p.pBootstrap.toPrecision(3),
+              p.mcnemar ? `${p.mcnemar.b}/${p.mcnemar.c}` : '',
+              p.mcnemar ? p.mcnemar.p.toPrecision(3) : '',
+            ]),
           },
         ],
         charts: [pairsChart(cmp.pairs)].filter((c): c is Chart => c !== undefined),
@@ -100,12 +123,28 @@ const synthesizeSections: SectionBuilder = async (db, sides) => {
         const label = `${s.runId}/${s.stageId}`;
         rows.push({ side: label, errorType: name, requested: t.requested, kept: t.kept });
         const filtered = Object.values(t.filtered).reduce((x, y) => x + y, 0);
-        table.rows.push([label, name, t.requested, t.written, t.request_failed, filtered, t.kept, t.requested > 0 ? ((t.kept / t.requested) * 100).toFixed(1) : '']);
+        table.rows.push([
+          label,
+          name,
+          t.requested,
+          t.written,
+          t.request_failed,
+          filtered,
+          t.kept,
+          t.requested > 0 ? ((t.kept / t.requested) * 100).toFixed(1) : '',
+        ]);
       }
     }
   }
   if (rows.length === 0) return [];
-  return [{ title: 'Synthesized negatives', notes: ['Per error type: requested → written → filtered → kept.'], tables: [table], charts: [acceptanceChart(rows)].filter((c): c is Chart => c !== undefined) }];
+  return [
+    {
+      title: 'Synthesized negatives',
+      notes: ['Per error type: requested → written → filtered → kept.'],
+      tables: [table],
+      charts: [acceptanceChart(rows)].filter((c): c is Chart => c !== undefined),
+    },
+  ];
 };
 
 /** Section builders by stage kind; kinds without one get a generic stage table. */

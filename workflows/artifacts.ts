@@ -15,7 +15,10 @@ export function resolveDataRef(input: StageInput, ref: DataRef, kind: ArtifactKi
   const out = input.inputs[ref.from];
   const produced = Object.entries(out?.artifacts ?? {}).filter(([name, a]) => a.kind === kind && (ref.artifact === undefined || name === ref.artifact));
   if (produced.length !== 1) {
-    throw ApplicationFailure.nonRetryable(`stage ${input.stageId}: stage "${ref.from}" handed over ${produced.length} ${kind} artifact(s)${ref.artifact ? ` named "${ref.artifact}"` : ''}, expected one`, 'SpecError');
+    throw ApplicationFailure.nonRetryable(
+      `stage ${input.stageId}: stage "${ref.from}" handed over ${produced.length} ${kind} artifact(s)${ref.artifact ? ` named "${ref.artifact}"` : ''}, expected one`,
+      'SpecError',
+    );
   }
   return { artifactId: produced[0]![1].id };
 }

@@ -40,7 +40,9 @@ export function checkDag(nodes: readonly DagNode[]): DagIssue[] {
 }
 
 function findCycles(nodes: readonly DagNode[], index: Map<string, number>): string[][] {
-  const WHITE = 0, GREY = 1, BLACK = 2;
+  const WHITE = 0,
+    GREY = 1,
+    BLACK = 2;
   const colour = new Map<string, number>();
   const stack: string[] = [];
   const cycles: string[][] = [];

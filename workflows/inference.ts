@@ -84,7 +84,10 @@ export async function runInference(opts: RunInferenceOptions): Promise<RunInfere
           const i = next++;
           const [fromId, toId] = chunks[i]!;
           const input = { runId: opts.runId, stageId: opts.stageId, endpointName: opts.endpointName, endpoint: opts.endpoint, fromId, toId };
-          inflight.set(i, executeRequests(input).then((out) => [i, out] as [number, ExecuteRequestsOutput]));
+          inflight.set(
+            i,
+            executeRequests(input).then((out) => [i, out] as [number, ExecuteRequestsOutput]),
+          );
         }
         const [i, out] = await Promise.race(inflight.values());
         inflight.delete(i);

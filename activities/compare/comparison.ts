@@ -82,9 +82,13 @@ export async function buildComparison(db: Db, input: StageSide[], opts: { metric
   const metric = opts.metric ?? 'accuracy';
   const resamples = opts.resamples ?? 1000;
   const sides = input.filter((s) => s.kind === 'evaluate');
-  if (sides.length < 2) throw new CompareRefusedError(`need at least two evaluate stages to compare, got ${sides.length}${input.length > sides.length ? ` (${input.length - sides.length} stage(s) of other kinds left out)` : ''}`);
+  if (sides.length < 2)
+    throw new CompareRefusedError(
+      `need at least two evaluate stages to compare, got ${sides.length}${input.length > sides.length ? ` (${input.length - sides.length} stage(s) of other kinds left out)` : ''}`,
+    );
   const notDone = sides.filter((s) => s.status !== 'succeeded' || s.datasetId === null);
-  if (notDone.length > 0) throw new CompareRefusedError(`${notDone.map((s) => `${s.runId}/${s.stageId} (${s.status})`).join(', ')} has no results yet: compare succeeded stages`);
+  if (notDone.length > 0)
+    throw new CompareRefusedError(`${notDone.map((s) => `${s.runId}/${s.stageId} (${s.status})`).join(', ')} has no results yet: compare succeeded stages`);
 
   // Numbers only compare on the same items, scored the same way.
   const first = sides[0]!;
@@ -95,7 +99,7 @@ export async function buildComparison(db: Db, input: StageSide[], opts: { metric
       );
     }
   }
-  const policyOf = (s: StageSide) => ((s.params.headline_policy as Policy | undefined) ?? 'excluded');
+  const policyOf = (s: StageSide) => (s.params.headline_policy as Policy | undefined) ?? 'excluded';
   for (const s of sides.slice(1)) {
     if (policyOf(s) !== policyOf(first)) {
       throw new CompareRefusedError(
@@ -105,11 +109,19 @@ export async function buildComparison(db: Db, input: StageSide[], opts: { metric
   }
   const items = new Map<number, Map<string, { best: number; category: string }>>();
   for (const s of sides) if (!items.has(s.datasetId!)) items.set(s.datasetId!, await loadItems(db, s.datasetId!));
-  const mappingHash = (m: Map<string, { category: string }>) => sha256Hex([...m].map(([k, v]) => `${k}\t${v.category}`).sort().join('\n'));
+  const mappingHash = (m: Map<string, { category: string }>) =>
+    sha256Hex(
+      [...m]
+        .map(([k, v]) => `${k}\t${v.category}`)
+        .sort()
+        .join('\n'),
+    );
   const firstMapping = mappingHash(items.get(first.datasetId!)!);
   for (const s of sides.slice(1)) {
     if (mappingHash(items.get(s.datasetId!)!) !== firstMapping) {
-      throw new CompareRefusedError(`different category mappings: the items of ${first.runId}/${first.stageId} and ${s.runId}/${s.stageId} are filed under different categories; re-import both with the same loader version`);
+      throw new CompareRefusedError(
+        `different category mappings: the items of ${first.runId}/${first.stageId} and ${s.runId}/${s.stageId} are filed under different categories; re-import both with the same loader version`,
+      );
     }
   }
   const policy = policyOf(first);
@@ -125,9 +137,17 @@ export async function buildComparison(db: Db, input: StageSide[], opts: { metric
   const pairsOf: [number, number][] = [];
   if (opts.by) {
     const by = opts.by;
-    if (!sides.every((s) => s.axes && by in s.axes)) throw new CompareRefusedError(`--by ${by}: not an axis of every run compared; axes: ${[...new Set(sides.flatMap((s) => Object.keys(s.axes ?? {})))].join(', ') || '(none: not a group)'}`);
+    if (!sides.every((s) => s.axes && by in s.axes))
+      throw new CompareRefusedError(
+        `--by ${by}: not an axis of every run compared; axes: ${[...new Set(sides.flatMap((s) => Object.keys(s.axes ?? {})))].join(', ') || '(none: not a group)'}`,
+      );
     const baseValue = sides[0]!.axes![by];
-    const rest = (s: StageSide) => JSON.stringify(Object.entries(s.axes!).filter(([k]) => k !== by).sort()) + s.stageId;
+    const rest = (s: StageSide) =>
+      JSON.stringify(
+        Object.entries(s.axes!)
+          .filter(([k]) => k !== by)
+          .sort(),
+      ) + s.stageId;
     sides.forEach((s, i) => {
       if (s.axes![by] === baseValue) return;
       const j = sides.findIndex((o) => o.axes![by] === baseValue && rest(o) === rest(s));
@@ -142,10 +162,31 @@ export async function buildComparison(db: Db, input: StageSide[], opts: { metric
     const vb = values.get(sides[j]!)!;
     if (metric === 'accuracy') {
       const r = pairedAccuracy(va, vb, { resamples, seed });
-      return { a: labels[i]!, b: labels[j]!, metric, shared: r.shared, valueA: r.a, valueB: r.b, delta: r.bootstrap.delta, ci: r.bootstrap.ci, pBootstrap: r.bootstrap.p, mcnemar: r.mcnemar };
+      return {
+        a: labels[i]!,
+        b: labels[j]!,
+        metric,
+        shared: r.shared,
+        valueA: r.a,
+        valueB: r.b,
+        delta: r.bootstrap.delta,
+        ci: r.bootstrap.ci,
+        pBootstrap: r.bootstrap.p,
+        mcnemar: r.mcnemar,
+      };
     }
     const r = pairedMean(va, vb, 'outputTokens', { resamples, seed });
-    return { a: labels[i]!, b: labels[j]!, metric, shared: r.shared, valueA: r.a, valueB: r.b, delta: r.bootstrap.delta, ci: r.bootstrap.ci, pBootstrap: r.bootstrap.p };
+    return {
+      a: labels[i]!,
+      b: labels[j]!,
+      metric,
+      shared: r.shared,
+      valueA: r.a,
+      valueB: r.b,
+      delta: r.bootstrap.delta,
+      ci: r.bootstrap.ci,
+      pBootstrap: r.bootstrap.p,
+    };
   });
 
   return { metric, policy, seed, resamples, by: opts.by, sides: sides.map((s, i) => summarize(s, labels[i]!, policy)), pairs };
@@ -157,7 +198,9 @@ export function summarize(s: StageSide, label: string, policy: Policy): SideSumm
   const acc = get('accuracy', 'overall', policy);
   const macro = get('accuracy', 'macro', policy);
   const categories: SideSummary['categories'] = {};
-  for (const m of s.metrics) if (m.metric === 'accuracy' && m.policy === policy && m.scope.startsWith('category:')) categories[m.scope.slice(9)] = { value: m.value, ciLow: m.ciLow, ciHigh: m.ciHigh, n: m.n };
+  for (const m of s.metrics)
+    if (m.metric === 'accuracy' && m.policy === policy && m.scope.startsWith('category:'))
+      categories[m.scope.slice(9)] = { value: m.value, ciLow: m.ciLow, ciHigh: m.ciHigh, n: m.n };
   return {
     label,
     runId: s.runId,

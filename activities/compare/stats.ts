@@ -144,17 +144,31 @@ export interface PairedAccuracy {
 }
 
 /** Paired comparison of accuracy: B against A on the items both judged. */
-export function pairedAccuracy(a: ReadonlyMap<string, ItemValues>, b: ReadonlyMap<string, ItemValues>, opts: { resamples: number; seed: number | string }): PairedAccuracy {
+export function pairedAccuracy(
+  a: ReadonlyMap<string, ItemValues>,
+  b: ReadonlyMap<string, ItemValues>,
+  opts: { resamples: number; seed: number | string },
+): PairedAccuracy {
   return paired(a, b, 'accuracy', opts) as PairedAccuracy;
 }
 
 /** Paired comparison of a per-item mean (`outputTokens`), bootstrap only. */
-export function pairedMean(a: ReadonlyMap<string, ItemValues>, b: ReadonlyMap<string, ItemValues>, field: keyof ItemValues, opts: { resamples: number; seed: number | string }): Omit<PairedAccuracy, 'mcnemar'> {
+export function pairedMean(
+  a: ReadonlyMap<string, ItemValues>,
+  b: ReadonlyMap<string, ItemValues>,
+  field: keyof ItemValues,
+  opts: { resamples: number; seed: number | string },
+): Omit<PairedAccuracy, 'mcnemar'> {
   const { mcnemar: _, ...rest } = paired(a, b, field, opts);
   return rest;
 }
 
-function paired(a: ReadonlyMap<string, ItemValues>, b: ReadonlyMap<string, ItemValues>, field: keyof ItemValues, opts: { resamples: number; seed: number | string }): PairedAccuracy {
+function paired(
+  a: ReadonlyMap<string, ItemValues>,
+  b: ReadonlyMap<string, ItemValues>,
+  field: keyof ItemValues,
+  opts: { resamples: number; seed: number | string },
+): PairedAccuracy {
   // Shared items in a fixed order (sorted keys) so the bootstrap draws are reproducible.
   const keys = [...a.keys()].filter((k) => b.has(k) && !Number.isNaN(a.get(k)![field]) && !Number.isNaN(b.get(k)![field])).sort();
   const xa = keys.map((k) => a.get(k)![field]);

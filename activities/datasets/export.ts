@@ -22,7 +22,11 @@ export class ExportError extends Error {
 const EXT: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/gif': 'gif', 'image/webp': 'webp' };
 const PAGE = 2000;
 
-export async function exportArtifact(db: Db, artifactId: number, opts: { format: ExportFormat | TrainingFormat; out: string; split?: 'train' | 'validation' }): Promise<{ rows: number; images: number; sha256?: string }> {
+export async function exportArtifact(
+  db: Db,
+  artifactId: number,
+  opts: { format: ExportFormat | TrainingFormat; out: string; split?: 'train' | 'validation' },
+): Promise<{ rows: number; images: number; sha256?: string }> {
   if (opts.format in TRAINING_FORMATS) {
     try {
       return await exportTrainingSet(db, artifactId, { format: opts.format as TrainingFormat, out: opts.out, ...(opts.split ? { split: opts.split } : {}) });
@@ -32,12 +36,18 @@ export async function exportArtifact(db: Db, artifactId: number, opts: { format:
     }
   }
   const format = opts.format as ExportFormat;
-  const art = (await db.$client.query<{ kind: string; sealed: boolean }>('select kind, sealed_at is not null as sealed from artifacts where id = $1', [artifactId])).rows[0];
+  const art = (
+    await db.$client.query<{ kind: string; sealed: boolean }>('select kind, sealed_at is not null as sealed from artifacts where id = $1', [artifactId])
+  ).rows[0];
   if (!art) throw new ExportError(`no artifact ${artifactId}`);
   if (!art.sealed) throw new ExportError(`artifact ${artifactId} is not sealed yet (its stage has not finished)`);
   if (EXPORT_FORMATS[format] !== art.kind) {
-    const fits = Object.entries(EXPORT_FORMATS).filter(([, k]) => k === art.kind).map(([f]) => f);
-    throw new ExportError(`format ${format} writes ${EXPORT_FORMATS[format]}; artifact ${artifactId} is ${art.kind}${fits.length ? ` (use --format ${fits.join(' | ')})` : ' (no export format yet)'}`);
+    const fits = Object.entries(EXPORT_FORMATS)
+      .filter(([, k]) => k === art.kind)
+      .map(([f]) => f);
+    throw new ExportError(
+      `format ${format} writes ${EXPORT_FORMATS[format]}; artifact ${artifactId} is ${art.kind}${fits.length ? ` (use --format ${fits.join(' | ')})` : ' (no export format yet)'}`,
+    );
   }
   await mkdir(dirname(opts.out), { recursive: true });
   const imagesDir = `${opts.out}.images`;
@@ -86,7 +96,13 @@ export async function exportArtifact(db: Db, artifactId: number, opts: { format:
                 subset: r.subset,
                 meta: { ...r.meta, lineage: { artifact_id: artifactId, source_item_key: r.source_item_key, candidate_requests: r.candidate_requests } },
               }
-            : { id: r.item_key, ...(image ? { image } : {}), question: r.question, answer: r.answer, meta: { ...r.meta, lineage: { artifact_id: artifactId, source_line: r.source_line } } };
+            : {
+                id: r.item_key,
+                ...(image ? { image } : {}),
+                question: r.question,
+                answer: r.answer,
+                meta: { ...r.meta, lineage: { artifact_id: artifactId, source_line: r.source_line } },
+              };
         chunk += `${JSON.stringify(line)}\n`;
         rows++;
       }

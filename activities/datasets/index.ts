@@ -24,7 +24,9 @@ export function inferSourceFormat(path: string): DatasetFormat | undefined {
   if (extname(path).toLowerCase() === '.parquet') return undefined; // mc.ts decides (vl-rewardbench-parquet)
   let head: string;
   try {
-    head = readFileSync(path).subarray(0, 1 << 20).toString('utf8');
+    head = readFileSync(path)
+      .subarray(0, 1 << 20)
+      .toString('utf8');
   } catch {
     return undefined; // the loader reports the unreadable file
   }
@@ -42,7 +44,14 @@ export type DatasetSource = Omit<DatasetRef, 'name' | 'path' | 'artifactId'> & {
 export async function loadSource(ref: DatasetSource): Promise<LoadedSource> {
   const format = ref.format ?? inferSourceFormat(ref.path);
   if (format !== undefined && DATASET_FORMATS[format] === 'qa-items') {
-    const loaded = await loadQaDataset({ path: ref.path, format: format as QaFormat, imagesDir: ref.images, limit: ref.limit, split: ref.split, columns: ref.columns });
+    const loaded = await loadQaDataset({
+      path: ref.path,
+      format: format as QaFormat,
+      imagesDir: ref.images,
+      limit: ref.limit,
+      split: ref.split,
+      columns: ref.columns,
+    });
     return { kind: 'qa-items', ...loaded };
   }
   const loaded = await loadDataset({ path: ref.path, format: format as McFormat | undefined, imagesDir: ref.images, limit: ref.limit });
@@ -106,7 +115,17 @@ export async function importSource(db: Db, ref: DatasetSource & { name: string }
   await db.transaction(async (tx) => {
     const [row] = await tx
       .insert(artifacts)
-      .values({ kind: loaded.kind, name: ref.name, source: ref.path, format: loaded.format, contentHash: loaded.contentHash, rows: loaded.items.length, summary, issues: loaded.issues, sealedAt: sql`now()` })
+      .values({
+        kind: loaded.kind,
+        name: ref.name,
+        source: ref.path,
+        format: loaded.format,
+        contentHash: loaded.contentHash,
+        rows: loaded.items.length,
+        summary,
+        issues: loaded.issues,
+        sealedAt: sql`now()`,
+      })
       .onConflictDoNothing()
       .returning({ id: artifacts.id });
     if (!row) return; // imported concurrently

@@ -83,7 +83,17 @@ export function sniffImageMime(bytes: Uint8Array): 'image/png' | 'image/jpeg' | 
   if (b.length >= 6 && b[0] === 0x47 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x38 && (b[4] === 0x37 || b[4] === 0x39) && b[5] === 0x61) {
     return 'image/gif';
   }
-  if (b.length >= 12 && b[0] === 0x52 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x46 && b[8] === 0x57 && b[9] === 0x45 && b[10] === 0x42 && b[11] === 0x50) {
+  if (
+    b.length >= 12 &&
+    b[0] === 0x52 &&
+    b[1] === 0x49 &&
+    b[2] === 0x46 &&
+    b[3] === 0x46 &&
+    b[8] === 0x57 &&
+    b[9] === 0x45 &&
+    b[10] === 0x42 &&
+    b[11] === 0x50
+  ) {
     return 'image/webp';
   }
   return undefined;
@@ -194,7 +204,8 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<LoadResult>
   let contentHash = fileHash;
   if (fetched) {
     const h = createHash('sha256').update(fileHash);
-    for (const item of items) if (item.image?.bytes) h.update(`\u0000${item.itemKey}\u0000`).update(createHash('sha256').update(item.image.bytes).digest('hex'));
+    for (const item of items)
+      if (item.image?.bytes) h.update(`\u0000${item.itemKey}\u0000`).update(createHash('sha256').update(item.image.bytes).digest('hex'));
     contentHash = h.digest('hex');
   }
   return { items, issues, format, contentHash };

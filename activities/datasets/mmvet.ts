@@ -28,7 +28,8 @@ export function mmvetRows(bytes: Buffer, path: string, issues: RowIssue[]): RawR
     if (!isRecord(rec)) return void issues.push({ line, reason: `record "${id}" is not an object` });
     if (typeof rec.imagename !== 'string' || rec.imagename === '') return void issues.push({ line, reason: `record "${id}" has no imagename` });
     const caps = rec.capability;
-    if (caps !== undefined && !(Array.isArray(caps) && caps.every((c) => typeof c === 'string'))) return void issues.push({ line, reason: `record "${id}": capability is not a list of strings` });
+    if (caps !== undefined && !(Array.isArray(caps) && caps.every((c) => typeof c === 'string')))
+      return void issues.push({ line, reason: `record "${id}": capability is not a list of strings` });
     rows.push({ line, id, question: rec.question, answer: rec.answer, image: { file: rec.imagename }, meta: { capability: caps ?? [] } });
   });
   return rows;

@@ -60,10 +60,16 @@ const DEFAULT_MAX_IMAGE_BYTES = 16 * 1024 * 1024;
 /** The installed easy-vqa package's data folder (`pip install easy-vqa==1.0`). */
 export function locateEasyVqa(): string {
   try {
-    const dir = execFileSync('python3', ['-c', 'import easy_vqa, os; print(os.path.dirname(easy_vqa.__file__))'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    const dir = execFileSync('python3', ['-c', 'import easy_vqa, os; print(os.path.dirname(easy_vqa.__file__))'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).trim();
     return join(dir, 'data');
   } catch (err) {
-    throw new DatasetError('easy-vqa is not installed for python3: run `python3 -m pip install easy-vqa==1.0`, or give the data folder as path', { path: 'easy-vqa', cause: err });
+    throw new DatasetError('easy-vqa is not installed for python3: run `python3 -m pip install easy-vqa==1.0`, or give the data folder as path', {
+      path: 'easy-vqa',
+      cause: err,
+    });
   }
 }
 
@@ -84,7 +90,8 @@ class QaRowError extends Error {
 export async function loadQaDataset(opts: LoadQaOptions): Promise<QaLoadResult> {
   const path = opts.format === 'easy-vqa' ? (opts.path ?? locateEasyVqa()) : opts.path;
   if (path === undefined) throw new DatasetError(`${opts.format} needs a path`, { path: '' });
-  if (opts.limit !== undefined && (!Number.isInteger(opts.limit) || opts.limit < 1)) throw new DatasetError(`limit must be a positive integer, got ${opts.limit}`, { path });
+  if (opts.limit !== undefined && (!Number.isInteger(opts.limit) || opts.limit < 1))
+    throw new DatasetError(`limit must be a positive integer, got ${opts.limit}`, { path });
   const issues: RowIssue[] = [];
   let rows: RawRow[];
   let imageBase: string;
@@ -113,15 +120,25 @@ export async function loadQaDataset(opts: LoadQaOptions): Promise<QaLoadResult> 
       rows = await parquetRows(path, await readSource(path), opts.columns ?? {}, issues);
       break;
   }
-  const items = await finishRows(rows, { imageBase, limit: opts.limit ?? Number.POSITIVE_INFINITY, maxImageBytes: opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES }, issues);
+  const items = await finishRows(
+    rows,
+    { imageBase, limit: opts.limit ?? Number.POSITIVE_INFINITY, maxImageBytes: opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES },
+    issues,
+  );
   if (items.length > 0 && items.length === opts.limit) {
     const cutoff = items[items.length - 1]!.line;
     for (let i = issues.length - 1; i >= 0; i--) if (issues[i]!.line > cutoff) issues.splice(i, 1);
   }
   issues.sort((a, b) => a.line - b.line);
   if (items.length === 0) {
-    const first = issues.slice(0, 3).map((i) => `line ${i.line}: ${i.reason}`).join('; ');
-    throw new DatasetError(`no valid ${opts.format} rows in ${path}` + (issues.length > 0 ? ` (${issues.length} bad rows; ${first}${issues.length > 3 ? '; …' : ''})` : ' (empty)'), { path, issues });
+    const first = issues
+      .slice(0, 3)
+      .map((i) => `line ${i.line}: ${i.reason}`)
+      .join('; ');
+    throw new DatasetError(
+      `no valid ${opts.format} rows in ${path}` + (issues.length > 0 ? ` (${issues.length} bad rows; ${first}${issues.length > 3 ? '; …' : ''})` : ' (empty)'),
+      { path, issues },
+    );
   }
   const h = createHash('sha256').update(`judgeflow/qa-items\u0000${opts.format}`);
   for (const it of items) h.update(`\u0001${it.itemKey}\u0000${it.question}\u0000${it.answer}\u0000${sha256(it.image.bytes)}`);
@@ -211,7 +228,9 @@ function llavaRow(line: number, rec: Record<string, unknown>): RawRow {
   const g = turns.findIndex((t, i) => i > h && (from(t) === 'gpt' || from(t) === 'assistant'));
   if (g < 0) throw new QaRowError('no gpt turn after the first human turn');
   const value = (t: unknown) => (isRecord(t) && typeof t.value === 'string' ? t.value : undefined);
-  const question = value(turns[h])?.replace(/<image>\s*/g, '').trim();
+  const question = value(turns[h])
+    ?.replace(/<image>\s*/g, '')
+    .trim();
   const meta: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(rec)) if (k !== 'conversations' && k !== 'image' && k !== 'id') meta[k] = v;
   return { line, id: idOf(rec.id, line), question, answer: value(turns[g]), image: imageSpec(rec.image), meta };
@@ -262,7 +281,10 @@ async function parquetRows(path: string, bytes: Buffer, columns: NonNullable<Loa
   };
   for (const field of ['image', 'question', 'answer'] as const) {
     if (col[field] === undefined) {
-      throw new DatasetError(`${path}: no ${field} column${columns[field] ? ` "${columns[field]}"` : ''} among ${names.join(', ')}; name it with columns.${field}`, { path });
+      throw new DatasetError(
+        `${path}: no ${field} column${columns[field] ? ` "${columns[field]}"` : ''} among ${names.join(', ')}; name it with columns.${field}`,
+        { path },
+      );
     }
   }
   const rows: RawRow[] = [];
@@ -334,7 +356,11 @@ async function finishRows(rows: RawRow[], ctx: { imageBase: string; limit: numbe
       const signature = `${q}\u0000${a}\u0000${JSON.stringify('bytes' in r.image ? sha256(r.image.bytes) : r.image)}`;
       const prior = seen.get(r.id);
       if (prior) {
-        issues.push({ line: r.line, reason: prior.signature === signature ? `duplicate of line ${prior.line}` : `duplicate id "${r.id}" with different content (first at line ${prior.line})` });
+        issues.push({
+          line: r.line,
+          reason:
+            prior.signature === signature ? `duplicate of line ${prior.line}` : `duplicate id "${r.id}" with different content (first at line ${prior.line})`,
+        });
         continue;
       }
       seen.set(r.id, { line: r.line, signature });
@@ -348,7 +374,10 @@ async function finishRows(rows: RawRow[], ctx: { imageBase: string; limit: numbe
       p = (async () => {
         try {
           const got = url ? await downloadImage(file) : { bytes: await readFile(file) };
-          return { bytes: new Uint8Array(got.bytes.buffer, got.bytes.byteOffset, got.bytes.byteLength), ...('mime' in got && got.mime ? { mime: got.mime } : {}) };
+          return {
+            bytes: new Uint8Array(got.bytes.buffer, got.bytes.byteOffset, got.bytes.byteLength),
+            ...('mime' in got && got.mime ? { mime: got.mime } : {}),
+          };
         } catch (err) {
           const e = err as NodeJS.ErrnoException;
           return { reason: `unreadable image ${file}: ${e.code ?? e.message}` };
@@ -374,10 +403,23 @@ async function finishRows(rows: RawRow[], ctx: { imageBase: string; limit: numbe
       const g = got[i]!;
       if ('reason' in g) return void issues.push({ line: r.line, reason: g.reason });
       if (g.bytes.length === 0) return void issues.push({ line: r.line, reason: `empty image ${g.path}` });
-      if (g.bytes.length > ctx.maxImageBytes) return void issues.push({ line: r.line, reason: `image too large: ${g.path} has ${g.bytes.length} bytes, over the cap of ${ctx.maxImageBytes}` });
+      if (g.bytes.length > ctx.maxImageBytes)
+        return void issues.push({ line: r.line, reason: `image too large: ${g.path} has ${g.bytes.length} bytes, over the cap of ${ctx.maxImageBytes}` });
       const mime = sniffImageMime(g.bytes);
-      if (mime === undefined) return void issues.push({ line: r.line, reason: `not an image: ${g.path}${mimeFromExtension(g.path) ? ' (its bytes are no PNG, JPEG, GIF or WebP)' : ''}` });
-      if (items.length < ctx.limit) items.push({ itemKey: r.id, question: r.question as string, answer: r.answer as string, image: { path: g.path, bytes: g.bytes, mime }, line: r.line, meta: r.meta });
+      if (mime === undefined)
+        return void issues.push({
+          line: r.line,
+          reason: `not an image: ${g.path}${mimeFromExtension(g.path) ? ' (its bytes are no PNG, JPEG, GIF or WebP)' : ''}`,
+        });
+      if (items.length < ctx.limit)
+        items.push({
+          itemKey: r.id,
+          question: r.question as string,
+          answer: r.answer as string,
+          image: { path: g.path, bytes: g.bytes, mime },
+          line: r.line,
+          meta: r.meta,
+        });
     });
   }
   return items;

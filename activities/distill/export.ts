@@ -87,18 +87,31 @@ const IMAGES_SCHEMA = [...LIST('images'), STRUCT('item', 2), { name: 'bytes', ty
  * Writes a training-set artifact in `format` to `out`; with `split`, only that split's rows
  * (default: every row; verl and the RL columns carry the split either way).
  */
-export async function exportTrainingSet(db: Db, artifactId: number, opts: { format: TrainingFormat; out: string; split?: 'train' | 'validation' }): Promise<TrainingExportResult> {
-  const art = (await db.$client.query<{ kind: string; sealed: boolean; name: string }>('select kind, name, sealed_at is not null as sealed from artifacts where id = $1', [artifactId])).rows[0];
+export async function exportTrainingSet(
+  db: Db,
+  artifactId: number,
+  opts: { format: TrainingFormat; out: string; split?: 'train' | 'validation' },
+): Promise<TrainingExportResult> {
+  const art = (
+    await db.$client.query<{ kind: string; sealed: boolean; name: string }>('select kind, name, sealed_at is not null as sealed from artifacts where id = $1', [
+      artifactId,
+    ])
+  ).rows[0];
   if (!art) throw new TrainingExportError(`no artifact ${artifactId}`);
   if (!art.sealed) throw new TrainingExportError(`artifact ${artifactId} is not sealed yet (its stage has not finished)`);
   const kinds: readonly string[] = TRAINING_FORMATS[opts.format];
   if (!kinds.includes(art.kind)) {
-    const fits = Object.entries(TRAINING_FORMATS).filter(([, k]) => (k as readonly string[]).includes(art.kind)).map(([f]) => f);
-    throw new TrainingExportError(`format ${opts.format} writes ${kinds.join(' or ')}; artifact ${artifactId} is ${art.kind}${fits.length ? ` (use --format ${fits.join(' | ')})` : ''}`);
+    const fits = Object.entries(TRAINING_FORMATS)
+      .filter(([, k]) => (k as readonly string[]).includes(art.kind))
+      .map(([f]) => f);
+    throw new TrainingExportError(
+      `format ${opts.format} writes ${kinds.join(' or ')}; artifact ${artifactId} is ${art.kind}${fits.length ? ` (use --format ${fits.join(' | ')})` : ''}`,
+    );
   }
   const parquet = opts.format === 'verl' || (opts.format === 'trl' && opts.out.endsWith('.parquet'));
   if (opts.format === 'verl' && !parquet) throw new TrainingExportError(`verl reads parquet: --out must end in .parquet (got ${opts.out})`);
-  if (opts.format === 'llamafactory' && !opts.out.endsWith('.json')) throw new TrainingExportError(`llamafactory reads a .json file: --out must end in .json (got ${opts.out})`);
+  if (opts.format === 'llamafactory' && !opts.out.endsWith('.json'))
+    throw new TrainingExportError(`llamafactory reads a .json file: --out must end in .json (got ${opts.out})`);
   if ((opts.format === 'openai' || (opts.format === 'trl' && !parquet)) && !opts.out.endsWith('.jsonl')) {
     throw new TrainingExportError(`${opts.format} writes JSONL: --out must end in .jsonl${opts.format === 'trl' ? ' (or .parquet)' : ''} (got ${opts.out})`);
   }
@@ -107,8 +120,18 @@ export async function exportTrainingSet(db: Db, artifactId: number, opts: { form
   await mkdir(dir, { recursive: true });
   const rows =
     art.kind === 'sft-set'
-      ? (await db.$client.query<SftRow>('select idx, item_key, image_hash, prompt, response, answer, split from sft_rows where artifact_id = $1 and ($2::text is null or split = $2) order by idx', [artifactId, opts.split ?? null])).rows
-      : (await db.$client.query<RlRow>('select idx, item_key, image_hash, prompt, answer, split from rl_rows where artifact_id = $1 and ($2::text is null or split = $2) order by idx', [artifactId, opts.split ?? null])).rows;
+      ? (
+          await db.$client.query<SftRow>(
+            'select idx, item_key, image_hash, prompt, response, answer, split from sft_rows where artifact_id = $1 and ($2::text is null or split = $2) order by idx',
+            [artifactId, opts.split ?? null],
+          )
+        ).rows
+      : (
+          await db.$client.query<RlRow>(
+            'select idx, item_key, image_hash, prompt, answer, split from rl_rows where artifact_id = $1 and ($2::text is null or split = $2) order by idx',
+            [artifactId, opts.split ?? null],
+          )
+        ).rows;
   const hashes = [...new Set(rows.flatMap((r) => (r.image_hash ? [r.image_hash] : [])))].sort();
   const blobs = await loadBlobs(db, hashes);
   const imagesDir = `${basename(opts.out)}.images`;
@@ -138,7 +161,8 @@ export async function exportTrainingSet(db: Db, artifactId: number, opts: { form
     try {
       info = JSON.parse(await readFile(infoPath, 'utf8')) as Record<string, unknown>;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new TrainingExportError(`${infoPath} exists but is not valid JSON: ${(err as Error).message}`, { cause: err });
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new TrainingExportError(`${infoPath} exists but is not valid JSON: ${(err as Error).message}`, { cause: err });
     }
     info[dataFile.replace(/\.json$/, '')] = {
       file_name: dataFile,
@@ -149,18 +173,37 @@ export async function exportTrainingSet(db: Db, artifactId: number, opts: { form
     written.set('dataset_info.json', `${JSON.stringify(info, null, 2)}\n`);
   } else if (opts.format === 'openai') {
     const lines = (rows as SftRow[]).map((r) => {
-      const images = imageList(r).map((h) => ({ type: 'image_url', image_url: { url: `data:${blobs.get(h)!.mime};base64,${blobs.get(h)!.bytes.toString('base64')}` } }));
-      return JSON.stringify({ messages: [{ role: 'user', content: [...images, { type: 'text', text: r.prompt }] }, { role: 'assistant', content: r.response }] });
+      const images = imageList(r).map((h) => ({
+        type: 'image_url',
+        image_url: { url: `data:${blobs.get(h)!.mime};base64,${blobs.get(h)!.bytes.toString('base64')}` },
+      }));
+      return JSON.stringify({
+        messages: [
+          { role: 'user', content: [...images, { type: 'text', text: r.prompt }] },
+          { role: 'assistant', content: r.response },
+        ],
+      });
     });
     written.set(dataFile, lines.map((l) => `${l}\n`).join(''));
   } else if (!parquet) {
     // trl JSONL
     // `text: null` on image parts: every part has the same keys, so loaders infer one struct type
     // (as a parquet/Hub copy of such a set gives).
-    const userParts = (r: { image_hash: string | null; prompt: string }) => [...imageList(r).map(() => ({ type: 'image' as const, text: null })), { type: 'text' as const, text: r.prompt }];
+    const userParts = (r: { image_hash: string | null; prompt: string }) => [
+      ...imageList(r).map(() => ({ type: 'image' as const, text: null })),
+      { type: 'text' as const, text: r.prompt },
+    ];
     const lines =
       art.kind === 'sft-set'
-        ? (rows as SftRow[]).map((r) => JSON.stringify({ messages: [{ role: 'user', content: userParts(r) }, { role: 'assistant', content: [{ type: 'text', text: r.response }] }], images: imageList(r).map(rel) }))
+        ? (rows as SftRow[]).map((r) =>
+            JSON.stringify({
+              messages: [
+                { role: 'user', content: userParts(r) },
+                { role: 'assistant', content: [{ type: 'text', text: r.response }] },
+              ],
+              images: imageList(r).map(rel),
+            }),
+          )
         : (rows as RlRow[]).map((r) => JSON.stringify({ prompt: [{ role: 'user', content: userParts(r) }], images: imageList(r).map(rel), answer: r.answer }));
     written.set(dataFile, lines.map((l) => `${l}\n`).join(''));
   } else {
@@ -186,7 +229,10 @@ function parquetFile(
 ): ArrayBuffer {
   const images = rows.map((r) => (r.image_hash ? [{ bytes: new Uint8Array(blobs.get(r.image_hash)!.bytes), path: rel(r.image_hash) }] : []));
   const imageTags = (r: { image_hash: string | null }) => (r.image_hash ? '<image>' : '');
-  const parts = (r: { image_hash: string | null; prompt: string }) => [...(r.image_hash ? [{ type: 'image', text: null }] : []), { type: 'text', text: r.prompt }];
+  const parts = (r: { image_hash: string | null; prompt: string }) => [
+    ...(r.image_hash ? [{ type: 'image', text: null }] : []),
+    { type: 'text', text: r.prompt },
+  ];
   const PART = [...LIST('content'), STRUCT('item', 2), STR('type'), STR('text')];
   const MESSAGE = (name: string, content: typeof PART | ReturnType<typeof STR>[]) => [...LIST(name), STRUCT('item', 2), STR('role'), ...content];
   // `datasets` reads these columns as a list of Image features (decoded to PIL images).
@@ -233,7 +279,13 @@ function parquetFile(
     const sft = rows as SftRow[];
     return parquetWriteBuffer({
       columnData: [
-        { name: 'messages', data: sft.map((r) => [{ role: 'user', content: parts(r) }, { role: 'assistant', content: [{ type: 'text', text: r.response }] }]) },
+        {
+          name: 'messages',
+          data: sft.map((r) => [
+            { role: 'user', content: parts(r) },
+            { role: 'assistant', content: [{ type: 'text', text: r.response }] },
+          ]),
+        },
         { name: 'images', data: images },
       ],
       schema: [{ name: 'root', num_children: 2 }, ...MESSAGE('messages', PART), ...IMAGES_SCHEMA],

@@ -95,11 +95,7 @@ interface ItemScore {
  * failure rates, mean output tokens and latency. Items without any judgment are left out (and
  * counted in `items_without_judgments`).
  */
-export function computeMetrics(
-  judgments: Iterable<JudgmentRecord>,
-  items: Iterable<ScoredItem>,
-  options: ComputeMetricsOptions,
-): MetricRow[] {
+export function computeMetrics(judgments: Iterable<JudgmentRecord>, items: Iterable<ScoredItem>, options: ComputeMetricsOptions): MetricRow[] {
   const bootstrap = options.bootstrap ?? 1000;
   if (!Number.isInteger(bootstrap) || bootstrap < 0) throw new RangeError(`computeMetrics: bootstrap must be a non-negative integer, got ${bootstrap}`);
 
@@ -211,7 +207,12 @@ export function computeMetrics(
   for (const policy of UNPARSEABLE_POLICIES) {
     const overall = meanScore(scores, policy);
     if (overall.n > 0) rows.push(withCi({ metric: 'accuracy', scope: 'overall', policy, value: overall.value, n: overall.n }, boot?.overall[policy]));
-    const catAcc = categories.map((c) => meanScore(scores.filter((s) => s.category === c), policy));
+    const catAcc = categories.map((c) =>
+      meanScore(
+        scores.filter((s) => s.category === c),
+        policy,
+      ),
+    );
     const present = catAcc.filter((a) => a.n > 0);
     if (present.length > 0) {
       const macro = present.reduce((sum, a) => sum + a.value, 0) / present.length;
@@ -223,7 +224,10 @@ export function computeMetrics(
       if (a.n > 0) rows.push(withCi({ metric: 'accuracy', scope: `category:${c}`, policy, value: a.value, n: a.n }, boot?.category[policy][i]));
     });
     for (const s of subsets) {
-      const a = meanScore(scores.filter((x) => x.subset === s), policy);
+      const a = meanScore(
+        scores.filter((x) => x.subset === s),
+        policy,
+      );
       if (a.n > 0) rows.push({ metric: 'accuracy', scope: `subset:${s}`, policy, value: a.value, n: a.n });
     }
   }
@@ -239,7 +243,8 @@ export function computeMetrics(
       if (v) rows.push({ metric: 'position_consistency', scope: `category:${c}`, policy: '', value: v[0] / v[1], n: v[1] });
     }
   }
-  if (parseableSamples > 0) rows.push({ metric: 'first_position_rate', scope: 'overall', policy: '', value: firstPosition / parseableSamples, n: parseableSamples });
+  if (parseableSamples > 0)
+    rows.push({ metric: 'first_position_rate', scope: 'overall', policy: '', value: firstPosition / parseableSamples, n: parseableSamples });
   if (samples > 0) {
     rows.push({ metric: 'unparseable_rate', scope: 'overall', policy: '', value: unparseableSamples / samples, n: samples });
     rows.push({ metric: 'failed_rate', scope: 'overall', policy: '', value: failedSamples / samples, n: samples });

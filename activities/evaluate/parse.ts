@@ -21,16 +21,7 @@ export interface ParsedChoice {
  * `final_line` a bare label alone on the last line.
  */
 export type ChoiceForm =
-  | 'answer_tag'
-  | 'boxed'
-  | 'double_bracket'
-  | 'answer_phrase'
-  | 'best_is'
-  | 'is_better'
-  | 'choose'
-  | 'bold'
-  | 'first_line'
-  | 'final_line';
+  'answer_tag' | 'boxed' | 'double_bracket' | 'answer_phrase' | 'best_is' | 'is_better' | 'choose' | 'bold' | 'first_line' | 'final_line';
 
 interface Hit {
   index: number;
@@ -84,7 +75,8 @@ export function parseChoice(output: string, k: number, labels: LabelStyle): Pars
     if (hits.length === 0) continue;
     const verdict = decide(hits);
     // A mark is the weakest reading: the text calling that very label bad overrides it.
-    if (tier === 'mark' && verdict.position !== null && calledBad(rest, verdict.position, k, labels)) return { position: null, form: verdict.form, conflict: true };
+    if (tier === 'mark' && verdict.position !== null && calledBad(rest, verdict.position, k, labels))
+      return { position: null, form: verdict.form, conflict: true };
     return verdict;
   }
   return { position: null };
@@ -118,14 +110,7 @@ function stripThinking(output: string): { visible: string; tail?: string } {
 }
 
 /** Records every match of `re` as a hit and blanks it out so weaker forms do not re-read it. */
-function collect(
-  text: string,
-  re: RegExp,
-  form: ChoiceForm,
-  hits: Hit[],
-  resolve: (m: RegExpExecArray) => Resolved,
-  offset = 0,
-): string {
+function collect(text: string, re: RegExp, form: ChoiceForm, hits: Hit[], resolve: (m: RegExpExecArray) => Resolved, offset = 0): string {
   let out = '';
   let from = 0;
   for (let m = re.exec(text); m !== null; m = re.exec(text)) {
@@ -202,16 +187,16 @@ const NOT_COMPARED = String.raw`(?<!\b(?:than|over|versus|vs\.?|and|or|to|other)
 const ADVERB = String.raw`(?:indeed|clearly|definitely|certainly|obviously|actually|probably|likely|truly|really|arguably|therefore|thus|overall)`;
 // "A is better in detail": a judgment on one aspect, not the verdict ("better in this case" is one).
 const NOT_ASPECT = String.raw`(?!\s+(?:in|at)\s+(?!(?:this|that|the|overall|general|every|all|most|short)\b))`;
-const BETTER = String.raw`(?:(?:${ADVERB}|slightly|much|significantly|the|a)\s+)*(?:better|best|preferred|superior|stronger|winner|more\s+(?:accurate|helpful|appropriate|correct|faithful)|(?:correct|right)\s+(?:answer|response|choice|one))\b` + NOT_ASPECT;
+const BETTER =
+  String.raw`(?:(?:${ADVERB}|slightly|much|significantly|the|a)\s+)*(?:better|best|preferred|superior|stronger|winner|more\s+(?:accurate|helpful|appropriate|correct|faithful)|(?:correct|right)\s+(?:answer|response|choice|one))\b` +
+  NOT_ASPECT;
 
 const EXPLICIT_PHRASES: PhraseForm[] = [
   {
     form: 'answer_phrase',
     // "Answer: B", "the final answer is B", "**Answer:** B", "Answer - Response B"
     re: new RegExp(
-      NOT_COMPARED +
-        String.raw`\b(?:final\s+)?answer(?:\s*\*\*)?(?:\s+is\b(?:[ \t]*:)?|\s*[:=\-])\s*(?:\*\*\s*)?(?:${NOUN}\s+)?(?:[([]\s*)?` +
-        TOKEN,
+      NOT_COMPARED + String.raw`\b(?:final\s+)?answer(?:\s*\*\*)?(?:\s+is\b(?:[ \t]*:)?|\s*[:=\-])\s*(?:\*\*\s*)?(?:${NOUN}\s+)?(?:[([]\s*)?` + TOKEN,
       'gi',
     ),
     anyStyle: true,
@@ -244,14 +229,7 @@ const PROSE_PHRASES: PhraseForm[] = [
   {
     form: 'is_better',
     // "Response B is better", "B is clearly the better response", "Response 2 is preferred"
-    re: new RegExp(
-      NOT_COMPARED +
-        String.raw`(?:\b${NOUN}\s*)?(?:[([“"]\s*)?\b` +
-        TOKEN +
-        String.raw`(?:\s*[)\]”"])?\s+(?:is|was)\s+` +
-        BETTER,
-      'gi',
-    ),
+    re: new RegExp(NOT_COMPARED + String.raw`(?:\b${NOUN}\s*)?(?:[([“"]\s*)?\b` + TOKEN + String.raw`(?:\s*[)\]”"])?\s+(?:is|was)\s+` + BETTER, 'gi'),
     anyStyle: (m) => new RegExp(String.raw`^${NOUN}`, 'i').test(m[0]),
   },
   {
@@ -266,10 +244,7 @@ const PROSE_PHRASES: PhraseForm[] = [
   {
     form: 'choose',
     // "I choose B", "I would pick Response 2"
-    re: new RegExp(
-      String.raw`\bI\s+(?:would\s+|will\s+)?(?:choose|pick|select|prefer|go\s+with|vote\s+for)\s+(?:${NOUN}\s+)?(?:[([]\s*)?` + TOKEN,
-      'gi',
-    ),
+    re: new RegExp(String.raw`\bI\s+(?:would\s+|will\s+)?(?:choose|pick|select|prefer|go\s+with|vote\s+for)\s+(?:${NOUN}\s+)?(?:[([]\s*)?` + TOKEN, 'gi'),
     anyStyle: (m) => new RegExp(String.raw`${NOUN}\s+(?:[([]\s*)?[A-Za-z0-9]+$`, 'i').test(m[0]),
   },
 ];

@@ -53,7 +53,9 @@ export class JudgeTemplateError extends Error {
   constructor(unknownPlaceholders: string[]) {
     super(
       `judge template uses unknown placeholder(s) ${unknownPlaceholders.map((p) => `{${p}}`).join(', ')}; ` +
-        `known: ${Object.keys(JUDGE_TEMPLATE_PLACEHOLDERS).map((p) => `{${p}}`).join(', ')} (write {{ and }} for literal braces)`,
+        `known: ${Object.keys(JUDGE_TEMPLATE_PLACEHOLDERS)
+          .map((p) => `{${p}}`)
+          .join(', ')} (write {{ and }} for literal braces)`,
     );
     this.unknownPlaceholders = unknownPlaceholders;
   }

@@ -32,8 +32,12 @@ async function listModels(name: string, endpoint: EndpointSpec, client: OpenAI):
       }
       if (err instanceof APIError && err.status !== undefined) {
         if (err.status === 401 || err.status === 403) {
-          const hint = endpoint.api_key_env ? `check the env var ${endpoint.api_key_env}` : 'the endpoint needs a key: set api_key_env to the env var holding it';
-          throw new EndpointFatalError('EndpointAuthError', `endpoint "${name}" (${endpoint.base_url}): the API key was rejected (${err.status}); ${hint}`, { cause: err });
+          const hint = endpoint.api_key_env
+            ? `check the env var ${endpoint.api_key_env}`
+            : 'the endpoint needs a key: set api_key_env to the env var holding it';
+          throw new EndpointFatalError('EndpointAuthError', `endpoint "${name}" (${endpoint.base_url}): the API key was rejected (${err.status}); ${hint}`, {
+            cause: err,
+          });
         }
         const redirect = redirectError(name, endpoint.base_url, err);
         if (redirect) throw redirect;

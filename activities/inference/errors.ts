@@ -107,10 +107,15 @@ export function networkErrorCode(err: unknown): string | undefined {
  * Maps anything a chat completion call threw to one of the error classes. An error that is none of
  * the known kinds is a bug and is rethrown as is.
  */
-export function classifyInferenceError(err: unknown, ep: EndpointIdentity): InferenceItemError | InferenceTransientError | EndpointFatalError | InferenceAbortedError {
-  if (err instanceof InferenceItemError || err instanceof InferenceTransientError || err instanceof EndpointFatalError || err instanceof InferenceAbortedError) return err;
+export function classifyInferenceError(
+  err: unknown,
+  ep: EndpointIdentity,
+): InferenceItemError | InferenceTransientError | EndpointFatalError | InferenceAbortedError {
+  if (err instanceof InferenceItemError || err instanceof InferenceTransientError || err instanceof EndpointFatalError || err instanceof InferenceAbortedError)
+    return err;
   if (err instanceof APIUserAbortError) return new InferenceAbortedError('request aborted', { cause: err });
-  if (err instanceof APIConnectionTimeoutError) return new InferenceTransientError('timeout', 'timeout: no response in time', undefined, undefined, { cause: err });
+  if (err instanceof APIConnectionTimeoutError)
+    return new InferenceTransientError('timeout', 'timeout: no response in time', undefined, undefined, { cause: err });
   if (err instanceof APIConnectionError) {
     const code = networkErrorCode(err);
     return new InferenceTransientError('connection', `connection error${code ? ` (${code})` : ''}`, undefined, undefined, { cause: err });
@@ -126,7 +131,11 @@ export function classifyInferenceError(err: unknown, ep: EndpointIdentity): Infe
       return new EndpointFatalError('EndpointAuthError', `${where}: the API key was rejected (${status}); ${hint}`, { cause: err });
     }
     if (status === 404 && isModelNotFound(err, ep.model)) {
-      return new EndpointFatalError('EndpointModelNotFoundError', `endpoint "${ep.name}": model "${ep.model}" is not served at ${ep.baseUrl} (${serverMessage(err)})`, { cause: err });
+      return new EndpointFatalError(
+        'EndpointModelNotFoundError',
+        `endpoint "${ep.name}": model "${ep.model}" is not served at ${ep.baseUrl} (${serverMessage(err)})`,
+        { cause: err },
+      );
     }
     if (status === 429) return new InferenceTransientError('rate_limited', 'rate limited (HTTP 429)', 429, retryAfterMs(err.headers), { cause: err });
     if (status === 408 || status === 409 || status >= 500) {
@@ -139,7 +148,8 @@ export function classifyInferenceError(err: unknown, ep: EndpointIdentity): Infe
     const kind: ItemErrorKind = status === 400 ? 'bad_request' : status === 404 ? 'not_found' : status === 422 ? 'unprocessable' : 'client_error';
     return new InferenceItemError(kind, `HTTP ${status}: ${msg}`, status, { cause: err });
   }
-  if (err instanceof SyntaxError) return new InferenceTransientError('malformed_response', `malformed response body (${err.message})`, 200, undefined, { cause: err });
+  if (err instanceof SyntaxError)
+    return new InferenceTransientError('malformed_response', `malformed response body (${err.message})`, 200, undefined, { cause: err });
   // undici reports a connection dropped mid-body as TypeError('terminated'), outside the client's wrapping.
   if (err instanceof TypeError && (err.message === 'terminated' || err.message === 'fetch failed' || networkErrorCode(err))) {
     return new InferenceTransientError('connection', `connection error (${networkErrorCode(err) ?? err.message})`, undefined, undefined, { cause: err });

@@ -101,10 +101,7 @@ function imageHashes(request: PreparedRequest, into: Set<string>): void {
   }
 }
 
-export async function executeRequests(
-  deps: { db: Db; gateway: InferenceGateway },
-  input: ExecuteRequestsInput,
-): Promise<ExecuteRequestsOutput> {
+export async function executeRequests(deps: { db: Db; gateway: InferenceGateway }, input: ExecuteRequestsInput): Promise<ExecuteRequestsOutput> {
   const { db, gateway } = deps;
   const { runId, stageId, endpointName, endpoint, fromId, toId } = input;
   const ctx = Context.current();

@@ -9,7 +9,14 @@
 import OpenAI from 'openai';
 import { DEFAULT_DOWN_AFTER_S, type EndpointSpec } from '../../spec/endpoint.js';
 import { limiterKey, sha256Hex } from './cache-key.js';
-import { EndpointFatalError, InferenceAbortedError, InferenceItemError, InferenceTransientError, classifyInferenceError, type EndpointIdentity } from './errors.js';
+import {
+  EndpointFatalError,
+  InferenceAbortedError,
+  InferenceItemError,
+  InferenceTransientError,
+  classifyInferenceError,
+  type EndpointIdentity,
+} from './errors.js';
 import { EndpointLimiter, Semaphore, sleep } from './limits.js';
 import { nodeFetch } from './transport.js';
 import type { PreparedContentPart, PreparedMessage, PreparedRequest } from './types.js';
@@ -33,9 +40,7 @@ interface Accounting {
   shared: boolean;
 }
 
-export type CompletionResult =
-  | ({ ok: true; output: InferenceOutput } & Accounting)
-  | ({ ok: false; errorClass: string; error: string } & Accounting);
+export type CompletionResult = ({ ok: true; output: InferenceOutput } & Accounting) | ({ ok: false; errorClass: string; error: string } & Accounting);
 
 export interface CompletionCall {
   endpointName: string;
@@ -207,7 +212,8 @@ export function parseCompletion(body: unknown): Omit<InferenceOutput, 'latencyMs
   const message = choice?.message as { content?: unknown; reasoning_content?: unknown; reasoning?: unknown } | undefined;
   if (typeof message !== 'object' || message === null) throw malformed('choice without a message');
   if (message.content !== null && message.content !== undefined && typeof message.content !== 'string') throw malformed('message content is not a string');
-  const reasoningRaw = typeof message.reasoning_content === 'string' ? message.reasoning_content : typeof message.reasoning === 'string' ? message.reasoning : null;
+  const reasoningRaw =
+    typeof message.reasoning_content === 'string' ? message.reasoning_content : typeof message.reasoning === 'string' ? message.reasoning : null;
   const usage = (body as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } }).usage;
   return {
     content: typeof message.content === 'string' ? storableText(message.content) : '',
@@ -452,7 +458,8 @@ export class InferenceGateway {
         limiter.release();
       }
       const endedAt = Date.now();
-      if (failure instanceof InferenceAbortedError || signal.aborted) throw failure instanceof InferenceAbortedError ? failure : new InferenceAbortedError('request aborted', { cause: failure });
+      if (failure instanceof InferenceAbortedError || signal.aborted)
+        throw failure instanceof InferenceAbortedError ? failure : new InferenceAbortedError('request aborted', { cause: failure });
       if (failure instanceof EndpointFatalError) {
         this.onAttempt?.({ key: call.key, endpoint: limKey, attempt, startedAt, endedAt, outcome: failure.type });
         throw failure;

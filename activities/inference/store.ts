@@ -33,7 +33,9 @@ export async function prepareRequests(
       throw new Error(`prepareRequests: item "${r.itemKey}" asks for n=${String(n)}; draw several samples as rows with distinct sampleIndex instead`);
     }
     if (r.request.params.stream !== undefined && r.request.params.stream !== false) {
-      throw new Error(`prepareRequests: item "${r.itemKey}" asks for stream=${String(r.request.params.stream)}; the gateway stores whole completions, drop stream`);
+      throw new Error(
+        `prepareRequests: item "${r.itemKey}" asks for stream=${String(r.request.params.stream)}; the gateway stores whole completions, drop stream`,
+      );
     }
   }
   // Rows sharing one request object (the samples of a prompt) share its body and serialization.
@@ -67,10 +69,10 @@ export async function prepareRequests(
       distinct.set(b.hash, b.json);
     }
     // Bodies first (the rows reference them); an orphan body left by a crash in between is harmless.
-    await db.$client.query(
-      `insert into request_bodies (hash, body) select * from unnest($1::text[], $2::jsonb[]) on conflict (hash) do nothing`,
-      [[...distinct.keys()], [...distinct.values()]],
-    );
+    await db.$client.query(`insert into request_bodies (hash, body) select * from unnest($1::text[], $2::jsonb[]) on conflict (hash) do nothing`, [
+      [...distinct.keys()],
+      [...distinct.values()],
+    ]);
     const res = await db.$client.query(
       `insert into inference_requests (run_id, stage_id, item_key, endpoint, sample_index, body_hash, cache_key)
        select run_id, stage_id, item_key, endpoint, sample_index, body_hash, cache_key
@@ -107,20 +109,21 @@ export async function requestIdRange(db: Db, runId: string, stageId: string): Pr
 /** Stores image bytes content-addressed; returns the sha256 hex the messages reference. */
 export async function storeImage(db: Db, bytes: Uint8Array, mime: string): Promise<string> {
   const hash = sha256Hex(bytes);
-  await db.$client.query(
-    `insert into blobs (hash, mime, size, bytes) values ($1, $2, $3, $4) on conflict (hash) do nothing`,
-    [hash, mime, bytes.byteLength, Buffer.from(bytes)],
-  );
+  await db.$client.query(`insert into blobs (hash, mime, size, bytes) values ($1, $2, $3, $4) on conflict (hash) do nothing`, [
+    hash,
+    mime,
+    bytes.byteLength,
+    Buffer.from(bytes),
+  ]);
   return hash;
 }
 
 export async function loadBlobs(db: Db, hashes: readonly string[]): Promise<Map<string, { mime: string; bytes: Buffer }>> {
   const out = new Map<string, { mime: string; bytes: Buffer }>();
   if (hashes.length === 0) return out;
-  const res = await db.$client.query<{ hash: string; mime: string; bytes: Buffer }>(
-    `select hash, mime, bytes from blobs where hash = any($1::text[])`,
-    [hashes],
-  );
+  const res = await db.$client.query<{ hash: string; mime: string; bytes: Buffer }>(`select hash, mime, bytes from blobs where hash = any($1::text[])`, [
+    hashes,
+  ]);
   for (const r of res.rows) out.set(r.hash, { mime: r.mime, bytes: r.bytes });
   return out;
 }
@@ -152,7 +155,9 @@ export async function loadPendingRows(
   );
   if (res.rows.length === 0) return [];
   const hashes = [...new Set(res.rows.map((r) => r.body_hash))];
-  const bodies = await db.$client.query<{ hash: string; body: PreparedRequest }>(`select hash, body from request_bodies where hash = any($1::text[])`, [hashes]);
+  const bodies = await db.$client.query<{ hash: string; body: PreparedRequest }>(`select hash, body from request_bodies where hash = any($1::text[])`, [
+    hashes,
+  ]);
   const byHash = new Map(bodies.rows.map((b) => [b.hash, b.body]));
   return res.rows.map((r) => {
     const request = byHash.get(r.body_hash);
@@ -172,10 +177,7 @@ export async function lookupCache(db: Db, keys: readonly string[]): Promise<Map<
     prompt_tokens: number;
     completion_tokens: number;
     latency_ms: number;
-  }>(
-    `select key, content, reasoning, finish_reason, prompt_tokens, completion_tokens, latency_ms from inference_cache where key = any($1::text[])`,
-    [keys],
-  );
+  }>(`select key, content, reasoning, finish_reason, prompt_tokens, completion_tokens, latency_ms from inference_cache where key = any($1::text[])`, [keys]);
   for (const r of res.rows) {
     out.set(r.key, {
       content: r.content,
@@ -223,7 +225,17 @@ export async function writeResults(db: Db, results: readonly RowResult[]): Promi
     const c = r.cacheEntry;
     if (c && !entries.has(c.key)) {
       const o = c.output;
-      entries.set(c.key, { k: c.key, f: c.fingerprint, m: c.model, c: o.content, r: o.reasoning, fr: o.finishReason, pt: o.promptTokens, ct: o.completionTokens, l: o.latencyMs });
+      entries.set(c.key, {
+        k: c.key,
+        f: c.fingerprint,
+        m: c.model,
+        c: o.content,
+        r: o.reasoning,
+        fr: o.finishReason,
+        pt: o.promptTokens,
+        ct: o.completionTokens,
+        l: o.latencyMs,
+      });
     }
   }
   const rows = results.map((r) => ({
@@ -304,12 +316,7 @@ export interface StageUsage {
 }
 
 /** Request totals of one stage. */
-export async function stageUsage(
-  db: Db,
-  runId: string,
-  stageId: string,
-  price?: { input_per_mtok: number; output_per_mtok: number },
-): Promise<StageUsage> {
+export async function stageUsage(db: Db, runId: string, stageId: string, price?: { input_per_mtok: number; output_per_mtok: number }): Promise<StageUsage> {
   const res = await db.$client.query<Record<string, string | null>>(
     `select count(*) as requests,
             count(*) filter (where r.status = 'succeeded') as succeeded,

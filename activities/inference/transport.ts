@@ -146,7 +146,8 @@ export function nodeFetch(options: NodeFetchOptions = {}): typeof fetch & { clos
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', (err) => finish(err));
         res.on('close', () => {
-          if (!res.complete) return finish(Object.assign(new TypeError('terminated: the connection closed before the response body ended'), { code: 'ECONNRESET' }));
+          if (!res.complete)
+            return finish(Object.assign(new TypeError('terminated: the connection closed before the response body ended'), { code: 'ECONNRESET' }));
           let bytes: Buffer;
           try {
             bytes = decode(res.headers['content-encoding'] as string | undefined, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));

@@ -8,9 +8,7 @@ import type { EndpointSpec } from '../../spec/endpoint.js';
 export type { EndpointSpec };
 
 /** A content part of a prepared message. Images are references to `blobs` rows, never bytes. */
-export type PreparedContentPart =
-  | { type: 'text'; text: string }
-  | { type: 'image_ref'; hash: string; mime: string };
+export type PreparedContentPart = { type: 'text'; text: string } | { type: 'image_ref'; hash: string; mime: string };
 
 export interface PreparedMessage {
   role: 'system' | 'user' | 'assistant' | 'developer';

@@ -182,7 +182,10 @@ export function createDistillActivities({ db }: { db: Db }) {
   /** Replays the checks of attempt `attempt` over the reasoning and the first `passes` rewrite passes. */
   async function chain(r: StageRef, attempt: number, passes: number, items: McRow[]): Promise<ChainState[]> {
     const caps = await captions(r, items);
-    const keys = items.flatMap((i) => [reasonKey(i.item_key, attempt), ...r.params.rewrites.slice(0, passes).map((p) => rewriteKey(i.item_key, p.name, attempt))]);
+    const keys = items.flatMap((i) => [
+      reasonKey(i.item_key, attempt),
+      ...r.params.rewrites.slice(0, passes).map((p) => rewriteKey(i.item_key, p.name, attempt)),
+    ]);
     const results = new Map((await loadResults(db, r.runId, r.stageId, { itemKeys: keys })).map((x) => [x.itemKey, x]));
     return items.map((item) => {
       const cap = item.image_hash ? caps.get(item.image_hash) : undefined;
@@ -215,9 +218,17 @@ export function createDistillActivities({ db }: { db: Db }) {
         if (!dataset?.path) throw ApplicationFailure.nonRetryable('beginDistill needs an mc-items artifact or a dataset with a path', 'DatasetError');
         source = (await importSource(db, { ...dataset, path: dataset.path })).artifactId;
       }
-      const src = (await db.$client.query<{ kind: string; rows: number; sealed: boolean }>('select kind, rows, sealed_at is not null as sealed from artifacts where id = $1', [source])).rows[0];
+      const src = (
+        await db.$client.query<{ kind: string; rows: number; sealed: boolean }>(
+          'select kind, rows, sealed_at is not null as sealed from artifacts where id = $1',
+          [source],
+        )
+      ).rows[0];
       if (!src || src.kind !== 'mc-items' || !src.sealed) {
-        throw ApplicationFailure.nonRetryable(`artifact ${source} is ${src ? (src.sealed ? `a ${src.kind} artifact` : 'not sealed') : 'missing'}; distill reads sealed mc-items`, 'DatasetError');
+        throw ApplicationFailure.nonRetryable(
+          `artifact ${source} is ${src ? (src.sealed ? `a ${src.kind} artifact` : 'not sealed') : 'missing'}; distill reads sealed mc-items`,
+          'DatasetError',
+        );
       }
       const open = async (name: string, kind: string) => {
         const res = await db.$client.query<{ id: number }>(
@@ -241,12 +252,32 @@ export function createDistillActivities({ db }: { db: Db }) {
         [r.sourceArtifactId, r.items],
       );
       const request = (hash: string, mime: string | null) => ({
-        messages: [{ role: 'user' as const, content: [{ type: 'image_ref' as const, hash, mime: mime ?? 'image/png' }, { type: 'text' as const, text: r.params.caption_template }] }],
+        messages: [
+          {
+            role: 'user' as const,
+            content: [
+              { type: 'image_ref' as const, hash, mime: mime ?? 'image/png' },
+              { type: 'text' as const, text: r.params.caption_template },
+            ],
+          },
+        ],
         params: { temperature: r.params.caption_temperature, max_tokens: r.params.caption_max_tokens, seed: r.seed },
       });
-      const rows: PrepareRequestRow[] = res.rows.map((x) => ({ runId: r.runId, stageId: r.stageId, itemKey: captionKey(x.image_hash), endpoint: r.params.captioner, sampleIndex: 0, request: request(x.image_hash, x.mime) }));
+      const rows: PrepareRequestRow[] = res.rows.map((x) => ({
+        runId: r.runId,
+        stageId: r.stageId,
+        itemKey: captionKey(x.image_hash),
+        endpoint: r.params.captioner,
+        sampleIndex: 0,
+        request: request(x.image_hash, x.mime),
+      }));
       await prepareRequests(db, rows, { [r.params.captioner]: r.endpoint });
-      return rangeOf(db, r.runId, r.stageId, rows.map((x) => x.itemKey));
+      return rangeOf(
+        db,
+        r.runId,
+        r.stageId,
+        rows.map((x) => x.itemKey),
+      );
     },
 
     /** Reasoning requests (sample index = attempt) for the items without an accepted trace. */
@@ -258,18 +289,32 @@ export function createDistillActivities({ db }: { db: Db }) {
         const cap = item.image_hash ? caps.get(item.image_hash) : { text: '(the item has no image)', id: 0 };
         if (!cap || cap.text === null) continue; // judged request_failed: nothing to send
         const hint = r.params.hint ? fill(r.params.hint_template, { label: labelFor(item.best, r.params.labels) }) : null;
-        const text = renderReasonPrompt(r.params.reason_template, { caption: cap.text, question: item.query, candidates: item.candidates, labels: r.params.labels, hint });
+        const text = renderReasonPrompt(r.params.reason_template, {
+          caption: cap.text,
+          question: item.query,
+          candidates: item.candidates,
+          labels: r.params.labels,
+          hint,
+        });
         rows.push({
           runId: r.runId,
           stageId: r.stageId,
           itemKey: reasonKey(item.item_key, r.attempt),
           endpoint: r.params.reasoner,
           sampleIndex: r.attempt,
-          request: { messages: [{ role: 'user', content: text }], params: { temperature: r.params.temperature, max_tokens: r.params.max_tokens, seed: r.seed } },
+          request: {
+            messages: [{ role: 'user', content: text }],
+            params: { temperature: r.params.temperature, max_tokens: r.params.max_tokens, seed: r.seed },
+          },
         });
       }
       await prepareRequests(db, rows, { [r.params.reasoner]: r.endpoint });
-      return rangeOf(db, r.runId, r.stageId, rows.map((x) => x.itemKey));
+      return rangeOf(
+        db,
+        r.runId,
+        r.stageId,
+        rows.map((x) => x.itemKey),
+      );
     },
 
     /** Rewrite pass `pass` of attempt `attempt` over the traces that passed every earlier check. */
@@ -286,12 +331,19 @@ export function createDistillActivities({ db }: { db: Db }) {
           endpoint: pass.endpoint,
           sampleIndex: r.attempt,
           request: {
-            messages: [{ role: 'user', content: fill(template, { trace: traceWithAnswer(s.trace, labelFor(s.item.best, r.params.labels)) }) }] as PreparedMessage[],
+            messages: [
+              { role: 'user', content: fill(template, { trace: traceWithAnswer(s.trace, labelFor(s.item.best, r.params.labels)) }) },
+            ] as PreparedMessage[],
             params: { temperature: pass.temperature, max_tokens: pass.max_tokens, seed: r.seed },
           },
         }));
       await prepareRequests(db, rows, { [pass.endpoint]: r.endpoint });
-      return rangeOf(db, r.runId, r.stageId, rows.map((x) => x.itemKey));
+      return rangeOf(
+        db,
+        r.runId,
+        r.stageId,
+        rows.map((x) => x.itemKey),
+      );
     },
 
     /** The verdict of every pending item's attempt: one `distill_attempts` row each. */
@@ -353,7 +405,16 @@ export function createDistillActivities({ db }: { db: Db }) {
         )
       ).rows;
       const attempts = (
-        await db.$client.query<{ item_key: string; attempt: number; status: string; trace: string; trace_hash: string | null; trace_tokens: number; requests: { reason: number | null }; error_types: string[] }>(
+        await db.$client.query<{
+          item_key: string;
+          attempt: number;
+          status: string;
+          trace: string;
+          trace_hash: string | null;
+          trace_tokens: number;
+          requests: { reason: number | null };
+          error_types: string[];
+        }>(
           'select item_key, attempt, status, trace, trace_hash, trace_tokens, requests, error_types from distill_attempts where run_id = $1 and stage_id = $2 order by item_key, attempt',
           [r.runId, r.stageId],
         )
@@ -362,8 +423,26 @@ export function createDistillActivities({ db }: { db: Db }) {
       const lastBy = new Map<string, (typeof attempts)[number]>();
       for (const a of attempts) lastBy.set(a.item_key, a);
 
-      const sft = { key: [] as string[], image: [] as (string | null)[], prompt: [] as string[], response: [] as string[], answer: [] as string[], split: [] as string[], hash: [] as string[], attempt: [] as number[], request: [] as (number | null)[] };
-      const rl = { key: [] as string[], image: [] as (string | null)[], prompt: [] as string[], question: [] as string[], options: [] as string[], answer: [] as string[], split: [] as string[] };
+      const sft = {
+        key: [] as string[],
+        image: [] as (string | null)[],
+        prompt: [] as string[],
+        response: [] as string[],
+        answer: [] as string[],
+        split: [] as string[],
+        hash: [] as string[],
+        attempt: [] as number[],
+        request: [] as (number | null)[],
+      };
+      const rl = {
+        key: [] as string[],
+        image: [] as (string | null)[],
+        prompt: [] as string[],
+        question: [] as string[],
+        options: [] as string[],
+        answer: [] as string[],
+        split: [] as string[],
+      };
       for (const item of items) {
         const label = labelFor(item.best, params.labels);
         const prompt = renderJudgePrompt({ template: params.judge_template, query: item.query, candidates: item.candidates, labels: params.labels });

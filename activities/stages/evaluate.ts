@@ -155,7 +155,12 @@ async function upsertJudgments(db: Db, runId: string, stageId: string, rows: Jud
 /** Requests whose outputs one step of `judgeEvaluationChunk` loads and parses. */
 const JUDGE_BATCH = 2000;
 
-function judgeMessages(item: { query: string; imageHash: string | null; candidates: string[] }, perm: number[], params: EvaluateParams, mime: string | undefined): PreparedMessage[] {
+function judgeMessages(
+  item: { query: string; imageHash: string | null; candidates: string[] },
+  perm: number[],
+  params: EvaluateParams,
+  mime: string | undefined,
+): PreparedMessage[] {
   const text = renderJudgePrompt({ template: params.template, query: item.query, candidates: perm.map((c) => item.candidates[c]!), labels: params.labels });
   const content: PreparedContentPart[] = [];
   if (item.imageHash) content.push({ type: 'image_ref', hash: item.imageHash, mime: mime ?? 'image/png' });
@@ -186,10 +191,16 @@ export function createEvaluateActivities({ db }: { db: Db }) {
         if (dataset.path === undefined) throw ApplicationFailure.nonRetryable(`dataset "${dataset.name}" has neither a path nor an artifact`, 'DatasetError');
         id = (await importSource(db, { ...dataset, path: dataset.path })).artifactId;
       }
-      const res0 = await db.$client.query<{ kind: string; rows: number; sealed: boolean }>('select kind, rows, sealed_at is not null as sealed from artifacts where id = $1', [id]);
+      const res0 = await db.$client.query<{ kind: string; rows: number; sealed: boolean }>(
+        'select kind, rows, sealed_at is not null as sealed from artifacts where id = $1',
+        [id],
+      );
       const art = res0.rows[0];
       if (!art || art.kind !== 'mc-items' || !art.sealed) {
-        throw ApplicationFailure.nonRetryable(`artifact ${id} is ${art ? (art.sealed ? `a ${art.kind} artifact` : 'not sealed') : 'missing'}; evaluate reads sealed mc-items`, 'DatasetError');
+        throw ApplicationFailure.nonRetryable(
+          `artifact ${id} is ${art ? (art.sealed ? `a ${art.kind} artifact` : 'not sealed') : 'missing'}; evaluate reads sealed mc-items`,
+          'DatasetError',
+        );
       }
       const count = art.rows;
       const items = dataset?.limit ? Math.min(dataset.limit, count) : count;
@@ -203,7 +214,10 @@ export function createEvaluateActivities({ db }: { db: Db }) {
     /** Writes the judge requests of items [fromIdx, toIdx): every order (view) x every sample. */
     async prepareEvaluationChunk({ runId, stageId, seed, params, datasetId, fromIdx, toIdx, endpoint }: PrepareEvaluationChunkInput): Promise<RequestRange> {
       const items = await datasetRows(db, datasetId, fromIdx, toIdx);
-      const mimes = await blobMimes(db, items.map((i) => i.imageHash));
+      const mimes = await blobMimes(
+        db,
+        items.map((i) => i.imageHash),
+      );
       const rows: PrepareRequestRow[] = [];
       for (const item of items) {
         const views = viewsFor(params.positions, item.candidates.length, seed, item.itemKey);
@@ -219,7 +233,12 @@ export function createEvaluateActivities({ db }: { db: Db }) {
         }
       }
       await prepareRequests(db, rows, { [params.judge]: endpoint });
-      return requestRangeOf(db, runId, stageId, rows.map((r) => r.itemKey));
+      return requestRangeOf(
+        db,
+        runId,
+        stageId,
+        rows.map((r) => r.itemKey),
+      );
     },
 
     /**
@@ -229,7 +248,7 @@ export function createEvaluateActivities({ db }: { db: Db }) {
     async judgeEvaluationChunk({ runId, stageId, seed, params, datasetId, fromIdx, toIdx }: JudgeEvaluationChunkInput): Promise<{ judged: number }> {
       const items = await datasetRows(db, datasetId, fromIdx, toIdx);
       let judged = 0;
-      for (let start = 0; start < items.length; ) {
+      for (let start = 0; start < items.length;) {
         const slice: { item: (typeof items)[number]; views: number[][] }[] = [];
         const keys: string[] = [];
         while (start < items.length && (slice.length === 0 || keys.length < JUDGE_BATCH)) {
@@ -335,7 +354,21 @@ export function createEvaluateActivities({ db }: { db: Db }) {
       ];
       await db.transaction(async (tx) => {
         await tx.delete(metrics).where(and(eq(metrics.runId, runId), eq(metrics.stageId, stageId)));
-        await tx.insert(metrics).values(all.map((m) => ({ runId, stageId, metric: m.metric, scope: m.scope, policy: m.policy, value: m.value, ciLow: m.ciLow ?? null, ciHigh: m.ciHigh ?? null, n: m.n })));
+        await tx
+          .insert(metrics)
+          .values(
+            all.map((m) => ({
+              runId,
+              stageId,
+              metric: m.metric,
+              scope: m.scope,
+              policy: m.policy,
+              value: m.value,
+              ciLow: m.ciLow ?? null,
+              ciHigh: m.ciHigh ?? null,
+              n: m.n,
+            })),
+          );
       });
       // Metrics over what was answered are stored (for a look), but the stage fails: a headline
       // on a fraction of the items must not pass for the stage's result.

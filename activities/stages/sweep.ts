@@ -112,7 +112,10 @@ async function qaRows(db: Db, artifactId: number, fromIdx: number, toIdx: number
 function userMessage(item: QaRow, text: string, withImage: boolean): PreparedMessage {
   return {
     role: 'user',
-    content: [...(withImage && item.image_hash ? [{ type: 'image_ref' as const, hash: item.image_hash, mime: item.mime ?? 'image/png' }] : []), { type: 'text' as const, text }],
+    content: [
+      ...(withImage && item.image_hash ? [{ type: 'image_ref' as const, hash: item.image_hash, mime: item.mime ?? 'image/png' }] : []),
+      { type: 'text' as const, text },
+    ],
   };
 }
 
@@ -129,7 +132,15 @@ const stripThink = (s: string) => s.replace(/<think>[\s\S]*?<\/think>/gi, '').tr
  * Writes the rows not yet in the stage and returns the range of the rows among `keys` that have
  * no result yet (new or left unfinished by an interrupted round).
  */
-async function writeRound(db: Db, rows: PrepareRequestRow[], endpoints: Record<string, EndpointSpec>, endpoint: string, runId: string, stageId: string, unfinished: string[] = []): Promise<SweepRound> {
+async function writeRound(
+  db: Db,
+  rows: PrepareRequestRow[],
+  endpoints: Record<string, EndpointSpec>,
+  endpoint: string,
+  runId: string,
+  stageId: string,
+  unfinished: string[] = [],
+): Promise<SweepRound> {
   if (rows.length === 0 && unfinished.length === 0) return { endpoint, fromId: 1, toId: 0, count: 0 };
   if (rows.length > 0) await prepareRequests(db, rows, endpoints);
   const res = await db.$client.query<{ from_id: string | null; to_id: string | null; n: string }>(
@@ -182,9 +193,17 @@ export function createSweepActivities({ db }: { db: Db }) {
         if (dataset.path === undefined) throw ApplicationFailure.nonRetryable(`dataset "${dataset.name}" has neither a path nor an artifact`, 'DatasetError');
         source = (await importSource(db, { ...dataset, path: dataset.path })).artifactId;
       }
-      const src = (await db.$client.query<{ kind: string; rows: number; sealed: boolean }>('select kind, rows, sealed_at is not null as sealed from artifacts where id = $1', [source])).rows[0];
+      const src = (
+        await db.$client.query<{ kind: string; rows: number; sealed: boolean }>(
+          'select kind, rows, sealed_at is not null as sealed from artifacts where id = $1',
+          [source],
+        )
+      ).rows[0];
       if (!src || src.kind !== 'qa-items' || !src.sealed) {
-        throw ApplicationFailure.nonRetryable(`artifact ${source} is ${src ? (src.sealed ? `a ${src.kind} artifact` : 'not sealed') : 'missing'}; sweep reads sealed qa-items`, 'DatasetError');
+        throw ApplicationFailure.nonRetryable(
+          `artifact ${source} is ${src ? (src.sealed ? `a ${src.kind} artifact` : 'not sealed') : 'missing'}; sweep reads sealed qa-items`,
+          'DatasetError',
+        );
       }
       const opened = await db.$client.query<{ id: number }>(
         `insert into artifacts (kind, name, run_id, stage_id) values ('curve', 'curve', $1, $2)
@@ -203,7 +222,10 @@ export function createSweepActivities({ db }: { db: Db }) {
       const rows: PrepareRequestRow[] = [];
       for (const it of items) {
         const request: PreparedRequest = {
-          messages: [...(params.system ? [{ role: 'system' as const, content: params.system }] : []), userMessage(it, renderPolicyPrompt(params.policy_template, it.question), true)],
+          messages: [
+            ...(params.system ? [{ role: 'system' as const, content: params.system }] : []),
+            userMessage(it, renderPolicyPrompt(params.policy_template, it.question), true),
+          ],
           params: { temperature: params.policy_temperature, max_tokens: params.policy_max_tokens, seed },
         };
         for (let s = 0; s < nMax; s++) rows.push({ runId, stageId, itemKey: policyKey(it.item_key, s), endpoint: params.policy, sampleIndex: s, request });
@@ -221,7 +243,14 @@ export function createSweepActivities({ db }: { db: Db }) {
       const nMax = nMaxOf(params);
       const pool = await loadPool(db, runId, stageId, items, nMax);
       const grader = graderOf(params);
-      const out = { item: [] as string[], sample: [] as number[], request: [] as number[], answer: [] as string[], grade: [] as number[], detail: [] as (string | null)[] };
+      const out = {
+        item: [] as string[],
+        sample: [] as number[],
+        request: [] as number[],
+        answer: [] as string[],
+        grade: [] as number[],
+        detail: [] as (string | null)[],
+      };
       const push = (q: string, s: number, p: PoolSample, grade: number, detail: unknown) => {
         out.item.push(q);
         out.sample.push(s);
@@ -231,10 +260,15 @@ export function createSweepActivities({ db }: { db: Db }) {
         out.detail.push(detail === null ? null : JSON.stringify(detail));
       };
       if (grader.kind !== 'llm') {
-        for (const it of items) pool.get(it.item_key)!.forEach((p, s) => push(it.item_key, s, p, p.text === null ? 0 : gradeByRule(grader, extractFinalAnswer(p.text), it.answer), null));
+        for (const it of items)
+          pool
+            .get(it.item_key)!
+            .forEach((p, s) => push(it.item_key, s, p, p.text === null ? 0 : gradeByRule(grader, extractFinalAnswer(p.text), it.answer), null));
       } else {
         const keys: string[] = [];
-        for (const it of items) for (let s = 0; s < nMax; s++) for (let run = 0; run < grader.num_runs; run++) for (let a = 0; a < grader.max_attempts; a++) keys.push(graderKey(it.item_key, s, run, a));
+        for (const it of items)
+          for (let s = 0; s < nMax; s++)
+            for (let run = 0; run < grader.num_runs; run++) for (let a = 0; a < grader.max_attempts; a++) keys.push(graderKey(it.item_key, s, run, a));
         const results = new Map((await loadResults(db, runId, stageId, { itemKeys: keys })).map((r) => [r.itemKey, r]));
         const rows: PrepareRequestRow[] = [];
         for (const it of items) {
@@ -301,14 +335,22 @@ export function createSweepActivities({ db }: { db: Db }) {
         (answers.get(r.item_key) ?? answers.set(r.item_key, []).get(r.item_key)!)[r.sample] = r.answer;
         (grades.get(r.item_key) ?? grades.set(r.item_key, []).get(r.item_key)!)[r.sample] = r.grade;
       }
-      for (const it of items) if ((grades.get(it.item_key)?.filter((g) => g !== undefined).length ?? 0) !== nMax) throw new Error(`sweep: question ${it.item_key} is not fully graded; grade the chunk first`);
+      for (const it of items)
+        if ((grades.get(it.item_key)?.filter((g) => g !== undefined).length ?? 0) !== nMax)
+          throw new Error(`sweep: question ${it.item_key} is not fully graded; grade the chunk first`);
 
       const verdicts = new Map<string, Verdict>();
       for (let pass = 0; ; pass++) {
         const needs = new Map<string, { item: QaRow; req: JudgeRequest }>();
         const chosen: { item: string; strategy: string; n: number; rep: number; sample: number; calls: string[] }[] = [];
         for (const it of items) {
-          const ctx = { seed, question: it.item_key, answers: answers.get(it.item_key)!, grades: grades.get(it.item_key)!, verdict: (key: string) => verdicts.get(judgeKey(it.item_key, key)) };
+          const ctx = {
+            seed,
+            question: it.item_key,
+            answers: answers.get(it.item_key)!,
+            grades: grades.get(it.item_key)!,
+            verdict: (key: string) => verdicts.get(judgeKey(it.item_key, key)),
+          };
           for (const n of params.n) {
             candidateSets(seed, it.item_key, n, nMax, n === nMax ? 0 : params.resamples).forEach((set, rep) => {
               for (const st of strategies) {
@@ -324,7 +366,16 @@ export function createSweepActivities({ db }: { db: Db }) {
             `insert into sweep_selections (run_id, stage_id, item_key, strategy, n, replicate, sample, calls)
              select $1, $2, * from unnest($3::text[], $4::text[], $5::int[], $6::int[], $7::int[], $8::jsonb[])
              on conflict (run_id, stage_id, item_key, strategy, n, replicate) do update set sample = excluded.sample, calls = excluded.calls`,
-            [runId, stageId, chosen.map((c) => c.item), chosen.map((c) => c.strategy), chosen.map((c) => c.n), chosen.map((c) => c.rep), chosen.map((c) => c.sample), chosen.map((c) => JSON.stringify(c.calls))],
+            [
+              runId,
+              stageId,
+              chosen.map((c) => c.item),
+              chosen.map((c) => c.strategy),
+              chosen.map((c) => c.n),
+              chosen.map((c) => c.rep),
+              chosen.map((c) => c.sample),
+              chosen.map((c) => JSON.stringify(c.calls)),
+            ],
           );
           return { endpoint: judge, fromId: 1, toId: 0, count: 0 };
         }
@@ -342,14 +393,24 @@ export function createSweepActivities({ db }: { db: Db }) {
         const rows: PrepareRequestRow[] = [];
         for (const [itemKey, { item, req }] of needs) {
           const texts = pool.get(item.item_key)!.map((p) => p.text ?? '(no answer)');
-          const text = req.kind === 'mc' ? renderSelectPrompt(params.select_template, item.question, req.order.map((s) => texts[s]!)) : renderScorePrompt(params.score_template, item.question, texts[req.sample]!);
+          const text =
+            req.kind === 'mc'
+              ? renderSelectPrompt(
+                  params.select_template,
+                  item.question,
+                  req.order.map((s) => texts[s]!),
+                )
+              : renderScorePrompt(params.score_template, item.question, texts[req.sample]!);
           rows.push({
             runId,
             stageId,
             itemKey,
             endpoint: judge,
             sampleIndex: 0,
-            request: { messages: [userMessage(item, text, true)], params: { temperature: params.judge_temperature, max_tokens: params.judge_max_tokens, seed } },
+            request: {
+              messages: [userMessage(item, text, true)],
+              params: { temperature: params.judge_temperature, max_tokens: params.judge_max_tokens, seed },
+            },
           });
         }
         // Pending rows (an interrupted round) are run again together with the new ones.
@@ -379,11 +440,15 @@ export function createSweepActivities({ db }: { db: Db }) {
       const judgeRows = await tokensOf('|j|');
       const graderRows = await tokensOf('|g|s');
       const priceOf = (name: string | undefined) => (name ? endpoints[name]?.price : undefined);
-      const cost = (pt: number, ct: number, price: { input_per_mtok: number; output_per_mtok: number } | undefined) => (price ? (pt * price.input_per_mtok + ct * price.output_per_mtok) / 1e6 : 0);
+      const cost = (pt: number, ct: number, price: { input_per_mtok: number; output_per_mtok: number } | undefined) =>
+        price ? (pt * price.input_per_mtok + ct * price.output_per_mtok) / 1e6 : 0;
       const pPrice = priceOf(params.policy);
       const jPrice = priceOf(params.judge);
 
-      const samples = await db.$client.query<{ item_key: string; sample: number; grade: number }>('select item_key, sample, grade from sweep_samples where run_id = $1 and stage_id = $2', [runId, stageId]);
+      const samples = await db.$client.query<{ item_key: string; sample: number; grade: number }>(
+        'select item_key, sample, grade from sweep_samples where run_id = $1 and stage_id = $2',
+        [runId, stageId],
+      );
       const grade = new Map(samples.rows.map((r) => [`${r.item_key}#${r.sample}`, r.grade]));
       const selections = await db.$client.query<{ item_key: string; strategy: string; n: number; replicate: number; sample: number; calls: string[] }>(
         'select item_key, strategy, n, replicate, sample, calls from sweep_selections where run_id = $1 and stage_id = $2',
@@ -414,11 +479,22 @@ export function createSweepActivities({ db }: { db: Db }) {
           }
           const key = `${sel.strategy}|${sel.n}`;
           const list = points.get(key) ?? points.set(key, []).get(key)!;
-          list[sel.replicate] = { grade: grade.get(`${it.item_key}#${sel.sample}`) ?? 0, judgeCalls: sel.calls.length, tokens: pt + ct + jpt + jct, costUsd: cost(pt, ct, pPrice) + cost(jpt, jct, jPrice) };
+          list[sel.replicate] = {
+            grade: grade.get(`${it.item_key}#${sel.sample}`) ?? 0,
+            judgeCalls: sel.calls.length,
+            tokens: pt + ct + jpt + jct,
+            costUsd: cost(pt, ct, pPrice) + cost(jpt, jct, jPrice),
+          };
         }
         return { capabilities: capabilitiesOf(it.meta), points };
       });
-      const points = computeCurve({ strategies: strategies.map((s) => s.name), ns: [...params.n].sort((a, b) => a - b), questions: outcomes, bootstrap: params.bootstrap, seed });
+      const points = computeCurve({
+        strategies: strategies.map((s) => s.name),
+        ns: [...params.n].sort((a, b) => a - b),
+        questions: outcomes,
+        bootstrap: params.bootstrap,
+        seed,
+      });
       const role = (m: Map<string, { status: string | null; cached: boolean | null }>): RoleRequests => {
         let rows = 0;
         let cached = 0;
@@ -437,7 +513,12 @@ export function createSweepActivities({ db }: { db: Db }) {
         n_max: nMax,
         resamples: params.resamples,
         strategies: strategies.map((s) => s.name),
-        grader: g.kind === 'llm' ? `llm (${g.endpoint}, ${g.num_runs} run${g.num_runs > 1 ? 's' : ''})` : g.kind === 'numeric' ? `numeric (±${g.tolerance}${g.relative ? ' relative' : ''})` : g.kind,
+        grader:
+          g.kind === 'llm'
+            ? `llm (${g.endpoint}, ${g.num_runs} run${g.num_runs > 1 ? 's' : ''})`
+            : g.kind === 'numeric'
+              ? `numeric (±${g.tolerance}${g.relative ? ' relative' : ''})`
+              : g.kind,
         requests: { policy: role(policyRows), judge: role(judgeRows), grader: role(graderRows) },
         points,
       };

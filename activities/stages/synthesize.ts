@@ -111,7 +111,10 @@ function negativeMessages(item: QaRow, template: string, errorType: string, para
   if (params.system) messages.push({ role: 'system', content: params.system });
   messages.push({
     role: 'user',
-    content: [...(item.image_hash ? [{ type: 'image_ref' as const, hash: item.image_hash, mime: item.mime ?? 'image/png' }] : []), { type: 'text' as const, text }],
+    content: [
+      ...(item.image_hash ? [{ type: 'image_ref' as const, hash: item.image_hash, mime: item.mime ?? 'image/png' }] : []),
+      { type: 'text' as const, text },
+    ],
   });
   return messages;
 }
@@ -142,9 +145,17 @@ export function createSynthesizeActivities({ db }: { db: Db }) {
         if (dataset.path === undefined) throw ApplicationFailure.nonRetryable(`dataset "${dataset.name}" has neither a path nor an artifact`, 'DatasetError');
         source = (await importSource(db, { ...dataset, path: dataset.path })).artifactId;
       }
-      const src = (await db.$client.query<{ kind: string; rows: number; sealed: boolean }>('select kind, rows, sealed_at is not null as sealed from artifacts where id = $1', [source])).rows[0];
+      const src = (
+        await db.$client.query<{ kind: string; rows: number; sealed: boolean }>(
+          'select kind, rows, sealed_at is not null as sealed from artifacts where id = $1',
+          [source],
+        )
+      ).rows[0];
       if (!src || src.kind !== 'qa-items' || !src.sealed) {
-        throw ApplicationFailure.nonRetryable(`artifact ${source} is ${src ? (src.sealed ? `a ${src.kind} artifact` : 'not sealed') : 'missing'}; synthesize reads sealed qa-items`, 'DatasetError');
+        throw ApplicationFailure.nonRetryable(
+          `artifact ${source} is ${src ? (src.sealed ? `a ${src.kind} artifact` : 'not sealed') : 'missing'}; synthesize reads sealed qa-items`,
+          'DatasetError',
+        );
       }
       const opened = await db.$client.query<{ id: number }>(
         `insert into artifacts (kind, name, run_id, stage_id) values ('mc-items', 'items', $1, $2)
@@ -158,7 +169,16 @@ export function createSynthesizeActivities({ db }: { db: Db }) {
     },
 
     /** Writes the requests of source items [fromIdx, toIdx): every error type × sample. */
-    async prepareSynthesisChunk({ runId, stageId, seed, params, sourceArtifactId, fromIdx, toIdx, endpoint }: SynthesisChunkInput): Promise<SynthesisRequestRange> {
+    async prepareSynthesisChunk({
+      runId,
+      stageId,
+      seed,
+      params,
+      sourceArtifactId,
+      fromIdx,
+      toIdx,
+      endpoint,
+    }: SynthesisChunkInput): Promise<SynthesisRequestRange> {
       const items = await qaRows(db, sourceArtifactId, fromIdx, toIdx);
       const rows: PrepareRequestRow[] = [];
       for (const item of items) {
@@ -167,7 +187,8 @@ export function createSynthesizeActivities({ db }: { db: Db }) {
             messages: negativeMessages(item, templateFor(params, errorType)!, errorType, params),
             params: { temperature: params.temperature, max_tokens: params.max_tokens, seed },
           };
-          for (let s = 0; s < params.samples; s++) rows.push({ runId, stageId, itemKey: negativeKey(item.item_key, errorType, s), endpoint: params.writer, sampleIndex: s, request });
+          for (let s = 0; s < params.samples; s++)
+            rows.push({ runId, stageId, itemKey: negativeKey(item.item_key, errorType, s), endpoint: params.writer, sampleIndex: s, request });
         }
       }
       await prepareRequests(db, rows, { [params.writer]: endpoint });
@@ -183,14 +204,40 @@ export function createSynthesizeActivities({ db }: { db: Db }) {
      * Filters the negatives of source items [fromIdx, toIdx) and writes one `negatives` row per
      * request and one multiple-choice item per source item that keeps at least `min_negatives`.
      */
-    async buildSynthesisChunk({ runId, stageId, seed, params, sourceArtifactId, artifactId, fromIdx, toIdx, endpoint }: SynthesisChunkInput): Promise<BuildSynthesisChunkOutput> {
+    async buildSynthesisChunk({
+      runId,
+      stageId,
+      seed,
+      params,
+      sourceArtifactId,
+      artifactId,
+      fromIdx,
+      toIdx,
+      endpoint,
+    }: SynthesisChunkInput): Promise<BuildSynthesisChunkOutput> {
       const items = await qaRows(db, sourceArtifactId, fromIdx, toIdx);
       const keys: string[] = [];
       for (const item of items) for (const t of params.error_types) for (let s = 0; s < params.samples; s++) keys.push(negativeKey(item.item_key, t, s));
       const results = new Map((await loadResults(db, runId, stageId, { itemKeys: keys })).map((r) => [r.itemKey, r]));
       const refusals = params.refusal_patterns.map((p) => new RegExp(p, 'i'));
-      const neg = { item: [] as string[], type: [] as string[], sample: [] as number[], request: [] as number[], status: [] as string[], distance: [] as (number | null)[] };
-      const mc = { key: [] as string[], sourceIdx: [] as number[], query: [] as string[], image: [] as (string | null)[], candidates: [] as string[], best: [] as number[], meta: [] as string[], requests: [] as string[] };
+      const neg = {
+        item: [] as string[],
+        type: [] as string[],
+        sample: [] as number[],
+        request: [] as number[],
+        status: [] as string[],
+        distance: [] as (number | null)[],
+      };
+      const mc = {
+        key: [] as string[],
+        sourceIdx: [] as number[],
+        query: [] as string[],
+        image: [] as (string | null)[],
+        candidates: [] as string[],
+        best: [] as number[],
+        meta: [] as string[],
+        requests: [] as string[],
+      };
       let dropped = 0;
       for (const item of items) {
         const slots: { type: string; sample: number; requestId: number; text: string | null }[] = [];
@@ -201,7 +248,11 @@ export function createSynthesizeActivities({ db }: { db: Db }) {
             slots.push({ type, sample: s, requestId: r.id, text: r.status === 'succeeded' ? (r.content ?? '') : null });
           }
         }
-        const verdicts = filterNegatives(item.answer, slots.map((x) => x.text), { maxChars: params.max_chars, nearIdentical: params.near_identical, refusals });
+        const verdicts = filterNegatives(
+          item.answer,
+          slots.map((x) => x.text),
+          { maxChars: params.max_chars, nearIdentical: params.near_identical, refusals },
+        );
         slots.forEach((x, i) => {
           neg.item.push(item.item_key);
           neg.type.push(x.type);
@@ -210,7 +261,9 @@ export function createSynthesizeActivities({ db }: { db: Db }) {
           neg.status.push(verdicts[i]!.status);
           neg.distance.push(verdicts[i]!.distance);
         });
-        const kept = slots.map((x, i) => ({ index: i, text: (x.text ?? '').trim(), status: verdicts[i]!.status as NegativeStatus })).filter((x) => x.status === 'kept');
+        const kept = slots
+          .map((x, i) => ({ index: i, text: (x.text ?? '').trim(), status: verdicts[i]!.status as NegativeStatus }))
+          .filter((x) => x.status === 'kept');
         if (kept.length < params.min_negatives) {
           dropped++;
           continue;
@@ -286,7 +339,12 @@ export function createSynthesizeActivities({ db }: { db: Db }) {
           dropped: rows < sourceItems ? { [`fewer than ${params.min_negatives} kept negative(s)`]: sourceItems - rows } : {},
           error_types: errorTypes,
         };
-        await c.query('update artifacts set rows = $2, content_hash = $3, summary = $4, sealed_at = coalesce(sealed_at, now()) where id = $1', [artifactId, rows, contentHash, JSON.stringify(summary)]);
+        await c.query('update artifacts set rows = $2, content_hash = $3, summary = $4, sealed_at = coalesce(sealed_at, now()) where id = $1', [
+          artifactId,
+          rows,
+          contentHash,
+          JSON.stringify(summary),
+        ]);
         return { artifactId, rows, contentHash, summary };
       });
     },

@@ -145,7 +145,12 @@ export function createTrainActivities(deps: TrainDeps) {
   const backendOf = deps.backendFor ?? ((spec: TrainBackendSpec) => backendFor(spec, stateDir, env));
   const stageDir = (params: TrainParams, runId: string, stageId: string) => resolve(params.output_dir ?? join(stateDir, 'train'), runId, stageId);
 
-  const appendEvent = async (ref: { runId: string; stageId: string; attempt: number }, state: string, message?: string, extra: { logTail?: string; error?: string } = {}) => {
+  const appendEvent = async (
+    ref: { runId: string; stageId: string; attempt: number },
+    state: string,
+    message?: string,
+    extra: { logTail?: string; error?: string } = {},
+  ) => {
     // Only a change of state is an event; the row's state is its last one.
     await db.$client.query(
       `update train_jobs set
@@ -157,12 +162,25 @@ export function createTrainActivities(deps: TrainDeps) {
   };
 
   const finalMetrics = async (runId: string, stageId: string, attempt: number) => {
-    const rows = (await db.$client.query<{ step: number; loss: number | null }>('select step, loss from train_metrics where run_id = $1 and stage_id = $2 and attempt = $3 order by step', [runId, stageId, attempt])).rows;
+    const rows = (
+      await db.$client.query<{ step: number; loss: number | null }>(
+        'select step, loss from train_metrics where run_id = $1 and stage_id = $2 and attempt = $3 order by step',
+        [runId, stageId, attempt],
+      )
+    ).rows;
     const withLoss = rows.filter((r) => r.loss !== null);
     return { steps: rows.at(-1)?.step ?? 0, first_loss: withLoss[0]?.loss ?? null, final_loss: withLoss.at(-1)?.loss ?? null };
   };
 
-  const recordCheckpoint = async (runId: string, stageId: string, sftArtifactId: number, uri: string, contentHash: string, files: number, summary: Record<string, unknown>) => {
+  const recordCheckpoint = async (
+    runId: string,
+    stageId: string,
+    sftArtifactId: number,
+    uri: string,
+    contentHash: string,
+    files: number,
+    summary: Record<string, unknown>,
+  ) => {
     const r = await db.$client.query<{ id: number }>(
       `insert into artifacts (kind, name, run_id, stage_id, source, content_hash, rows, summary, sealed_at)
        values ('checkpoint', 'checkpoint', $1, $2, $3, $4, $5, $6, now())
@@ -181,7 +199,17 @@ export function createTrainActivities(deps: TrainDeps) {
     if (!st.fineTunedModel) throw ApplicationFailure.nonRetryable(`fine-tuning job ${jobId} succeeded without a fine_tuned_model`, 'TrainOutputError');
     const uri = `openai:${st.fineTunedModel}`;
     const final = await finalMetrics(runId, stageId, attempt);
-    const summary = { uri, base_model: params.base_model, backend: 'openai', job_id: jobId, attempt, sft_set: sftArtifactId, hyperparams: params.hyperparams, files: {}, final_metrics: final };
+    const summary = {
+      uri,
+      base_model: params.base_model,
+      backend: 'openai',
+      job_id: jobId,
+      attempt,
+      sft_set: sftArtifactId,
+      hyperparams: params.hyperparams,
+      files: {},
+      final_metrics: final,
+    };
     const artifactId = await recordCheckpoint(runId, stageId, sftArtifactId, uri, createHash('sha256').update(uri).digest('hex'), 0, summary);
     return { artifactId, uri, files: 0, finalLoss: final.final_loss };
   };
@@ -199,7 +227,10 @@ export function createTrainActivities(deps: TrainDeps) {
         throw err;
       }
       if (rows === 0) throw ApplicationFailure.nonRetryable(`sft-set ${sftArtifactId} has no rows: nothing to train on`, 'SftSetError');
-      const r = await db.$client.query<{ next: number }>('select coalesce(max(attempt) + 1, 0)::int as next from train_jobs where run_id = $1 and stage_id = $2', [runId, stageId]);
+      const r = await db.$client.query<{ next: number }>(
+        'select coalesce(max(attempt) + 1, 0)::int as next from train_jobs where run_id = $1 and stage_id = $2',
+        [runId, stageId],
+      );
       return { attempt: r.rows[0]!.next, dataPath, rows };
     },
 
@@ -229,13 +260,34 @@ export function createTrainActivities(deps: TrainDeps) {
         const metrics = join(outputDir, 'metrics.jsonl');
         const checkpoint = join(outputDir, 'checkpoint');
         const config = join(outputDir, 'train-config.json');
-        await writeFile(config, `${JSON.stringify({ data: dataPath, base_model: base, output: checkpoint, metrics, hyperparams: params.hyperparams }, null, 2)}\n`);
-        const values = { python: params.python, trainers: join(PACKAGE_ROOT, 'trainers'), config, data: dataPath, base_model: base, output: checkpoint, metrics };
+        await writeFile(
+          config,
+          `${JSON.stringify({ data: dataPath, base_model: base, output: checkpoint, metrics, hyperparams: params.hyperparams }, null, 2)}\n`,
+        );
+        const values = {
+          python: params.python,
+          trainers: join(PACKAGE_ROOT, 'trainers'),
+          config,
+          data: dataPath,
+          base_model: base,
+          output: checkpoint,
+          metrics,
+        };
         const jobEnv: Record<string, string> = {};
         for (const name of [...BASE_ENV, ...params.env]) if (env[name] !== undefined) jobEnv[name] = env[name]!;
         let out;
         try {
-          out = await backend.submit({ key, argv: params.command.map((a) => fill(a, values)), cwd: PACKAGE_ROOT, env: jobEnv, outputDir, metadata: { judgeflow_key: key }, trainingFile: dataPath, baseModel: params.base_model, hyperparams: params.hyperparams });
+          out = await backend.submit({
+            key,
+            argv: params.command.map((a) => fill(a, values)),
+            cwd: PACKAGE_ROOT,
+            env: jobEnv,
+            outputDir,
+            metadata: { judgeflow_key: key },
+            trainingFile: dataPath,
+            baseModel: params.base_model,
+            hyperparams: params.hyperparams,
+          });
         } catch (err) {
           if (!(err instanceof TrainBackendError)) throw err; // unavailable backends: the activity retries
           await appendEvent({ runId, stageId, attempt }, 'failed', err.message, { error: err.message });
@@ -244,7 +296,10 @@ export function createTrainActivities(deps: TrainDeps) {
         jobId = out.jobId;
         attached = out.attached;
       }
-      await db.$client.query('update train_jobs set job_id = $4, attached = attached + $5, updated_at = now() where run_id = $1 and stage_id = $2 and attempt = $3', [runId, stageId, attempt, jobId, attached ? 1 : 0]);
+      await db.$client.query(
+        'update train_jobs set job_id = $4, attached = attached + $5, updated_at = now() where run_id = $1 and stage_id = $2 and attempt = $3',
+        [runId, stageId, attempt, jobId, attached ? 1 : 0],
+      );
       return { jobId, key, attached, outputDir };
     },
 
@@ -254,7 +309,11 @@ export function createTrainActivities(deps: TrainDeps) {
       const st = await backend.status(jobId);
       const logTail = await backend.logs(jobId, logTailBytes).catch((err: unknown) => `(log unavailable: ${(err as Error).message})`);
       const metricsPath = join(outputDir, 'metrics.jsonl');
-      const lines = backend.metrics ? (await backend.metrics(jobId)).map((v) => ({ step: Number(v.step), loss: typeof v.loss === 'number' ? v.loss : null, values: v })) : existsSync(metricsPath) ? parseMetrics(await readFile(metricsPath, 'utf8')) : [];
+      const lines = backend.metrics
+        ? (await backend.metrics(jobId)).map((v) => ({ step: Number(v.step), loss: typeof v.loss === 'number' ? v.loss : null, values: v }))
+        : existsSync(metricsPath)
+          ? parseMetrics(await readFile(metricsPath, 'utf8'))
+          : [];
       if (lines.length > 0) {
         await db.$client.query(
           `insert into train_metrics (run_id, stage_id, attempt, step, loss, values)
@@ -264,8 +323,12 @@ export function createTrainActivities(deps: TrainDeps) {
         );
       }
       const ended = (TERMINAL_STATES as readonly TrainJobState[]).includes(st.state);
-      const message = st.state === 'failed' || st.state === 'lost' ? (st.message ?? (st.exitCode !== undefined ? `exit code ${st.exitCode}` : undefined)) : undefined;
-      await appendEvent({ runId, stageId, attempt }, st.state, message, { logTail, ...(ended && st.state !== 'succeeded' ? { error: message ?? st.state } : {}) });
+      const message =
+        st.state === 'failed' || st.state === 'lost' ? (st.message ?? (st.exitCode !== undefined ? `exit code ${st.exitCode}` : undefined)) : undefined;
+      await appendEvent({ runId, stageId, attempt }, st.state, message, {
+        logTail,
+        ...(ended && st.state !== 'succeeded' ? { error: message ?? st.state } : {}),
+      });
       return ended && st.state !== 'succeeded' ? { ...st, logTail } : st;
     },
 
@@ -290,7 +353,13 @@ export function createTrainActivities(deps: TrainDeps) {
       );
       const withLoss = metricsRows.rows.filter((r) => r.loss !== null);
       const finalLoss = withLoss.at(-1)?.loss ?? null;
-      const contentHash = createHash('sha256').update(Object.entries(files).map(([f, h]) => `${f}\u0000${h}`).join('\n')).digest('hex');
+      const contentHash = createHash('sha256')
+        .update(
+          Object.entries(files)
+            .map(([f, h]) => `${f}\u0000${h}`)
+            .join('\n'),
+        )
+        .digest('hex');
       const uri = `file://${dir}`;
       const summary = {
         uri,

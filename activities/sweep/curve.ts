@@ -50,7 +50,13 @@ function percentile(sorted: readonly number[], p: number): number {
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /** The curve's points: strategies in the given order, then N ascending, then `total` before capabilities (sorted). */
-export function computeCurve(opts: { strategies: readonly string[]; ns: readonly number[]; questions: readonly QuestionOutcomes[]; bootstrap: number; seed: number }): CurvePoint[] {
+export function computeCurve(opts: {
+  strategies: readonly string[];
+  ns: readonly number[];
+  questions: readonly QuestionOutcomes[];
+  bootstrap: number;
+  seed: number;
+}): CurvePoint[] {
   const caps = [...new Set(opts.questions.flatMap((q) => q.capabilities))].sort();
   const points: CurvePoint[] = [];
   for (const strategy of opts.strategies) {
@@ -61,7 +67,12 @@ export function computeCurve(opts: { strategies: readonly string[]; ns: readonly
         if (qs.length === 0) continue;
         const per = qs.map((q) => {
           const reps = q.points.get(key)!;
-          return { grade: mean(reps.map((r) => r.grade)), calls: mean(reps.map((r) => r.judgeCalls)), tokens: mean(reps.map((r) => r.tokens)), cost: mean(reps.map((r) => r.costUsd)) };
+          return {
+            grade: mean(reps.map((r) => r.grade)),
+            calls: mean(reps.map((r) => r.judgeCalls)),
+            tokens: mean(reps.map((r) => r.tokens)),
+            cost: mean(reps.map((r) => r.costUsd)),
+          };
         });
         const grades = per.map((p) => p.grade);
         let ciLow: number | null = null;

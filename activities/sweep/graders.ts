@@ -24,7 +24,10 @@ export function extractFinalAnswer(output: string): string {
   if (boxed.length > 0) return boxed[boxed.length - 1]![1]!.trim();
   const answers = [...text.matchAll(/^\s*answer\s*[:：]\s*([^\n]+)/gim)];
   if (answers.length > 0) return answers[answers.length - 1]![1]!.trim();
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   return lines[lines.length - 1] ?? '';
 }
 
@@ -98,7 +101,11 @@ export const MMVET_FEW_SHOT: readonly { question: string; truth: string; predict
   { question: 'What is the person doing?', truth: 'riding a bicycle', prediction: 'The person is on a bike, cycling down a hill.', score: '1.0' },
 ];
 
-const cell = (s: string) => s.replace(/\s*\n\s*/g, ' ').replace(/\|/g, '/').trim();
+const cell = (s: string) =>
+  s
+    .replace(/\s*\n\s*/g, ' ')
+    .replace(/\|/g, '/')
+    .trim();
 
 /** The grader prompt for one prediction: the instruction, the example table and the row to complete. */
 export function mmvetGraderPrompt(question: string, truth: string, prediction: string): string {
@@ -109,7 +116,11 @@ export function mmvetGraderPrompt(question: string, truth: string, prediction: s
 
 /** The grader's score: its first token as a number in [0, 1] (rounded to 0.1), else undefined (unparseable). */
 export function parseGraderScore(output: string): number | undefined {
-  const first = output.replace(/<think>[\s\S]*?<\/think>/gi, '').trim().split(/\s+/)[0] ?? '';
+  const first =
+    output
+      .replace(/<think>[\s\S]*?<\/think>/gi, '')
+      .trim()
+      .split(/\s+/)[0] ?? '';
   if (!/^(?:[01](?:\.\d+)?|\.\d+)$/.test(first)) return undefined;
   const v = Number(first);
   return v >= 0 && v <= 1 ? Math.round(v * 10) / 10 : undefined;

@@ -58,7 +58,12 @@ export function templateIssues(t: { policy: string; select: string; score: strin
 /** The 1–10 score of a score output: `<score>N</score>`, `\boxed{N}`, "Score: N", "N/10"; undefined when none. */
 export function parseScore(output: string): number | undefined {
   const text = output.replace(/<think>[\s\S]*?<\/think>/gi, '');
-  const forms = [/<score>\s*(\d+(?:\.\d+)?)\s*<\/score>/gi, /\\boxed\s*\{\s*(\d+(?:\.\d+)?)\s*\}/g, /score\s*[:：=]\s*(\d+(?:\.\d+)?)/gi, /\b(\d+(?:\.\d+)?)\s*\/\s*10\b/g];
+  const forms = [
+    /<score>\s*(\d+(?:\.\d+)?)\s*<\/score>/gi,
+    /\\boxed\s*\{\s*(\d+(?:\.\d+)?)\s*\}/g,
+    /score\s*[:：=]\s*(\d+(?:\.\d+)?)/gi,
+    /\b(\d+(?:\.\d+)?)\s*\/\s*10\b/g,
+  ];
   for (const re of forms) {
     const all = [...text.matchAll(re)];
     if (all.length > 0) {

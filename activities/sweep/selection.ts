@@ -46,7 +46,12 @@ function shuffled<T>(items: readonly T[], ...seed: (string | number)[]): T[] {
 export function candidateSets(seed: number, question: string, n: number, nMax: number, resamples: number): number[][] {
   const all = Array.from({ length: nMax }, (_, i) => i);
   const sets = [all.slice(0, n)];
-  for (let r = 1; r <= resamples; r++) sets.push(shuffled(all, 'judgeflow/sweep/subset', seed, question, n, r).slice(0, n).sort((a, b) => a - b));
+  for (let r = 1; r <= resamples; r++)
+    sets.push(
+      shuffled(all, 'judgeflow/sweep/subset', seed, question, n, r)
+        .slice(0, n)
+        .sort((a, b) => a - b),
+    );
   return sets;
 }
 
@@ -54,7 +59,13 @@ const setKey = (set: readonly number[]) => [...set].sort((a, b) => a - b).join('
 
 /** The display order of a set: a seeded shuffle of the set (not of how it was reached). */
 export function canonicalOrder(seed: number, question: string, set: readonly number[]): number[] {
-  return shuffled([...set].sort((a, b) => a - b), 'judgeflow/sweep/order', seed, question, setKey(set));
+  return shuffled(
+    [...set].sort((a, b) => a - b),
+    'judgeflow/sweep/order',
+    seed,
+    question,
+    setKey(set),
+  );
 }
 
 /** A judge request: `mc` shows `order` (sample indexes in display order); `score` shows one sample. */

@@ -50,7 +50,9 @@ export function unknownPlaceholders(template: string): string[] {
 }
 
 export function renderNegativePrompt(template: string, v: { question: string; reference: string; errorType: string }): string {
-  return template.replace(/\{(question|reference|error_type)\}/g, (_, p: string) => (p === 'question' ? v.question : p === 'reference' ? v.reference : v.errorType));
+  return template.replace(/\{(question|reference|error_type)\}/g, (_, p: string) =>
+    p === 'question' ? v.question : p === 'reference' ? v.reference : v.errorType,
+  );
 }
 
 /** Lower case, whitespace collapsed, surrounding punctuation removed: what "the same text" means here. */
@@ -109,7 +111,11 @@ export interface FilterOptions {
  * Classifies the negatives of one item, in order: each is empty or overlong, a refusal, near
  * the reference, a near-duplicate of a negative kept before it, or kept.
  */
-export function filterNegatives(reference: string, outputs: readonly (string | null)[], opts: FilterOptions): { status: NegativeStatus; distance: number | null }[] {
+export function filterNegatives(
+  reference: string,
+  outputs: readonly (string | null)[],
+  opts: FilterOptions,
+): { status: NegativeStatus; distance: number | null }[] {
   const kept: string[] = [];
   return outputs.map((raw) => {
     if (raw === null) return { status: 'request_failed', distance: null };
@@ -139,7 +145,13 @@ export interface AssembledItem {
  * K-1 negatives, picked by a stream seeded with (seed, item key), then every option placed by a
  * second seeded shuffle, so the best answer's position is uniform over the K positions.
  */
-export function assembleItem(reference: string, negatives: readonly { index: number; text: string }[], k: number, seed: number, itemKey: string): AssembledItem {
+export function assembleItem(
+  reference: string,
+  negatives: readonly { index: number; text: string }[],
+  k: number,
+  seed: number,
+  itemKey: string,
+): AssembledItem {
   const pickRng = createRng('judgeflow/synthesize/pick', seed, itemKey);
   const pool = [...negatives];
   for (let i = pool.length - 1; i > 0; i--) {

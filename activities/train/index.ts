@@ -20,6 +20,8 @@ export function backendFor(spec: TrainBackendSpec, stateDir: string, env: NodeJS
       return new SlurmBackend({ prefix: spec.prefix, partition: spec.partition, cpus: spec.cpus, mem: spec.mem, time: spec.time });
     case 'openai':
       // The activity's retry policy owns retries: the client makes none of its own.
-      return new OpenAIFineTuneBackend(new OpenAI({ baseURL: spec.base_url, apiKey: (spec.api_key_env ? env[spec.api_key_env] : undefined) ?? 'none', maxRetries: 0, timeout: 60_000 }));
+      return new OpenAIFineTuneBackend(
+        new OpenAI({ baseURL: spec.base_url, apiKey: (spec.api_key_env ? env[spec.api_key_env] : undefined) ?? 'none', maxRetries: 0, timeout: 60_000 }),
+      );
   }
 }

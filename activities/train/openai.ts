@@ -45,7 +45,10 @@ export async function toOpenAIChatJsonl(trl: string): Promise<string> {
         if (p.type === 'image') {
           const path = images.shift();
           if (!path) throw new TrainBackendError('an image part has no image path in `images`');
-          content.push({ type: 'image_url', image_url: { url: `data:${MIME[extname(path).toLowerCase()] ?? 'image/png'};base64,${(await readFile(path)).toString('base64')}` } });
+          content.push({
+            type: 'image_url',
+            image_url: { url: `data:${MIME[extname(path).toLowerCase()] ?? 'image/png'};base64,${(await readFile(path)).toString('base64')}` },
+          });
         } else content.push({ type: 'text', text: p.text ?? '' });
       }
       messages.push({ role: m.role, content });
@@ -94,7 +97,11 @@ export class OpenAIFineTuneBackend implements TrainBackend {
       const job = await this.client.fineTuning.jobs.retrieve(jobId);
       const state = STATES[job.status];
       if (!state) throw new TrainBackendError(`fine-tuning job ${jobId}: unknown status ${job.status}`);
-      return { state, ...(job.error?.message ? { message: job.error.message } : {}), ...(job.fine_tuned_model ? { fineTunedModel: job.fine_tuned_model } : {}) };
+      return {
+        state,
+        ...(job.error?.message ? { message: job.error.message } : {}),
+        ...(job.fine_tuned_model ? { fineTunedModel: job.fine_tuned_model } : {}),
+      };
     } catch (err) {
       if (err instanceof APIError && err.status === 404) return { state: 'lost', message: `the fine-tuning API does not know job ${jobId}` };
       throw err;

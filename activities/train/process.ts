@@ -45,7 +45,10 @@ export class ProcessBackend implements TrainBackend {
   /** Every job the backend has started (its folders). */
   async list(): Promise<string[]> {
     if (!existsSync(this.dir)) return [];
-    return (await readdir(this.dir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+    return (await readdir(this.dir, { withFileTypes: true }))
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name)
+      .sort();
   }
 
   async find(key: string): Promise<string | undefined> {

@@ -8,7 +8,13 @@ import https from 'node:https';
 import { shellCommand } from './shell.js';
 import { tailText, TrainBackendError, type SubmitResult, type TrainBackend, type TrainJobSpec, type TrainJobStatus } from './backend.js';
 
-const STATES: Record<string, TrainJobStatus['state']> = { PENDING: 'pending', RUNNING: 'running', SUCCEEDED: 'succeeded', FAILED: 'failed', STOPPED: 'cancelled' };
+const STATES: Record<string, TrainJobStatus['state']> = {
+  PENDING: 'pending',
+  RUNNING: 'running',
+  SUCCEEDED: 'succeeded',
+  FAILED: 'failed',
+  STOPPED: 'cancelled',
+};
 
 /** A Ray head that could not be reached or answered 5xx: retryable (the activity retries). */
 export class RayUnavailableError extends Error {

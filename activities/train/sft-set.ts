@@ -18,10 +18,12 @@ export class SftSetError extends Error {
 }
 
 export const exportSftSet: SftSetExporter = async (db, artifactId, out) => {
-  const art = (await db.$client.query<{ kind: string; source: string | null; format: string | null; sealed: boolean }>(
-    'select kind, source, format, sealed_at is not null as sealed from artifacts where id = $1',
-    [artifactId],
-  )).rows[0];
+  const art = (
+    await db.$client.query<{ kind: string; source: string | null; format: string | null; sealed: boolean }>(
+      'select kind, source, format, sealed_at is not null as sealed from artifacts where id = $1',
+      [artifactId],
+    )
+  ).rows[0];
   if (!art) throw new SftSetError(`no artifact ${artifactId}`);
   if (art.kind !== 'sft-set') throw new SftSetError(`artifact ${artifactId} is ${art.kind}; train reads an sft-set`);
   if (!art.sealed) throw new SftSetError(`sft-set ${artifactId} is not sealed (its stage has not finished)`);

@@ -62,7 +62,10 @@ export class SlurmBackend implements TrainBackend {
   async find(key: string): Promise<string | undefined> {
     const r = await this.run(['squeue', '--noheader', '--states=all', `--name=${key}`, '--format=%i']);
     if (r.code !== 0) throw new SlurmUnavailableError(`squeue: ${r.stderr.trim()}`);
-    const ids = r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    const ids = r.stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     return ids.sort((a, b) => Number(a) - Number(b))[0];
   }
 
@@ -70,7 +73,10 @@ export class SlurmBackend implements TrainBackend {
   async list(): Promise<string[]> {
     const r = await this.run(['squeue', '--noheader', '--states=all', '--format=%i %j']);
     if (r.code !== 0) throw new SlurmUnavailableError(`squeue: ${r.stderr.trim()}`);
-    return r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    return r.stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
   }
 
   async submit(spec: TrainJobSpec): Promise<SubmitResult> {
@@ -112,7 +118,9 @@ export class SlurmBackend implements TrainBackend {
     return {
       state,
       ...(exitCode !== undefined && Number.isFinite(exitCode) ? { exitCode } : {}),
-      ...(state === 'failed' ? { message: `Slurm job ${jobId} ${raw}${exitCode !== undefined ? ` (exit ${exitCode})` : ''}${reason && reason !== 'None' ? `: ${reason}` : ''}` } : {}),
+      ...(state === 'failed'
+        ? { message: `Slurm job ${jobId} ${raw}${exitCode !== undefined ? ` (exit ${exitCode})` : ''}${reason && reason !== 'None' ? `: ${reason}` : ''}` }
+        : {}),
     };
   }
 

@@ -24,7 +24,9 @@ export async function cancelCommand(argv: string[]): Promise<number> {
     const handle = conn.client.workflow.getHandle(runId);
     const desc = await handle.describe();
     if (desc.status.name !== 'RUNNING') {
-      console.log(values.json ? JSON.stringify({ runId, status: desc.status.name.toLowerCase() }) : `run ${runId} is not running (${desc.status.name.toLowerCase()})`);
+      console.log(
+        values.json ? JSON.stringify({ runId, status: desc.status.name.toLowerCase() }) : `run ${runId} is not running (${desc.status.name.toLowerCase()})`,
+      );
       return EXIT.ok;
     }
     await handle.cancel();

@@ -49,7 +49,8 @@ export async function compareCommand(argv: string[]): Promise<number> {
 }
 
 const pct = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? '' : (v * 100).toFixed(1));
-const ci = (lo: number | null | undefined, hi: number | null | undefined) => (lo === null || lo === undefined || hi === null || hi === undefined ? '' : ` [${pct(lo)}, ${pct(hi)}]`);
+const ci = (lo: number | null | undefined, hi: number | null | undefined) =>
+  lo === null || lo === undefined || hi === null || hi === undefined ? '' : ` [${pct(lo)}, ${pct(hi)}]`;
 const pval = (p: number) => (Number.isNaN(p) ? '' : p < 0.0001 ? p.toExponential(1) : p.toFixed(4));
 
 export function renderComparison(cmp: Comparison): string {

@@ -19,7 +19,9 @@ export async function dashboardCommand(argv: string[]): Promise<number> {
   const port = values.port === undefined ? 8240 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0-65535, got "${values.port}"`);
   if (!isLoopback(host) && !values['allow-remote']) {
-    throw new UsageError(`--host ${host} is not a loopback address: the dashboard has no login and shows every run; add --allow-remote to serve it there anyway`);
+    throw new UsageError(
+      `--host ${host} is not a loopback address: the dashboard has no login and shows every run; add --allow-remote to serve it there anyway`,
+    );
   }
   const conn = await connect();
   const ui = temporalUiBase(conn.cfg);
@@ -28,7 +30,9 @@ export async function dashboardCommand(argv: string[]): Promise<number> {
     progress: (runId) => currentProgress(conn, runId),
     workflowUrl: ui ? (id) => workflowUrl(ui, conn.cfg.namespace, id) : undefined,
   });
-  const server = serve({ fetch: app.fetch, port, hostname: host }, (info) => console.log(`judgeflow dashboard: http://${host.includes(':') ? `[${host}]` : host}:${info.port}/ (Ctrl-C stops it)`));
+  const server = serve({ fetch: app.fetch, port, hostname: host }, (info) =>
+    console.log(`judgeflow dashboard: http://${host.includes(':') ? `[${host}]` : host}:${info.port}/ (Ctrl-C stops it)`),
+  );
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

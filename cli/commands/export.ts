@@ -11,8 +11,12 @@ const USAGE = `usage: judgeflow export <run> <stage> [--artifact NAME] --format 
 
 Writes an artifact of a stage to a file (images beside it in PATH.images/).
   --artifact NAME   which artifact of the stage (default: its only one)
-  --format F        ${Object.entries(EXPORT_FORMATS).map(([f, k]) => `${f} (${k})`).join(', ')},
-                    ${Object.entries(TRAINING_FORMATS).map(([f, k]) => `${f} (${k.join(', ')})`).join(', ')}
+  --format F        ${Object.entries(EXPORT_FORMATS)
+    .map(([f, k]) => `${f} (${k})`)
+    .join(', ')},
+                    ${Object.entries(TRAINING_FORMATS)
+                      .map(([f, k]) => `${f} (${k.join(', ')})`)
+                      .join(', ')}
   --out PATH        the file to write
   --split S         training sets: only the train or validation rows (default: all)
   --json            print {artifact, rows, images, out} as JSON`;
@@ -27,8 +31,10 @@ export async function exportCommand(argv: string[]): Promise<number> {
   const formats = [...Object.keys(EXPORT_FORMATS), ...Object.keys(TRAINING_FORMATS)];
   if (!values.format || !formats.includes(values.format)) throw new UsageError(`--format must be one of ${formats.join(', ')}\n\n${USAGE}`);
   if (!values.out) throw new UsageError(`--out PATH is required\n\n${USAGE}`);
-  if (values.split !== undefined && values.split !== 'train' && values.split !== 'validation') throw new UsageError(`--split must be train or validation\n\n${USAGE}`);
-  if (values.split !== undefined && !(values.format in TRAINING_FORMATS)) throw new UsageError(`--split applies to the training-set formats (${Object.keys(TRAINING_FORMATS).join(', ')})\n\n${USAGE}`);
+  if (values.split !== undefined && values.split !== 'train' && values.split !== 'validation')
+    throw new UsageError(`--split must be train or validation\n\n${USAGE}`);
+  if (values.split !== undefined && !(values.format in TRAINING_FORMATS))
+    throw new UsageError(`--split applies to the training-set formats (${Object.keys(TRAINING_FORMATS).join(', ')})\n\n${USAGE}`);
   const [runId, stageId] = positionals as [string, string];
   const conn = await connect();
   try {
@@ -41,18 +47,28 @@ export async function exportCommand(argv: string[]): Promise<number> {
     }
     const picked = values.artifact ? ofStage.filter((a) => a.name === values.artifact) : ofStage;
     if (picked.length !== 1) {
-      throw new UsageError(`${values.artifact ? `no artifact "${values.artifact}"` : 'several artifacts'} in stage "${stageId}": ${ofStage.map((a) => `${a.name} (${a.kind})`).join(', ')}; name one with --artifact`);
+      throw new UsageError(
+        `${values.artifact ? `no artifact "${values.artifact}"` : 'several artifacts'} in stage "${stageId}": ${ofStage.map((a) => `${a.name} (${a.kind})`).join(', ')}; name one with --artifact`,
+      );
     }
     const out = resolve(values.out);
     let res: { rows: number; images: number; sha256?: string };
     try {
-      res = await exportArtifact(conn.db.db, picked[0]!.id, { format: values.format as ExportFormat | TrainingFormat, out, ...(values.split ? { split: values.split as 'train' | 'validation' } : {}) });
+      res = await exportArtifact(conn.db.db, picked[0]!.id, {
+        format: values.format as ExportFormat | TrainingFormat,
+        out,
+        ...(values.split ? { split: values.split as 'train' | 'validation' } : {}),
+      });
     } catch (err) {
       if (err instanceof ExportError) throw new UsageError(err.message);
       throw err;
     }
-    if (values.json) console.log(JSON.stringify({ artifact: picked[0]!.id, rows: res.rows, images: res.images, out, ...(res.sha256 ? { sha256: res.sha256 } : {}) }));
-    else console.log(`wrote ${res.rows} ${picked[0]!.kind} row(s) and ${res.images} image(s) of artifact ${picked[0]!.id} to ${out}${res.sha256 ? ` (sha256 ${res.sha256}; file hashes in ${out}.sha256)` : ''}`);
+    if (values.json)
+      console.log(JSON.stringify({ artifact: picked[0]!.id, rows: res.rows, images: res.images, out, ...(res.sha256 ? { sha256: res.sha256 } : {}) }));
+    else
+      console.log(
+        `wrote ${res.rows} ${picked[0]!.kind} row(s) and ${res.images} image(s) of artifact ${picked[0]!.id} to ${out}${res.sha256 ? ` (sha256 ${res.sha256}; file hashes in ${out}.sha256)` : ''}`,
+      );
     return EXIT.ok;
   } finally {
     await conn.close();

@@ -11,7 +11,15 @@ import { table } from '../render.js';
 export async function runGroup(conn: Connected, group: GroupPlan, opts: { detach: boolean; json: boolean; log: (line: string) => void }): Promise<number> {
   const launched = [];
   for (const m of group.members) {
-    const res = await launchRun({ loaded: m.loaded, db: conn.db.db, client: conn.client, taskQueue: conn.cfg.taskQueue, runId: m.runId, groupId: group.groupId, axes: m.axes });
+    const res = await launchRun({
+      loaded: m.loaded,
+      db: conn.db.db,
+      client: conn.client,
+      taskQueue: conn.cfg.taskQueue,
+      runId: m.runId,
+      groupId: group.groupId,
+      axes: m.axes,
+    });
     launched.push(res);
     opts.log(`run ${res.runId}: ${res.attached ? 'already exists (attached)' : res.resumed ? 'resuming' : 'started'} ${JSON.stringify(m.axes)}`);
   }
@@ -68,6 +76,10 @@ export async function groupCancel(conn: Connected, groupId: string, json: boolea
         if (!(err instanceof WorkflowFailedError)) throw err;
       });
   }
-  console.log(json ? JSON.stringify({ groupId, cancelled }) : `group ${groupId}: cancelled ${cancelled.length} of ${rows.length} runs${cancelled.length ? ` (${cancelled.join(', ')})` : ''}`);
+  console.log(
+    json
+      ? JSON.stringify({ groupId, cancelled })
+      : `group ${groupId}: cancelled ${cancelled.length} of ${rows.length} runs${cancelled.length ? ` (${cancelled.join(', ')})` : ''}`,
+  );
   return EXIT.ok;
 }

@@ -5,7 +5,9 @@ import { table } from '../render.js';
 export async function kindsCommand(): Promise<number> {
   const rows = stageKindNames().map((k) => {
     const kind = getStageKind(k)!;
-    const produces = Object.entries(kind.produces ?? {}).map(([name, a]) => `${name} (${a})`).join(', ');
+    const produces = Object.entries(kind.produces ?? {})
+      .map(([name, a]) => `${name} (${a})`)
+      .join(', ');
     return [k, produces || '-', kind.description];
   });
   console.log(table(['kind', 'produces', 'description'], rows));

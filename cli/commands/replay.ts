@@ -34,14 +34,28 @@ export async function replayCommand(argv: string[]): Promise<number> {
   );
   if (positionals.length !== 1) throw new UsageError(`expected one run id\n\n${USAGE}`);
   if (!values.from) throw new UsageError(`--from <stage> is required\n\n${USAGE}`);
-  if (values.label !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(values.label)) throw new UsageError(`--label "${values.label}": use letters, digits, ".", "_" and "-"`);
+  if (values.label !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(values.label))
+    throw new UsageError(`--label "${values.label}": use letters, digits, ".", "_" and "-"`);
   const log = values.json ? () => {} : (line: string) => console.error(line);
   const conn = await connect({ startWorker: true, log });
   try {
-    const plan = await planReplay(conn.db.db, { runId: positionals[0]!, from: values.from, sets: values.set ?? [], label: values.label, failedItems: values['failed-items'] });
+    const plan = await planReplay(conn.db.db, {
+      runId: positionals[0]!,
+      from: values.from,
+      sets: values.set ?? [],
+      label: values.label,
+      failedItems: values['failed-items'],
+    });
     for (const w of plan.loaded.warnings) console.error(`warning: ${w}`);
     if (plan.loaded.spec.simulator) await ensureSimulator({ stateDir: conn.cfg.stateDir, specPath: plan.loaded.specPath, ...plan.loaded.spec.simulator, log });
-    const launched = await launchRun({ loaded: plan.loaded, label: values.label, db: conn.db.db, client: conn.client, taskQueue: conn.cfg.taskQueue, ...plan.extras });
+    const launched = await launchRun({
+      loaded: plan.loaded,
+      label: values.label,
+      db: conn.db.db,
+      client: conn.client,
+      taskQueue: conn.cfg.taskQueue,
+      ...plan.extras,
+    });
     const kept = Object.keys(plan.extras.reused ?? {});
     if (!values.json) {
       console.error(

@@ -83,7 +83,9 @@ async function printMetricsTable(conn: Connected, runId: string, stageId: string
     return;
   }
   const headlinePolicy = rows.find((r) => r.metric === 'headline_accuracy')?.policy ?? 'excluded';
-  const categories = [...new Set(rows.filter((r) => r.metric === 'accuracy' && r.scope.startsWith('category:')).map((r) => r.scope.slice('category:'.length)))].sort();
+  const categories = [
+    ...new Set(rows.filter((r) => r.metric === 'accuracy' && r.scope.startsWith('category:')).map((r) => r.scope.slice('category:'.length))),
+  ].sort();
   const out: (string | number)[][] = [];
   for (const [stage, list] of byStage) {
     const get = (metric: string, scope = 'overall', policy = '') => list.find((r) => r.metric === metric && r.scope === scope && r.policy === policy);
@@ -97,7 +99,9 @@ async function printMetricsTable(conn: Connected, runId: string, stageId: string
       withCi(get('accuracy', 'overall', headlinePolicy)),
       withCi(get('accuracy', 'macro', headlinePolicy)),
       ...categories.map((c) => withCi(get('accuracy', `category:${c}`, headlinePolicy))),
-      get('accuracy', 'overall', headlinePolicy === 'excluded' ? 'wrong' : 'excluded') ? pct(get('accuracy', 'overall', headlinePolicy === 'excluded' ? 'wrong' : 'excluded')!.value) : '',
+      get('accuracy', 'overall', headlinePolicy === 'excluded' ? 'wrong' : 'excluded')
+        ? pct(get('accuracy', 'overall', headlinePolicy === 'excluded' ? 'wrong' : 'excluded')!.value)
+        : '',
       get('position_consistency') ? pct(get('position_consistency')!.value) : '',
       get('first_position_rate') ? pct(get('first_position_rate')!.value) : '',
       get('unparseable_rate') ? pct(get('unparseable_rate')!.value) : '',
@@ -108,8 +112,23 @@ async function printMetricsTable(conn: Connected, runId: string, stageId: string
   }
   const other = headlinePolicy === 'excluded' ? 'wrong' : 'excluded';
   const skipped = await skippedRowsNote(conn, runId, stageId);
-  console.log(`\nresults of run ${runId} (${skipped}accuracy %, 95% bootstrap CI; unparseable outputs ${headlinePolicy === 'excluded' ? 'excluded from' : 'counted wrong in'} the headline)`);
-  const header = ['stage', 'items', `overall (${headlinePolicy})`, 'macro', ...categories, `overall (${other})`, 'consistency', 'first-pos', 'unparseable', 'out tok', 'requests', 'cost'];
+  console.log(
+    `\nresults of run ${runId} (${skipped}accuracy %, 95% bootstrap CI; unparseable outputs ${headlinePolicy === 'excluded' ? 'excluded from' : 'counted wrong in'} the headline)`,
+  );
+  const header = [
+    'stage',
+    'items',
+    `overall (${headlinePolicy})`,
+    'macro',
+    ...categories,
+    `overall (${other})`,
+    'consistency',
+    'first-pos',
+    'unparseable',
+    'out tok',
+    'requests',
+    'cost',
+  ];
   // No endpoint with a price: no cost column.
   if (out.every((row) => row.at(-1) === '')) {
     header.pop();
@@ -127,7 +146,9 @@ async function skippedRowsNote(conn: Connected, runId: string, stageId?: string)
     .select({ output: stages.output })
     .from(stages)
     .where(stageId ? and(eq(stages.runId, runId), eq(stages.stageId, stageId)) : eq(stages.runId, runId));
-  const ids = [...new Set(outputs.map((o) => (o.output as { ref?: { datasetId?: unknown } } | null)?.ref?.datasetId).filter((id): id is number => typeof id === 'number'))];
+  const ids = [
+    ...new Set(outputs.map((o) => (o.output as { ref?: { datasetId?: unknown } } | null)?.ref?.datasetId).filter((id): id is number => typeof id === 'number')),
+  ];
   if (ids.length === 0) return '';
   const rows = await conn.db.db
     .select({ name: artifacts.name, items: artifacts.rows, skipped: sql<number>`jsonb_array_length(${artifacts.issues})::int` })
@@ -137,6 +158,9 @@ async function skippedRowsNote(conn: Connected, runId: string, stageId?: string)
   const n = (v: number) => v.toLocaleString('en-US');
   const parts = rows
     .filter((r) => r.skipped > 0)
-    .map((r) => `${rows.length > 1 ? `${r.name}: ` : ''}${n(r.items)} of ${n(r.items + r.skipped)} items (${n(r.skipped)} dataset row${r.skipped === 1 ? '' : 's'} skipped)`);
+    .map(
+      (r) =>
+        `${rows.length > 1 ? `${r.name}: ` : ''}${n(r.items)} of ${n(r.items + r.skipped)} items (${n(r.skipped)} dataset row${r.skipped === 1 ? '' : 's'} skipped)`,
+    );
   return parts.length > 0 ? `${parts.join(', ')}; ` : '';
 }

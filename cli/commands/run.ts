@@ -41,7 +41,9 @@ export async function runCommand(argv: string[]): Promise<number> {
   const log = values.json ? () => {} : (line: string) => console.error(line);
   for (const w of loaded.warnings) console.error(`warning: ${w}`);
   // The embedded worker must see the API keys the endpoints name (restarted with them if not).
-  const workerEnv = loaded.plan.flatMap((s) => Object.entries(s.endpoints).flatMap(([name, e]) => (e.api_key_env ? [{ name: e.api_key_env, usedBy: `endpoint "${name}"` }] : [])));
+  const workerEnv = loaded.plan.flatMap((s) =>
+    Object.entries(s.endpoints).flatMap(([name, e]) => (e.api_key_env ? [{ name: e.api_key_env, usedBy: `endpoint "${name}"` }] : [])),
+  );
   // A spec with ablations: is a group of runs (cli/commands/group.ts).
   const group = loaded.spec.ablations ? await planGroup(loaded, { sets: values.set ?? [], label: values.label }) : undefined;
   const conn = await connect({ startWorker: true, log, workerEnv });

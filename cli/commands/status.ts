@@ -39,10 +39,16 @@ export async function statusCommand(argv: string[]): Promise<number> {
     const progress = await currentProgress(conn, runId);
     const ui = temporalUiBase(conn.cfg);
     const links = ui ? Object.fromEntries(progress.stages.map((s) => [s.id, workflowUrl(ui, conn.cfg.namespace, `${runId}/${s.id}`)])) : {};
-    if (values.json) console.log(JSON.stringify({ ...progress, temporalUi: ui ? { run: workflowUrl(ui, conn.cfg.namespace, runId), stages: links } : undefined }));
+    if (values.json)
+      console.log(JSON.stringify({ ...progress, temporalUi: ui ? { run: workflowUrl(ui, conn.cfg.namespace, runId), stages: links } : undefined }));
     else {
       console.log(renderProgress(progress));
-      if (ui) console.log(`\nTemporal Web UI: ${workflowUrl(ui, conn.cfg.namespace, runId)}\n${Object.entries(links).map(([id, url]) => `  ${id}: ${url}`).join('\n')}`);
+      if (ui)
+        console.log(
+          `\nTemporal Web UI: ${workflowUrl(ui, conn.cfg.namespace, runId)}\n${Object.entries(links)
+            .map(([id, url]) => `  ${id}: ${url}`)
+            .join('\n')}`,
+        );
     }
     return progress.status === 'succeeded' || progress.status === 'running' ? EXIT.ok : EXIT.runFailed;
   } finally {
@@ -146,18 +152,20 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
   const abandon = new AbortController();
   const follow = () => {
     const state: { value?: Outcome; done: Promise<unknown> } = { done: Promise.resolve() };
-    state.done = conn.client.withAbortSignal(abandon.signal, () => handle.result()).then(
-      () => (state.value = { kind: 'succeeded' }),
-      (err: unknown) =>
-        (state.value =
-          err instanceof WorkflowFailedError
-            ? { kind: 'failed' }
-            : err instanceof WorkflowNotFoundError
-              ? { kind: 'gone' }
-              : isTemporalUnreachable(err)
-                ? { kind: 'lost', err }
-                : { kind: 'error', err }),
-    );
+    state.done = conn.client
+      .withAbortSignal(abandon.signal, () => handle.result())
+      .then(
+        () => (state.value = { kind: 'succeeded' }),
+        (err: unknown) =>
+          (state.value =
+            err instanceof WorkflowFailedError
+              ? { kind: 'failed' }
+              : err instanceof WorkflowNotFoundError
+                ? { kind: 'gone' }
+                : isTemporalUnreachable(err)
+                  ? { kind: 'lost', err }
+                  : { kind: 'error', err }),
+      );
     return state;
   };
 
@@ -175,7 +183,9 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
       if (outcome?.kind === 'succeeded' || outcome?.kind === 'failed') break;
       if (outcome?.kind === 'error') throw outcome.err;
       if (outcome?.kind === 'gone') {
-        say(`Temporal at ${conn.temporalAddress} no longer knows run ${runId} (was its data deleted?); its last recorded state is in \`judgeflow status ${runId}\``);
+        say(
+          `Temporal at ${conn.temporalAddress} no longer knows run ${runId} (was its data deleted?); its last recorded state is in \`judgeflow status ${runId}\``,
+        );
         return EXIT.lostContact;
       }
       if (outcome?.kind === 'lost') {
@@ -248,7 +258,10 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
         // Logs (CI, nohup): a line when a stage changes status, and progress every 15 s.
         const states = progress.stages.map((st) => `${st.id}=${st.status}`).join(' ');
         if (states !== lastStates || Date.now() - lastLine > 15_000) {
-          const counts = progress.stages.filter((st) => st.total > 0).map((st) => `${st.id} ${st.done}/${st.total}`).join(', ');
+          const counts = progress.stages
+            .filter((st) => st.total > 0)
+            .map((st) => `${st.id} ${st.done}/${st.total}`)
+            .join(', ');
           process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${states}${counts ? ` (${counts})` : ''}\n`);
           lastStates = states;
           lastLine = Date.now();

@@ -34,7 +34,9 @@ export const artifacts = pgTable(
   },
   (t) => [
     uniqueIndex('artifacts_producer_uq').on(t.runId, t.stageId, t.name),
-    uniqueIndex('artifacts_import_uq').on(t.kind, t.format, t.contentHash).where(sql`run_id is null`),
+    uniqueIndex('artifacts_import_uq')
+      .on(t.kind, t.format, t.contentHash)
+      .where(sql`run_id is null`),
     index('artifacts_run_idx').on(t.runId),
   ],
 );

@@ -20,9 +20,7 @@ export const judgments = pgTable(
     outputTokens: integer(),
     latencyMs: integer(),
   },
-  (t) => [
-    primaryKey({ name: 'judgments_pk', columns: [t.runId, t.stageId, t.itemKey, t.view, t.sample] }),
-  ],
+  (t) => [primaryKey({ name: 'judgments_pk', columns: [t.runId, t.stageId, t.itemKey, t.view, t.sample] })],
 );
 
 /** A computed metric of a stage; policy names the rule for unparseable outputs where it matters. */
@@ -41,8 +39,5 @@ export const metrics = pgTable(
     n: integer().notNull().default(0),
     createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [
-    uniqueIndex('metrics_uq').on(t.runId, t.stageId, t.metric, t.scope, t.policy),
-    index('metrics_run_idx').on(t.runId),
-  ],
+  (t) => [uniqueIndex('metrics_uq').on(t.runId, t.stageId, t.metric, t.scope, t.policy), index('metrics_run_idx').on(t.runId)],
 );

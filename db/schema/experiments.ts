@@ -67,7 +67,10 @@ export const stages = pgTable(
       .references(() => runs.id, { onDelete: 'cascade' }),
     stageId: text().notNull(),
     kind: text().notNull(),
-    needs: jsonb().$type<string[]>().notNull().default(sql`'[]'::jsonb`),
+    needs: jsonb()
+      .$type<string[]>()
+      .notNull()
+      .default(sql`'[]'::jsonb`),
     status: text().$type<StageStatus>().notNull().default('pending'),
     attempts: integer().notNull().default(0),
     itemsTotal: integer().notNull().default(0),

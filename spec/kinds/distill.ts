@@ -93,7 +93,7 @@ export function rewriteTemplateFor(pass: Pick<RewritePass, 'name' | 'template'>)
 
 registerStageKind({
   kind: 'distill',
-  description: 'captions once per image, a text reasoner\'s traces with rejection sampling and rewrites, into SFT and RL training sets',
+  description: "captions once per image, a text reasoner's traces with rejection sampling and rewrites, into SFT and RL training sets",
   workflowType: 'distillStage',
   params: distillParams,
   endpoints: (p) => [...new Set([p.captioner, p.reasoner, ...p.rewrites.map((r) => r.endpoint)])],
@@ -104,11 +104,20 @@ registerStageKind({
     const issues: SpecIssue[] = [];
     const placeholders = (field: string, tpl: string, known: readonly string[], required: readonly string[]) => {
       const bad = unknownPlaceholders(tpl, known);
-      if (bad.length > 0) issues.push({ path: `${at}.${field}`, message: `unknown placeholder(s) ${bad.map((b) => `{${b}}`).join(', ')}; known: ${known.map((k) => `{${k}}`).join(', ')}` });
+      if (bad.length > 0)
+        issues.push({
+          path: `${at}.${field}`,
+          message: `unknown placeholder(s) ${bad.map((b) => `{${b}}`).join(', ')}; known: ${known.map((k) => `{${k}}`).join(', ')}`,
+        });
       for (const r of required) if (!tpl.includes(`{${r}}`)) issues.push({ path: `${at}.${field}`, message: `the template must contain {${r}}` });
     };
     placeholders('caption_template', params.caption_template, [], []);
-    placeholders('reason_template', params.reason_template, REASON_PLACEHOLDERS, params.hint ? ['caption', 'question', 'options', 'hint'] : ['caption', 'question', 'options']);
+    placeholders(
+      'reason_template',
+      params.reason_template,
+      REASON_PLACEHOLDERS,
+      params.hint ? ['caption', 'question', 'options', 'hint'] : ['caption', 'question', 'options'],
+    );
     placeholders('hint_template', params.hint_template, HINT_PLACEHOLDERS, ['label']);
     placeholders('answer_template', params.answer_template, ANSWER_PLACEHOLDERS, ['trace', 'label']);
     if (params.judge_template !== undefined) {
@@ -123,7 +132,11 @@ registerStageKind({
       if (names.has(r.name)) issues.push({ path: `${at}.rewrites[${j}].name`, message: `rewrite pass "${r.name}" is listed twice` });
       names.add(r.name);
       const tpl = rewriteTemplateFor(r);
-      if (tpl === undefined) issues.push({ path: `${at}.rewrites[${j}].template`, message: `no template for rewrite pass "${r.name}": add template (built-in passes: ${Object.keys(DEFAULT_REWRITE_TEMPLATES).join(', ')})` });
+      if (tpl === undefined)
+        issues.push({
+          path: `${at}.rewrites[${j}].template`,
+          message: `no template for rewrite pass "${r.name}": add template (built-in passes: ${Object.keys(DEFAULT_REWRITE_TEMPLATES).join(', ')})`,
+        });
       else placeholders(`rewrites[${j}].template`, tpl, REWRITE_PLACEHOLDERS, ['trace']);
     });
     params.hint_patterns.forEach((p, j) => {

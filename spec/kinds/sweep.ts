@@ -20,7 +20,10 @@ const strategySchema = z.union([
   z.strictObject({
     kind: z.enum(STRATEGY_KINDS),
     /** The curve's name (default: the kind, or `<kind>-k<k>` when k is given). */
-    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/).optional(),
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/)
+      .optional(),
     k: z.number().int().min(2).max(26).optional(),
     positions: z.enum(['one', 'cyclic']).optional(),
     swap: z.boolean().optional(),
@@ -142,16 +145,22 @@ registerStageKind({
       if (names.indexOf(n) !== j) issues.push({ path: `${at}.strategies[${j}]`, message: `strategy "${n}" is listed twice: give one a name:` });
     });
     const judged = strategies.filter(usesJudge);
-    if (judged.length > 0 && params.judge === undefined) issues.push({ path: `${at}.judge`, message: `strategies ${judged.map((s) => s.name).join(', ')} need a judge endpoint: add judge: <endpoint>` });
+    if (judged.length > 0 && params.judge === undefined)
+      issues.push({ path: `${at}.judge`, message: `strategies ${judged.map((s) => s.name).join(', ')} need a judge endpoint: add judge: <endpoint>` });
     const nMax = nMaxOf(params);
     params.n.forEach((n, j) => {
       if (n > nMax) issues.push({ path: `${at}.n[${j}]`, message: `N = ${n} is more than n_max = ${nMax}` });
       if (params.n.indexOf(n) !== j) issues.push({ path: `${at}.n[${j}]`, message: `N = ${n} is listed twice` });
     });
     strategies.forEach((s, j) => {
-      if (s.kind === 'mc' && !params.n.some((n) => n <= s.k)) issues.push({ path: `${at}.strategies[${j}]`, message: `mc judges all N at once only when N ≤ k = ${s.k}; no N of the sweep is: use knockout, or a larger k` });
+      if (s.kind === 'mc' && !params.n.some((n) => n <= s.k))
+        issues.push({
+          path: `${at}.strategies[${j}]`,
+          message: `mc judges all N at once only when N ≤ k = ${s.k}; no N of the sweep is: use knockout, or a larger k`,
+        });
     });
-    for (const t of templateIssues({ policy: params.policy_template, select: params.select_template, score: params.score_template })) issues.push({ path: `${at}.${t.field}`, message: t.message });
+    for (const t of templateIssues({ policy: params.policy_template, select: params.select_template, score: params.score_template }))
+      issues.push({ path: `${at}.${t.field}`, message: t.message });
     return issues;
   },
 });

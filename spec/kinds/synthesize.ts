@@ -21,7 +21,10 @@ export const synthesizeParams = z
     /** The endpoint that writes the negatives (an MLLM: it gets the image). */
     writer: z.string().min(1),
     /** Error types to inject, one request per item, type and sample. */
-    error_types: z.array(z.string().regex(NAME)).min(1).default([...DEFAULT_ERROR_TYPES]),
+    error_types: z
+      .array(z.string().regex(NAME))
+      .min(1)
+      .default([...DEFAULT_ERROR_TYPES]),
     /** Prompt template per error type (`{question}`, `{reference}`, `{error_type}`); built-in ones for the defaults. */
     templates: z.record(z.string(), z.string().min(1)).default({}),
     /** Samples per item and error type (request seeds differ by sample). */
@@ -65,12 +68,20 @@ registerStageKind({
     const types = params.error_types;
     if (new Set(types).size !== types.length) issues.push({ path: `${at}.error_types`, message: 'an error type is listed twice' });
     types.forEach((t, j) => {
-      if (templateFor(params, t) === undefined) issues.push({ path: `${at}.error_types[${j}]`, message: `no template for error type "${t}": add templates.${t} (built-in: ${Object.keys(DEFAULT_TEMPLATES).join(', ')})` });
+      if (templateFor(params, t) === undefined)
+        issues.push({
+          path: `${at}.error_types[${j}]`,
+          message: `no template for error type "${t}": add templates.${t} (built-in: ${Object.keys(DEFAULT_TEMPLATES).join(', ')})`,
+        });
     });
     for (const [t, tpl] of Object.entries(params.templates)) {
       if (!types.includes(t)) issues.push({ path: `${at}.templates.${t}`, message: `"${t}" is not in error_types (${types.join(', ')})` });
       const bad = unknownPlaceholders(tpl);
-      if (bad.length > 0) issues.push({ path: `${at}.templates.${t}`, message: `unknown placeholder(s) ${bad.map((b) => `{${b}}`).join(', ')}; known: {question}, {reference}, {error_type}` });
+      if (bad.length > 0)
+        issues.push({
+          path: `${at}.templates.${t}`,
+          message: `unknown placeholder(s) ${bad.map((b) => `{${b}}`).join(', ')}; known: {question}, {reference}, {error_type}`,
+        });
       if (!tpl.includes('{reference}')) issues.push({ path: `${at}.templates.${t}`, message: 'the template must show the reference answer: add {reference}' });
     }
     params.refusal_patterns.forEach((p, j) => {
@@ -81,8 +92,13 @@ registerStageKind({
       }
     });
     const most = types.length * params.samples;
-    if (params.min_negatives > most) issues.push({ path: `${at}.min_negatives`, message: `${params.min_negatives} is more than the ${most} negatives requested per item (error_types × samples)` });
-    if (params.min_negatives > params.k - 1) issues.push({ path: `${at}.min_negatives`, message: `${params.min_negatives} is more than k - 1 = ${params.k - 1} negatives an item can hold` });
+    if (params.min_negatives > most)
+      issues.push({
+        path: `${at}.min_negatives`,
+        message: `${params.min_negatives} is more than the ${most} negatives requested per item (error_types × samples)`,
+      });
+    if (params.min_negatives > params.k - 1)
+      issues.push({ path: `${at}.min_negatives`, message: `${params.min_negatives} is more than k - 1 = ${params.k - 1} negatives an item can hold` });
     return issues;
   },
 });

@@ -72,7 +72,10 @@ export const trainParams = z
      * trainers/ folder) {config} (a JSON file with data, base_model, output, metrics, hyperparams)
      * {data} {base_model} {output} {metrics}.
      */
-    command: z.array(z.string().min(1)).min(1).default([...DEFAULT_TRAIN_COMMAND]),
+    command: z
+      .array(z.string().min(1))
+      .min(1)
+      .default([...DEFAULT_TRAIN_COMMAND]),
     /** The Python interpreter {python} names. */
     python: z.string().min(1).default('python3'),
     /** Passed to the trainer in its config file (TRL SFTConfig fields for trainers/sft.py). */
@@ -84,7 +87,10 @@ export const trainParams = z
     /** Seconds between status checks (a completion signal checks at once). */
     poll_s: z.number().positive().default(5),
     /** The job is cancelled and the stage fails after this many seconds. */
-    timeout_s: z.number().positive().default(24 * 3600),
+    timeout_s: z
+      .number()
+      .positive()
+      .default(24 * 3600),
     /** A job the backend lost (a restarted Ray head, a vanished process): fail, or resubmit. */
     on_lost: z.enum(['fail', 'resubmit']).default('fail'),
     /** Resubmissions allowed under `on_lost: resubmit`. */
@@ -120,7 +126,11 @@ registerStageKind({
     // The folder is read on the worker (relative: in its judgeflow checkout); a launch on another
     // host cannot see it, so a missing folder only warns.
     if (params.backend.type !== 'openai' && !existsSync(baseModelPath(params.base_model))) {
-      issues.push({ path: `${at}.base_model`, warning: true, message: `no folder ${baseModelPath(params.base_model)} here (scripts/prepare-smollm2.py prepares SmolLM2); the worker must have it` });
+      issues.push({
+        path: `${at}.base_model`,
+        warning: true,
+        message: `no folder ${baseModelPath(params.base_model)} here (scripts/prepare-smollm2.py prepares SmolLM2); the worker must have it`,
+      });
     }
     return issues;
   },

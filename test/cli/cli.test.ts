@@ -33,7 +33,9 @@ function evalSpec(name: string, url: string) {
 }
 
 async function rowCounts() {
-  const r = await db.pool.query('select (select count(*) from experiments)::int as e, (select count(*) from runs)::int as r, (select count(*) from stages)::int as s');
+  const r = await db.pool.query(
+    'select (select count(*) from experiments)::int as e, (select count(*) from runs)::int as r, (select count(*) from stages)::int as s',
+  );
   return r.rows[0];
 }
 
@@ -48,10 +50,18 @@ describe('judgeflow CLI', () => {
   });
 
   const badSpecs: [string, (s: ReturnType<typeof evalSpec>) => unknown, RegExp][] = [
-    ['a cycle', (s) => ((s.stages[0] as { needs?: string[] }).needs = ['eval-again'], s), /stages\[0\]\.needs: cycle: eval -> eval-again -> eval/],
-    ['an unknown stage kind', (s) => ((s.stages[1]!.uses = 'evaluation'), s), /stages\[1\]\.uses: unknown stage kind "evaluation"; allowed: ([a-z-]+, )*evaluate\b/],
+    ['a cycle', (s) => (((s.stages[0] as { needs?: string[] }).needs = ['eval-again']), s), /stages\[0\]\.needs: cycle: eval -> eval-again -> eval/],
+    [
+      'an unknown stage kind',
+      (s) => ((s.stages[1]!.uses = 'evaluation'), s),
+      /stages\[1\]\.uses: unknown stage kind "evaluation"; allowed: ([a-z-]+, )*evaluate\b/,
+    ],
     ['a dangling need', (s) => ((s.stages[1]!.needs = ['evl']), s), /stages\[1\]\.needs\[0\]: needs unknown stage "evl"/],
-    ['a field of the wrong type', (s) => (((s.stages[0]!.with as Record<string, unknown>).samples = 'three'), s), /stages\[0\]\.with\.samples: .*expected number/i],
+    [
+      'a field of the wrong type',
+      (s) => (((s.stages[0]!.with as Record<string, unknown>).samples = 'three'), s),
+      /stages\[0\]\.with\.samples: .*expected number/i,
+    ],
     ['an undefined endpoint', (s) => (((s.stages[0]!.with as Record<string, unknown>).judge = 'judg'), s), /stages\[0\]\.with: endpoint "judg" is not defined/],
     ['a missing dataset file', (s) => ((s.datasets.vlrb.path = '/nonexistent/data.jsonl'), s), /datasets\.vlrb\.path: file not found/],
   ];

@@ -139,7 +139,7 @@ describe('entry points', () => {
     for (const heavy of ['@temporalio/client', '@temporalio/worker', 'pg', 'openai', 'drizzle-orm', 'yaml', 'hyparquet']) expect(packages).not.toContain(heavy);
   });
 
-  it('`judgeflow run` loads Temporal\'s client, pg and drizzle from the bundle, not module by module', async () => {
+  it("`judgeflow run` loads Temporal's client, pg and drizzle from the bundle, not module by module", async () => {
     // --help stops after loading the command: what a launch loads before it connects.
     const { res, packages } = await packagesLoaded(['run', '--help']);
     expect(res.code).toBe(0);
@@ -155,7 +155,12 @@ describe('entry points', () => {
     const taskQueue = uniqueName('bin-worker');
     beforeAll(async () => {
       sim = await startSimulator({ seed: 2, truth: join(REPO, 'data/vl-rewardbench/data.jsonl'), models: { judge: { behaviour: 'judge', accuracy: 0.8 } } });
-      const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: testDatabaseUrl(), TEMPORAL_ADDRESS: testTemporalAddress(), JUDGEFLOW_TASK_QUEUE: taskQueue };
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        DATABASE_URL: testDatabaseUrl(),
+        TEMPORAL_ADDRESS: testTemporalAddress(),
+        JUDGEFLOW_TASK_QUEUE: taskQueue,
+      };
       delete env.JUDGEFLOW_WORKFLOW_BUNDLE;
       worker = spawn(process.execPath, [join(REPO, 'bin', 'worker.mjs')], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
       await new Promise<void>((resolve, reject) => {
@@ -179,7 +184,9 @@ describe('entry points', () => {
 
     it('runs the prebuilt workflow bundle when dist/ is fresh, the sources otherwise, and runs a launched run to its results', async () => {
       const fresh = staleReason() === undefined;
-      expect(workerOut).toContain(fresh ? `prebuilt workflow bundle ${join(REPO, 'dist', 'workflow-bundle.js')}` : 'workflows bundled from the sources at start');
+      expect(workerOut).toContain(
+        fresh ? `prebuilt workflow bundle ${join(REPO, 'dist', 'workflow-bundle.js')}` : 'workflows bundled from the sources at start',
+      );
       const spec = {
         name: uniqueName('bin-worker'),
         endpoints: { judge: { base_url: sim.url, model: 'judge', concurrency: 8 } },

@@ -47,7 +47,9 @@ function datasetWithABadRow(): string {
 }
 
 async function rowCounts() {
-  const r = await db.pool.query('select (select count(*) from experiments)::int as e, (select count(*) from runs)::int as r, (select count(*) from stages)::int as s');
+  const r = await db.pool.query(
+    'select (select count(*) from experiments)::int as e, (select count(*) from runs)::int as r, (select count(*) from stages)::int as s',
+  );
   return r.rows[0];
 }
 
@@ -94,7 +96,9 @@ describe('spec errors are spec errors: exit 2, file named, said once', () => {
     const before = await rowCounts();
     const flag = await runCli(['run', path, '--strict']);
     expect(flag.code).toBe(2);
-    expect(flag.stderr).toMatch(new RegExp(`${relative(REPO, path)}: datasets\\.vlrb: 1 row\\(s\\) skipped: line 5: invalid JSON.*\\(strict: no row may be skipped`));
+    expect(flag.stderr).toMatch(
+      new RegExp(`${relative(REPO, path)}: datasets\\.vlrb: 1 row\\(s\\) skipped: line 5: invalid JSON.*\\(strict: no row may be skipped`),
+    );
     const field = await runCli(['run', writeSpec({ ...spec, strict: true })]);
     expect(field.code).toBe(2);
     expect(field.stderr).toMatch(/datasets\.vlrb: 1 row\(s\) skipped: line 5: .*strict/);

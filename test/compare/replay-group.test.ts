@@ -79,10 +79,14 @@ async function waitFor<T>(what: string, f: () => Promise<T | undefined>, ms = 60
 }
 
 const stageRow = async (runId: string, stageId: string) =>
-  (await q<{ status: string; output: { artifacts?: Record<string, { id: number }> } | null; reused_from_run: string | null; reused_from_stage: string | null }>(
-    'select status, output, reused_from_run, reused_from_stage from stages where run_id = $1 and stage_id = $2',
-    [runId, stageId],
-  ))[0]!;
+  (
+    await q<{
+      status: string;
+      output: { artifacts?: Record<string, { id: number }> } | null;
+      reused_from_run: string | null;
+      reused_from_stage: string | null;
+    }>('select status, output, reused_from_run, reused_from_stage from stages where run_id = $1 and stage_id = $2', [runId, stageId])
+  )[0]!;
 
 describe('replay from a failed stage', () => {
   const name = uniqueName('replay');
@@ -91,7 +95,12 @@ describe('replay from a failed stage', () => {
 
   beforeAll(async () => {
     const spec = baseSpec(name);
-    spec.stages.push({ id: 'eval-slow', uses: 'evaluate', needs: ['synth'], with: { dataset: { from: 'synth' }, judge: 'judge-slow', positions: 'none', bootstrap: 200 } });
+    spec.stages.push({
+      id: 'eval-slow',
+      uses: 'evaluate',
+      needs: ['synth'],
+      with: { dataset: { from: 'synth' }, judge: 'judge-slow', positions: 'none', bootstrap: 200 },
+    });
     const loaded = await specFromObject(spec);
     ({ runId: original } = await launchRun({ loaded, db: db.db, client, taskQueue: TQ }));
     // The slow stage fails mid-way: its child workflow is terminated (a crash the run cannot retry).
@@ -128,14 +137,18 @@ describe('replay from a failed stage', () => {
     const after = sim.stats().byModel;
     expect((after.writer ?? 0) - (before.writer ?? 0)).toBe(0);
     expect((after.judge ?? 0) - (before.judge ?? 0)).toBe(0);
-    const recomputed = (await q<{ n: number }>('select count(*)::int as n from inference_requests where run_id = $1 and stage_id = $2', [replay, 'eval-slow']))[0]!.n;
+    const recomputed = (
+      await q<{ n: number }>('select count(*)::int as n from inference_requests where run_id = $1 and stage_id = $2', [replay, 'eval-slow'])
+    )[0]!.n;
     expect(recomputed).toBeGreaterThan(ITEMS * 0.8);
     expect((after['judge-first'] ?? 0) - (before['judge-first'] ?? 0)).toBe(recomputed);
     const [synthA, synthB] = [await stageRow(original, 'synth'), await stageRow(replay, 'synth')];
     expect(synthB.status).toBe('succeeded');
     expect(synthB.output!.artifacts!.items!.id).toBe(synthA.output!.artifacts!.items!.id);
     expect([synthB.reused_from_run, synthB.reused_from_stage]).toEqual([original, 'synth']);
-    expect((await q<{ n: number }>('select count(*)::int as n from inference_requests where run_id = $1 and stage_id in ($2, $3)', [replay, 'synth', 'eval']))[0]!.n).toBe(0);
+    expect(
+      (await q<{ n: number }>('select count(*)::int as n from inference_requests where run_id = $1 and stage_id in ($2, $3)', [replay, 'synth', 'eval']))[0]!.n,
+    ).toBe(0);
     // Nothing copied: the replay's run made no artifact of its own for synth.
     expect((await q<{ n: number }>("select count(*)::int as n from artifacts where run_id = $1 and stage_id = 'synth'", [replay]))[0]!.n).toBe(0);
   });
@@ -191,7 +204,11 @@ describe('an ablation grid (2 judges × 3 temperatures)', () => {
 
   beforeAll(async () => {
     // Another seed than the replay test's spec: its synth stage must run here, not be reused from there.
-    const spec = { ...baseSpec(name), seed: 12, ablations: { axes: { judge: { path: 'stages.eval.with.judge', values: ['judge', 'judge-first'] }, 'stages.eval.with.temperature': [0.2, 0.6, 1.0] } } };
+    const spec = {
+      ...baseSpec(name),
+      seed: 12,
+      ablations: { axes: { judge: { path: 'stages.eval.with.judge', values: ['judge', 'judge-first'] }, 'stages.eval.with.temperature': [0.2, 0.6, 1.0] } },
+    };
     const before = sim.stats().byModel.writer ?? 0;
     const res = await cli(['run', writeSpec(spec), '--json']);
     expect(res.code, res.stderr).toBe(0);
@@ -202,17 +219,21 @@ describe('an ablation grid (2 judges × 3 temperatures)', () => {
 
   it('launches 6 runs, ids from the group and the values', () => {
     expect(runs).toHaveLength(6);
-    expect(runs.map((r) => r.id).sort()).toEqual(
-      ['judge', 'judge-first'].flatMap((j) => ['0.2', '0.6', '1'].map((t) => `${groupId}-${j}.${t}`)).sort(),
-    );
+    expect(runs.map((r) => r.id).sort()).toEqual(['judge', 'judge-first'].flatMap((j) => ['0.2', '0.6', '1'].map((t) => `${groupId}-${j}.${t}`)).sort());
   });
 
   it('the shared synth stage ran once: one stage ran it, five reused it, the writer answered its requests once', async () => {
-    const rows = await q<{ run_id: string; reused_from_run: string | null; attempts: number }>("select run_id, reused_from_run, attempts from stages where stage_id = 'synth' and run_id = any($1)", [runs.map((r) => r.id)]);
+    const rows = await q<{ run_id: string; reused_from_run: string | null; attempts: number }>(
+      "select run_id, reused_from_run, attempts from stages where stage_id = 'synth' and run_id = any($1)",
+      [runs.map((r) => r.id)],
+    );
     const ran = rows.filter((r) => r.reused_from_run === null);
     expect(ran).toHaveLength(1);
     expect(rows.filter((r) => r.reused_from_run === ran[0]!.run_id)).toHaveLength(5);
-    expect((await q<{ n: number }>("select count(*)::int as n from inference_requests where stage_id = 'synth' and run_id = any($1)", [runs.map((r) => r.id)]))[0]!.n).toBe(ITEMS * ERROR_TYPES.length);
+    expect(
+      (await q<{ n: number }>("select count(*)::int as n from inference_requests where stage_id = 'synth' and run_id = any($1)", [runs.map((r) => r.id)]))[0]!
+        .n,
+    ).toBe(ITEMS * ERROR_TYPES.length);
     expect(writerRequests).toBe(ITEMS * ERROR_TYPES.length);
   });
 
@@ -238,8 +259,16 @@ describe('an ablation grid (2 judges × 3 temperatures)', () => {
       expect(b.axes!['stages.eval.with.temperature']).toBe(a.axes!['stages.eval.with.temperature']);
       // Independently: per-item correctness straight from the judgments table (one view, one sample).
       const correct = async (runId: string) => {
-        const origin = (await q<{ r: string; s: string }>("select coalesce(reused_from_run, run_id) as r, coalesce(reused_from_stage, stage_id) as s from stages where run_id = $1 and stage_id = 'eval'", [runId]))[0]!;
-        const rows = await q<{ item_key: string; correct: number | null }>("select item_key, correct from judgments where run_id = $1 and stage_id = $2 and status = 'parsed'", [origin.r, origin.s]);
+        const origin = (
+          await q<{ r: string; s: string }>(
+            "select coalesce(reused_from_run, run_id) as r, coalesce(reused_from_stage, stage_id) as s from stages where run_id = $1 and stage_id = 'eval'",
+            [runId],
+          )
+        )[0]!;
+        const rows = await q<{ item_key: string; correct: number | null }>(
+          "select item_key, correct from judgments where run_id = $1 and stage_id = $2 and status = 'parsed'",
+          [origin.r, origin.s],
+        );
         return new Map(rows.map((r) => [r.item_key, r.correct!]));
       };
       const ca = await correct(a.runId);
@@ -313,7 +342,13 @@ describe('replay --failed-items', () => {
       expect(res.code, res.stderr).toBe(0);
       const replayId = (JSON.parse(res.stdout) as { runId: string }).runId;
       expect(flaky.stats().requests - before).toBe(failed);
-      expect((await q<{ items_failed: number; items_done: number }>("select items_failed, items_done from stages where run_id = $1 and stage_id = 'eval'", [replayId]))[0]).toEqual({ items_failed: 0, items_done: 60 });
+      expect(
+        (
+          await q<{ items_failed: number; items_done: number }>("select items_failed, items_done from stages where run_id = $1 and stage_id = 'eval'", [
+            replayId,
+          ])
+        )[0],
+      ).toEqual({ items_failed: 0, items_done: 60 });
       const again = await cli(['replay', runId, '--from', 'eval', '--failed-items', '--set', 'stages.eval.with.samples=2']);
       expect(again.code).toBe(2);
       expect(again.stderr).toMatch(/--failed-items re-runs stage "eval" as it was; the --set flags change it/);

@@ -31,7 +31,11 @@ describe('paired bootstrap', () => {
 });
 
 describe('per-item scores and paired accuracy', () => {
-  const best = new Map([['x', 0], ['y', 1], ['z', 0]]);
+  const best = new Map([
+    ['x', 0],
+    ['y', 1],
+    ['z', 0],
+  ]);
   const s = (itemKey: string, view: number, chosen: number | null, sample = 0) => ({ itemKey, view, sample, chosenCandidate: chosen, outputTokens: 10 });
   it('majority per view, mean over views; excluded drops unparseable views, wrong counts them 0', () => {
     const samples = [s('x', 0, 0), s('x', 1, 1), s('y', 0, null), s('y', 1, 1), s('z', 0, 1, 0), s('z', 0, 0, 1), s('z', 0, 0, 2)];
@@ -62,7 +66,10 @@ describe('ablations', () => {
   });
   it('listed combinations are checked against the axes; unknown paths are named', () => {
     const { issues } = expandAblations(
-      { axes: { judge: { path: 'stages.eval.with.judge', values: ['a', 'b'] }, nope: { path: 'stages.evl.with.x', values: [1] } }, combinations: [{ judge: 'c', nope: 1 }, { judge: 'a' }] },
+      {
+        axes: { judge: { path: 'stages.eval.with.judge', values: ['a', 'b'] }, nope: { path: 'stages.evl.with.x', values: [1] } },
+        combinations: [{ judge: 'c', nope: 1 }, { judge: 'a' }],
+      },
       (p) => pathExists(spec, p),
     );
     expect(issues.map((i) => `${i.path}: ${i.message}`)).toEqual([

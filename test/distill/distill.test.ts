@@ -105,7 +105,12 @@ function spec(name: string, toImage?: string) {
           validation_fraction: 0.1,
         },
       },
-      { id: 'plain', uses: 'distill', needs: ['synth'], with: { items: { from: 'synth' }, captioner: 'captioner', reasoner: 'reasoner-field', hint: false, max_attempts: 4, rl_items: 'unused' } },
+      {
+        id: 'plain',
+        uses: 'distill',
+        needs: ['synth'],
+        with: { items: { from: 'synth' }, captioner: 'captioner', reasoner: 'reasoner-field', hint: false, max_attempts: 4, rl_items: 'unused' },
+      },
     ],
   };
 }
@@ -238,7 +243,10 @@ describe('distill on easy-vqa items synthesized in the same run', () => {
     expect(items!.n).toBeGreaterThan(images!.n); // easy-vqa asks several questions per image
     expect(sent.captioner).toBe(images!.n);
     for (const stageId of ['hint', 'plain']) {
-      const [rows] = await q<{ n: number }>("select count(*)::int as n from inference_requests where run_id = $1 and stage_id = $2 and item_key like 'caption|%'", [runId, stageId]);
+      const [rows] = await q<{ n: number }>(
+        "select count(*)::int as n from inference_requests where run_id = $1 and stage_id = $2 and item_key like 'caption|%'",
+        [runId, stageId],
+      );
       expect(rows!.n).toBe(images!.n);
     }
     expect(sim.stats().truthMisses).toBe(0);
@@ -252,7 +260,10 @@ describe('distill on easy-vqa items synthesized in the same run', () => {
       const rl = arts.find((a) => a.stageId === stageId && a.kind === 'rl-set')!;
       expect(sft.parents).toEqual([src!.id]);
       expect(rl.parents).toEqual([src!.id]);
-      const rows = await q<{ item_key: string; response: string; answer: string; trace_hash: string; prompt: string }>('select item_key, response, answer, trace_hash, prompt from sft_rows where artifact_id = $1 order by idx', [sft.id]);
+      const rows = await q<{ item_key: string; response: string; answer: string; trace_hash: string; prompt: string }>(
+        'select item_key, response, answer, trace_hash, prompt from sft_rows where artifact_id = $1 order by idx',
+        [sft.id],
+      );
       const acc = await q<{ item_key: string; trace: string; trace_hash: string; best: number }>(
         "select item_key, trace, trace_hash, best from distill_attempts where run_id = $1 and stage_id = $2 and status = 'accepted' order by item_key",
         [runId, stageId],
@@ -264,7 +275,10 @@ describe('distill on easy-vqa items synthesized in the same run', () => {
         expect(r.response).toBe(`<think>${a.trace}</think><answer>${String.fromCharCode(65 + a.best)}</answer>`);
         expect(r.prompt).toContain('[Response A]');
       }
-      const [rlRows] = await q<{ n: number; v: number }>("select count(*)::int as n, count(*) filter (where split = 'validation')::int as v from rl_rows where artifact_id = $1", [rl.id]);
+      const [rlRows] = await q<{ n: number; v: number }>(
+        "select count(*)::int as n, count(*) filter (where split = 'validation')::int as v from rl_rows where artifact_id = $1",
+        [rl.id],
+      );
       const expected = stageId === 'hint' ? src!.rows : src!.rows - rows.length;
       expect(rlRows!.n).toBe(expected);
       const fraction = stageId === 'hint' ? 0.1 : 0.05;
@@ -275,7 +289,10 @@ describe('distill on easy-vqa items synthesized in the same run', () => {
     // rl_items: unused → no item in both sets.
     const plainSft = arts.find((a) => a.stageId === 'plain' && a.kind === 'sft-set')!;
     const plainRl = arts.find((a) => a.stageId === 'plain' && a.kind === 'rl-set')!;
-    const [overlap] = await q<{ n: number }>('select count(*)::int as n from sft_rows s join rl_rows r on r.item_key = s.item_key and r.artifact_id = $2 where s.artifact_id = $1', [plainSft.id, plainRl.id]);
+    const [overlap] = await q<{ n: number }>(
+      'select count(*)::int as n from sft_rows s join rl_rows r on r.item_key = s.item_key and r.artifact_id = $2 where s.artifact_id = $1',
+      [plainSft.id, plainRl.id],
+    );
     expect(overlap!.n).toBe(0);
   });
 
@@ -285,8 +302,13 @@ describe('distill on easy-vqa items synthesized in the same run', () => {
     for (const stageId of ['hint', 'plain']) {
       const sft = arts.find((a) => a.stageId === stageId && a.kind === 'sft-set')!;
       const rl = arts.find((a) => a.stageId === stageId && a.kind === 'rl-set')!;
-      const attempts = await q<{ item_key: string; status: string; trace: string; best: number }>('select item_key, status, trace, best from distill_attempts where run_id = $1 and stage_id = $2', [runId, stageId]);
-      const accepted = new Set(attempts.filter((a) => a.status === 'accepted').map((a) => `<think>${a.trace}</think><answer>${String.fromCharCode(65 + a.best)}</answer>`));
+      const attempts = await q<{ item_key: string; status: string; trace: string; best: number }>(
+        'select item_key, status, trace, best from distill_attempts where run_id = $1 and stage_id = $2',
+        [runId, stageId],
+      );
+      const accepted = new Set(
+        attempts.filter((a) => a.status === 'accepted').map((a) => `<think>${a.trace}</think><answer>${String.fromCharCode(65 + a.best)}</answer>`),
+      );
       const acceptedTraces = new Set(attempts.filter((a) => a.status === 'accepted').map((a) => a.trace));
       const rejectedTraces = attempts.filter((a) => a.status !== 'accepted' && a.trace !== '' && !acceptedTraces.has(a.trace)).map((a) => a.trace);
       expect(rejectedTraces.length).toBeGreaterThan(50);
@@ -296,15 +318,23 @@ describe('distill on easy-vqa items synthesized in the same run', () => {
       answers.llamafactory = (JSON.parse(readFileSync(lf, 'utf8')) as { messages: { role: string; content: string }[] }[]).map((r) => r.messages[1]!.content);
       const oa = join(dir, stageId, 'oa', 'sft.jsonl');
       await exportArtifact(db.db, sft.id, { format: 'openai', out: oa });
-      answers.openai = readFileSync(oa, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { messages: { content: string }[] }).messages[1]!.content);
+      answers.openai = readFileSync(oa, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { messages: { content: string }[] }).messages[1]!.content);
       const tj = join(dir, stageId, 'trl', 'sft.jsonl');
       await exportArtifact(db.db, sft.id, { format: 'trl', out: tj });
-      answers.trl = readFileSync(tj, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { messages: { content: { text: string }[] }[] }).messages[1]!.content[0]!.text);
+      answers.trl = readFileSync(tj, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { messages: { content: { text: string }[] }[] }).messages[1]!.content[0]!.text);
       const tp = join(dir, stageId, 'trlp', 'sft.parquet');
       await exportArtifact(db.db, sft.id, { format: 'trl', out: tp });
       const buf = readFileSync(tp);
       const file = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
-      answers['trl-parquet'] = ((await parquetReadObjects({ file })) as { messages: { content: { text: string }[] }[] }[]).map((r) => r.messages[1]!.content[0]!.text);
+      answers['trl-parquet'] = ((await parquetReadObjects({ file })) as { messages: { content: { text: string }[] }[] }[]).map(
+        (r) => r.messages[1]!.content[0]!.text,
+      );
       for (const [format, list] of Object.entries(answers)) {
         expect(list.length, format).toBe(sft.rows);
         for (const a of list) expect(accepted.has(a), `${format}: an exported answer is not an accepted trace`).toBe(true);
@@ -315,7 +345,10 @@ describe('distill on easy-vqa items synthesized in the same run', () => {
       const vp = join(dir, stageId, 'verl', 'rl.parquet');
       await exportArtifact(db.db, rl.id, { format: 'verl', out: vp });
       const vbuf = readFileSync(vp);
-      const vrows = (await parquetReadObjects({ file: vbuf.buffer.slice(vbuf.byteOffset, vbuf.byteOffset + vbuf.byteLength) })) as { reward_model: { ground_truth: string }; extra_info: { item_key: string } }[];
+      const vrows = (await parquetReadObjects({ file: vbuf.buffer.slice(vbuf.byteOffset, vbuf.byteOffset + vbuf.byteLength) })) as {
+        reward_model: { ground_truth: string };
+        extra_info: { item_key: string };
+      }[];
       expect(vrows.length).toBe(rl.rows);
       const bestOf = new Map(attempts.map((a) => [a.item_key, String.fromCharCode(65 + a.best)]));
       for (const r of vrows) expect(r.reward_model.ground_truth).toBe(bestOf.get(r.extra_info.item_key));
@@ -335,7 +368,7 @@ describe('distill on easy-vqa items synthesized in the same run', () => {
     }
   });
 
-  it('changing only the to-image template re-sends only that pass\'s requests', async () => {
+  it("changing only the to-image template re-sends only that pass's requests", async () => {
     const before = sim.stats().byModel;
     const beforeWriter = writerSim.stats().requests;
     const template = `${DEFAULT_REWRITE_TEMPLATES['to-image']!}\n\nKeep the same paragraphing.`;
@@ -343,7 +376,10 @@ describe('distill on easy-vqa items synthesized in the same run', () => {
     await client.workflow.getHandle(changed.runId).result();
     const after = sim.stats().byModel;
     const delta = (m: string) => (after[m] ?? 0) - (before[m] ?? 0);
-    const [toImage] = await q<{ n: number }>("select count(*)::int as n from inference_requests where run_id = $1 and stage_id = 'hint' and item_key like '%|rw:to-image|%'", [changed.runId]);
+    const [toImage] = await q<{ n: number }>(
+      "select count(*)::int as n from inference_requests where run_id = $1 and stage_id = 'hint' and item_key like '%|rw:to-image|%'",
+      [changed.runId],
+    );
     expect(toImage!.n).toBeGreaterThan(100);
     expect(delta('imager')).toBe(toImage!.n);
     expect(delta('captioner') + delta('reasoner') + delta('reasoner-field') + delta('rewriter')).toBe(0);

@@ -34,7 +34,12 @@ function tinyPng(r: number, g: number, b: number): Buffer {
   };
   const ihdr = Buffer.from([0, 0, 0, 2, 0, 0, 0, 2, 8, 2, 0, 0, 0]);
   const row = Buffer.from([0, r, g, b, r, g, b]);
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.concat([row, row]), { level: 9 })), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(Buffer.concat([row, row]), { level: 9 })),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 const PROMPT = (q: string) => `[Question]\n${q}\n\n[Response A]\nred\n\n[Response B]\nblue\n\nWhich response is the best: A or B?`;
@@ -44,7 +49,12 @@ beforeAll(async () => {
   images.push(await storeImage(db.db, tinyPng(255, 0, 0), 'image/png'), await storeImage(db.db, tinyPng(0, 0, 255), 'image/png'));
   const run = uniqueName('golden');
   const open = async (kind: string, name: string) =>
-    (await db.pool.query<{ id: number }>("insert into artifacts (kind, name, run_id, stage_id, rows, content_hash, sealed_at) values ($1, $2, $3, 'distill', 3, 'x', now()) returning id", [kind, name, run])).rows[0]!.id;
+    (
+      await db.pool.query<{ id: number }>(
+        "insert into artifacts (kind, name, run_id, stage_id, rows, content_hash, sealed_at) values ($1, $2, $3, 'distill', 3, 'x', now()) returning id",
+        [kind, name, run],
+      )
+    ).rows[0]!.id;
   sftId = await open('sft-set', 'sft');
   rlId = await open('rl-set', 'rl');
   const rows = [
@@ -56,7 +66,17 @@ beforeAll(async () => {
     await db.pool.query(
       `insert into sft_rows (artifact_id, idx, item_key, image_hash, prompt, response, answer, split, trace_hash, attempt, source_artifact_id)
        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0)`,
-      [sftId, idx, r.key, r.image, PROMPT(r.question), `<think>Looking at the image, option ${r.answer} fits.\nSecond line.</think><answer>${r.answer}</answer>`, r.answer, r.split, `hash-${r.key}`],
+      [
+        sftId,
+        idx,
+        r.key,
+        r.image,
+        PROMPT(r.question),
+        `<think>Looking at the image, option ${r.answer} fits.\nSecond line.</think><answer>${r.answer}</answer>`,
+        r.answer,
+        r.split,
+        `hash-${r.key}`,
+      ],
     );
     await db.pool.query(
       `insert into rl_rows (artifact_id, idx, item_key, image_hash, prompt, question, options, answer, split, source_artifact_id)
@@ -80,7 +100,9 @@ const CASES = [
 ] as const;
 
 function listFiles(dir: string): string[] {
-  return readdirSync(dir).flatMap((f) => (statSync(join(dir, f)).isDirectory() ? listFiles(join(dir, f)).map((x) => join(f, x)) : [f])).sort();
+  return readdirSync(dir)
+    .flatMap((f) => (statSync(join(dir, f)).isDirectory() ? listFiles(join(dir, f)).map((x) => join(f, x)) : [f]))
+    .sort();
 }
 
 async function exportCase(c: (typeof CASES)[number], dir: string) {
@@ -104,7 +126,10 @@ describe('training-set exports', () => {
       // The sidecar lists every other file with its sha256; its own hash is the export's.
       const listing = readFileSync(`${a.out}.sha256`, 'utf8');
       expect(sha256Hex(Buffer.from(listing))).toBe(a.res.sha256);
-      const listed = listing.trim().split('\n').map((l) => l.split('  '));
+      const listed = listing
+        .trim()
+        .split('\n')
+        .map((l) => l.split('  '));
       expect(listed.map(([, f]) => f).sort()).toEqual(files.filter((f) => f !== `${c.file}.sha256`));
       for (const [h, f] of listed) expect(sha256Hex(readFileSync(join(one, f!)))).toBe(h);
 
@@ -120,7 +145,7 @@ describe('training-set exports', () => {
     });
   }
 
-  it('llamafactory follows the format\'s rules: <image> tags = images, roles alternate user/assistant, dataset_info names the file', async () => {
+  it("llamafactory follows the format's rules: <image> tags = images, roles alternate user/assistant, dataset_info names the file", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jf-lf-'));
     writeFileSync(join(dir, 'dataset_info.json'), JSON.stringify({ other: { file_name: 'other.json' } }));
     const { out } = await exportCase(CASES[0], dir);
@@ -134,7 +159,10 @@ describe('training-set exports', () => {
       for (const img of r.images) expect(statSync(join(dir, img)).isFile()).toBe(true);
     }
     expect(records.map((r) => r.images.length)).toEqual([1, 1, 0]);
-    const info = JSON.parse(readFileSync(join(dir, 'dataset_info.json'), 'utf8')) as Record<string, { file_name: string; formatting: string; columns: Record<string, string> }>;
+    const info = JSON.parse(readFileSync(join(dir, 'dataset_info.json'), 'utf8')) as Record<
+      string,
+      { file_name: string; formatting: string; columns: Record<string, string> }
+    >;
     expect(info.other).toEqual({ file_name: 'other.json' });
     expect(info.sft).toMatchObject({ file_name: 'sft.json', formatting: 'sharegpt', columns: { messages: 'messages', images: 'images' } });
   });
@@ -169,25 +197,40 @@ for name, path in json.loads(sys.argv[1]).items():
     out[name] = {'rows': ds.num_rows, 'features': ds.features.to_dict(), 'first': ds.data.slice(0, 1).to_pylist()[0]}
 print(json.dumps(out, default=lambda b: {'bytes': len(b)}))
 `;
-    const res = JSON.parse(execFileSync('python3', ['-c', script, JSON.stringify(outs)], { encoding: 'utf8', env: { ...process.env, HF_DATASETS_CACHE: join(dir, 'hf-cache'), HF_HUB_OFFLINE: '1' } })) as Record<
-      string,
-      { rows: number; features: Record<string, unknown>; first: Record<string, unknown> }
-    >;
+    const res = JSON.parse(
+      execFileSync('python3', ['-c', script, JSON.stringify(outs)], {
+        encoding: 'utf8',
+        env: { ...process.env, HF_DATASETS_CACHE: join(dir, 'hf-cache'), HF_HUB_OFFLINE: '1' },
+      }),
+    ) as Record<string, { rows: number; features: Record<string, unknown>; first: Record<string, unknown> }>;
     const str = { dtype: 'string', _type: 'Value' };
     const image = { feature: { _type: 'Image' }, _type: 'List' };
     const parts = { feature: { type: str, text: str }, _type: 'List' };
     for (const r of Object.values(res)) expect(r.rows).toBe(3);
 
-    expect(res['trl/sft.jsonl']!.features).toEqual({ messages: { feature: { role: str, content: parts }, _type: 'List' }, images: { feature: str, _type: 'List' } });
+    expect(res['trl/sft.jsonl']!.features).toEqual({
+      messages: { feature: { role: str, content: parts }, _type: 'List' },
+      images: { feature: str, _type: 'List' },
+    });
     expect(res['trl/sft.jsonl']!.first.images).toEqual([`sft.jsonl.images/${images[0]}.png`]);
-    expect(res['trl/rl.jsonl']!.features).toEqual({ prompt: { feature: { role: str, content: parts }, _type: 'List' }, images: { feature: str, _type: 'List' }, answer: str });
+    expect(res['trl/rl.jsonl']!.features).toEqual({
+      prompt: { feature: { role: str, content: parts }, _type: 'List' },
+      images: { feature: str, _type: 'List' },
+      answer: str,
+    });
 
     expect(Object.keys(res['trl/sft.parquet']!.features)).toEqual(['messages', 'images']);
     expect(res['trl/sft.parquet']!.features.images).toEqual(image);
     expect(res['trl/sft.parquet']!.features.messages).toEqual({ feature: { role: str, content: parts }, _type: 'List' });
     expect(res['trl/rl.parquet']!.features).toEqual({ prompt: { feature: { role: str, content: parts }, _type: 'List' }, images: image, answer: str });
-    const sftFirst = res['trl/sft.parquet']!.first as { messages: { role: string; content: { type: string; text: string | null }[] }[]; images: { bytes: { bytes: number }; path: string }[] };
-    expect(sftFirst.messages[0]!.content).toEqual([{ type: 'image', text: null }, { type: 'text', text: PROMPT('What colour is the shape?') }]);
+    const sftFirst = res['trl/sft.parquet']!.first as {
+      messages: { role: string; content: { type: string; text: string | null }[] }[];
+      images: { bytes: { bytes: number }; path: string }[];
+    };
+    expect(sftFirst.messages[0]!.content).toEqual([
+      { type: 'image', text: null },
+      { type: 'text', text: PROMPT('What colour is the shape?') },
+    ]);
     expect(sftFirst.images[0]!.bytes.bytes).toBe(tinyPng(255, 0, 0).length);
 
     const verl = res['verl/rl.parquet']!;
@@ -208,7 +251,7 @@ print(json.dumps(out, default=lambda b: {'bytes': len(b)}))
     });
   });
 
-  it('--split writes only that split\'s rows', async () => {
+  it("--split writes only that split's rows", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jf-split-'));
     const train = await exportArtifact(db.db, sftId, { format: 'openai', out: join(dir, 'train.jsonl'), split: 'train' });
     const validation = await exportArtifact(db.db, sftId, { format: 'openai', out: join(dir, 'validation.jsonl'), split: 'validation' });
@@ -217,8 +260,12 @@ print(json.dumps(out, default=lambda b: {'bytes': len(b)}))
     expect(readFileSync(join(dir, 'train.jsonl'), 'utf8')).not.toContain('ünïcode');
   });
 
-  it('refuses a format that does not write the artifact\'s kind, naming the ones that do', async () => {
-    await expect(exportArtifact(db.db, sftId, { format: 'verl', out: join(tmpdir(), 'x.parquet') })).rejects.toThrow(/format verl writes rl-set; artifact \d+ is sft-set \(use --format llamafactory \| trl \| openai\)/);
-    await expect(exportArtifact(db.db, rlId, { format: 'trl', out: join(tmpdir(), 'x.csv') })).rejects.toThrow(/trl writes JSONL: --out must end in \.jsonl \(or \.parquet\)/);
+  it("refuses a format that does not write the artifact's kind, naming the ones that do", async () => {
+    await expect(exportArtifact(db.db, sftId, { format: 'verl', out: join(tmpdir(), 'x.parquet') })).rejects.toThrow(
+      /format verl writes rl-set; artifact \d+ is sft-set \(use --format llamafactory \| trl \| openai\)/,
+    );
+    await expect(exportArtifact(db.db, rlId, { format: 'trl', out: join(tmpdir(), 'x.csv') })).rejects.toThrow(
+      /trl writes JSONL: --out must end in \.jsonl \(or \.parquet\)/,
+    );
   });
 });

@@ -18,7 +18,11 @@ export function binomial99(p: number, n: number): [number, number] {
 export function synthStage(limit: number) {
   return {
     datasets: { easy: { format: 'easy-vqa', split: 'test', limit } },
-    stage: { id: 'synth', uses: 'synthesize', with: { items: 'easy', writer: 'writer', error_types: ['hallucination', 'incompleteness', 'faulty_reasoning'], k: 3, min_negatives: 2 } },
+    stage: {
+      id: 'synth',
+      uses: 'synthesize',
+      with: { items: 'easy', writer: 'writer', error_types: ['hallucination', 'incompleteness', 'faulty_reasoning'], k: 3, min_negatives: 2 },
+    },
   };
 }
 
@@ -27,7 +31,15 @@ export function synthStage(limit: number) {
  * learns the right option from it, as the judge learns VL-RewardBench's). A later run with the
  * same synthesize stage makes the same items from the cache.
  */
-export async function synthTruth(opts: { db: DbHandle; client: Client; taskQueue: string; writerUrl: string; name: string; seed: number; limit: number }): Promise<string> {
+export async function synthTruth(opts: {
+  db: DbHandle;
+  client: Client;
+  taskQueue: string;
+  writerUrl: string;
+  name: string;
+  seed: number;
+  limit: number;
+}): Promise<string> {
   const s = synthStage(opts.limit);
   const loaded = await specFromObject({
     name: opts.name,

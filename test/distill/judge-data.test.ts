@@ -49,7 +49,15 @@ afterAll(async () => {
 describe('experiments/judge-data.yaml: easy-vqa → synthesize → evaluate, → distill', () => {
   let runId: string;
   it('runs end to end; the hint raises acceptance from 1/K; judgeflow results shows the distill statistics', async () => {
-    const sets = [`endpoints.writer.base_url=${sim.url}`, `endpoints.judge.base_url=${sim.url}`, `endpoints.judge-first.base_url=${sim.url}`, `endpoints.captioner.base_url=${sim.url}`, `endpoints.reasoner.base_url=${sim.url}`, `endpoints.rewriter.base_url=${sim.url}`, 'datasets.easy.limit=200'];
+    const sets = [
+      `endpoints.writer.base_url=${sim.url}`,
+      `endpoints.judge.base_url=${sim.url}`,
+      `endpoints.judge-first.base_url=${sim.url}`,
+      `endpoints.captioner.base_url=${sim.url}`,
+      `endpoints.reasoner.base_url=${sim.url}`,
+      `endpoints.rewriter.base_url=${sim.url}`,
+      'datasets.easy.limit=200',
+    ];
     const loaded = await loadSpec(join(REPO, 'experiments', 'judge-data.yaml'), { sets });
     ({ runId } = await launchRun({ loaded, db: db.db, client, taskQueue: TQ }));
     await client.workflow.getHandle(runId).result();
@@ -90,7 +98,20 @@ describe('experiments/judge-data.yaml: easy-vqa → synthesize → evaluate, →
     expect(printed.sha256).toBe(sha256Hex(readFileSync(`${out}.sha256`)));
     expect((JSON.parse(readFileSync(out, 'utf8')) as unknown[]).length).toBe(sft.rows);
     const summary = sft.summary as DistillSummary;
-    const train = await runCli(['export', runId, 'distill', '--artifact', 'sft', '--format', 'trl', '--split', 'train', '--out', join(dir, 'train', 'sft.jsonl'), '--json']);
+    const train = await runCli([
+      'export',
+      runId,
+      'distill',
+      '--artifact',
+      'sft',
+      '--format',
+      'trl',
+      '--split',
+      'train',
+      '--out',
+      join(dir, 'train', 'sft.jsonl'),
+      '--json',
+    ]);
     expect(train.code).toBe(0);
     expect((JSON.parse(train.stdout) as { rows: number }).rows).toBe(summary.sft.train);
     const badSplit = await runCli(['export', runId, 'distill', '--artifact', 'sft', '--format', 'trl', '--split', 'test', '--out', join(dir, 'y.jsonl')]);
@@ -101,6 +122,8 @@ describe('experiments/judge-data.yaml: easy-vqa → synthesize → evaluate, →
     expect(wrong.stderr).toMatch(/format verl writes rl-set; artifact \d+ is sft-set \(use --format llamafactory \| trl \| openai\)/);
     const rl = await runCli(['export', runId, 'distill', '--artifact', 'rl', '--format', 'verl', '--out', join(dir, 'rl', 'train.parquet')]);
     expect(rl.code).toBe(0);
-    expect(rl.stdout).toMatch(/wrote \d+ rl-set row\(s\) and \d+ image\(s\) of artifact \d+ to .*train\.parquet \(sha256 [0-9a-f]{64}; file hashes in .*train\.parquet\.sha256\)/);
+    expect(rl.stdout).toMatch(
+      /wrote \d+ rl-set row\(s\) and \d+ image\(s\) of artifact \d+ to .*train\.parquet \(sha256 [0-9a-f]{64}; file hashes in .*train\.parquet\.sha256\)/,
+    );
   });
 });

@@ -80,16 +80,29 @@ function spec(name: string, revision: string) {
       {
         id: 'distill',
         uses: 'distill',
-        with: { items: 'items', captioner: 'captioner', reasoner: 'reasoner', hint: true, rewrites: [{ name: 'remove-hint', endpoint: 'rewriter' }], max_attempts: 4, chunk_size: 100, parallel: 1 },
+        with: {
+          items: 'items',
+          captioner: 'captioner',
+          reasoner: 'reasoner',
+          hint: true,
+          rewrites: [{ name: 'remove-hint', endpoint: 'rewriter' }],
+          max_attempts: 4,
+          chunk_size: 100,
+          parallel: 1,
+        },
       },
     ],
   };
 }
 
 const acceptedHashes = async (runId: string) =>
-  (await q<{ trace_hash: string }>("select trace_hash from distill_attempts where run_id = $1 and status = 'accepted' order by trace_hash", [runId])).map((r) => r.trace_hash);
+  (await q<{ trace_hash: string }>("select trace_hash from distill_attempts where run_id = $1 and status = 'accepted' order by trace_hash", [runId])).map(
+    (r) => r.trace_hash,
+  );
 const outcomes = async (runId: string) =>
-  (await q<{ o: string }>("select item_key || '#' || attempt || '#' || status as o from distill_attempts where run_id = $1 order by 1", [runId])).map((r) => r.o);
+  (await q<{ o: string }>("select item_key || '#' || attempt || '#' || status as o from distill_attempts where run_id = $1 order by 1", [runId])).map(
+    (r) => r.o,
+  );
 
 describe('distill survives kill -9 mid reject/retry loop', () => {
   it('a new worker finishes with exactly the accepted set of an uninterrupted run', async () => {
@@ -107,7 +120,10 @@ describe('distill survives kill -9 mid reject/retry loop', () => {
       if (i > 6000) throw new Error('the second attempt never started');
       await new Promise((res) => setTimeout(res, 50));
     }
-    const [before] = await q<{ n: number; a0: number }>("select count(*)::int as n, count(*) filter (where attempt = 0)::int as a0 from distill_attempts where run_id = $1", [runId]);
+    const [before] = await q<{ n: number; a0: number }>(
+      'select count(*)::int as n, count(*) filter (where attempt = 0)::int as a0 from distill_attempts where run_id = $1',
+      [runId],
+    );
     child.removeAllListeners('exit');
     const exited = new Promise((res) => child!.once('exit', res));
     child.kill('SIGKILL');

@@ -109,7 +109,10 @@ describe('an endpoint that dies mid-run', () => {
     expect(seconds).toBeLessThan(60);
     console.log(`endpoint stopped: the run failed ${seconds.toFixed(1)} s later`);
 
-    const [stage] = await db.db.select().from(stages).where(and(eq(stages.runId, runId), eq(stages.stageId, 'eval')));
+    const [stage] = await db.db
+      .select()
+      .from(stages)
+      .where(and(eq(stages.runId, runId), eq(stages.stageId, 'eval')));
     expect(stage!.status).toBe('failed');
     expect(stage!.error).toMatch(new RegExp(`endpoint "judge": nothing answers at http://127\\.0\\.0\\.1:${port}/v1 for \\d+ s`));
     const [run] = await db.db.select().from(runs).where(eq(runs.id, runId));
@@ -154,7 +157,10 @@ describe('an endpoint that dies mid-run', () => {
     expect(failed.requests).toBe(200);
     expect(failed.failed).toBeGreaterThan(20);
     expect(sim.stats().requests - before).toBe(200);
-    const [stage] = await db.db.select().from(stages).where(and(eq(stages.runId, runId), eq(stages.stageId, 'eval')));
+    const [stage] = await db.db
+      .select()
+      .from(stages)
+      .where(and(eq(stages.runId, runId), eq(stages.stageId, 'eval')));
     expect(stage!.status).toBe('failed');
     expect(stage!.error).toContain(`${failed.failed} of 200 requests failed`);
     expect(stage!.error).toMatch(/transient:server_error ×\d+\), above max_failed_share 0\.02/);

@@ -39,9 +39,22 @@ beforeAll(async () => {
   const truth: string[] = [];
   for (let i = 0; i < 60; i++) {
     writeFileSync(join(dir, 'img', `${i}.png`), png(i));
-    const candidates = [`Candidate one for item ${i}: the chart peaks in 2019.`, `Candidate two for item ${i}: the chart peaks in 2021.`, `Candidate three for item ${i}: the chart is flat.`];
+    const candidates = [
+      `Candidate one for item ${i}: the chart peaks in 2019.`,
+      `Candidate two for item ${i}: the chart peaks in 2021.`,
+      `Candidate three for item ${i}: the chart is flat.`,
+    ];
     const best = i % 3;
-    lines.push(JSON.stringify({ id: `chart-${i}`, query: `Question ${i}: when does the chart peak?`, image: `img/${i}.png`, candidates, best, category: i % 2 ? 'odd' : 'even' }));
+    lines.push(
+      JSON.stringify({
+        id: `chart-${i}`,
+        query: `Question ${i}: when does the chart peak?`,
+        image: `img/${i}.png`,
+        candidates,
+        best,
+        category: i % 2 ? 'odd' : 'even',
+      }),
+    );
     truth.push(JSON.stringify({ candidates, best }));
   }
   lines.splice(10, 0, JSON.stringify({ id: 'broken', query: 'q', candidates: ['only one'], best: 0 }));
@@ -72,7 +85,10 @@ describe('evaluate on mc-jsonl with images, K = 3', () => {
     const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: TQ });
     await client.workflow.getHandle(runId).result();
 
-    const reqs = await db.db.select().from(inferenceRequests).where(and(eq(inferenceRequests.runId, runId), eq(inferenceRequests.stageId, 'eval')));
+    const reqs = await db.db
+      .select()
+      .from(inferenceRequests)
+      .where(and(eq(inferenceRequests.runId, runId), eq(inferenceRequests.stageId, 'eval')));
     expect(reqs).toHaveLength(180);
     // chunk_size counts requests: 3 views x 1 sample per item, so 3 items (9 requests) a chunk.
     const history = await client.workflow.getHandle(`${runId}/eval`).fetchHistory();
@@ -95,7 +111,10 @@ describe('evaluate on mc-jsonl with images, K = 3', () => {
     expect(acc.value).toBe(1);
     expect(acc.n).toBe(60);
     expect(rows.find((r) => r.metric === 'accuracy' && r.scope === 'category:odd' && r.policy === 'excluded')!.n).toBe(30);
-    const [ds] = await db.db.select().from(artifacts).where(eq(artifacts.source, join(dir, 'mc.jsonl')));
+    const [ds] = await db.db
+      .select()
+      .from(artifacts)
+      .where(eq(artifacts.source, join(dir, 'mc.jsonl')));
     expect(ds!.issues.map((i) => i.line)).toEqual([11, 21]);
     expect(ds!.kind).toBe('mc-items');
     expect(ds!.summary).toMatchObject({ source_rows: 62, imported: 60, skipped: 2 });

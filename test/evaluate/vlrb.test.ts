@@ -96,7 +96,10 @@ describe('evaluate on VL-RewardBench', () => {
       expect(pick(rows, stage, 'accuracy', 'category:reasoning', 'excluded')!.n).toBe(318);
       expect(pick(rows, stage, 'accuracy', 'overall', 'excluded')!.n).toBe(1250);
     }
-    const js = await db.db.select().from(judgments).where(and(eq(judgments.runId, runId), eq(judgments.stageId, 'unbiased-swap')));
+    const js = await db.db
+      .select()
+      .from(judgments)
+      .where(and(eq(judgments.runId, runId), eq(judgments.stageId, 'unbiased-swap')));
     expect(js).toHaveLength(2500);
     expect(new Set(js.map((j) => `${j.itemKey}/${j.view}`)).size).toBe(2500);
     // Each item was shown in both orders.

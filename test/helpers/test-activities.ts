@@ -13,7 +13,12 @@ export function createTestActivities(db: Db) {
       const resume = (ctx.info.heartbeatDetails as number | undefined) ?? from;
       for (let i = resume; i < to; i++) {
         if (ms > 0) await ctx.sleep(ms);
-        await db.$client.query('insert into test_items (run_id, stage_id, idx, worker_pid) values ($1, $2, $3, $4) on conflict do nothing', [runId, stageId, i, process.pid]);
+        await db.$client.query('insert into test_items (run_id, stage_id, idx, worker_pid) values ($1, $2, $3, $4) on conflict do nothing', [
+          runId,
+          stageId,
+          i,
+          process.pid,
+        ]);
         ctx.heartbeat(i + 1);
       }
     },

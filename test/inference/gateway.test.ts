@@ -262,7 +262,9 @@ describe('executeRequests', () => {
   it('refuses n > 1 and stream before writing anything', async () => {
     const runId = uniqueId('refuse');
     const ep = endpoint(sim.url);
-    await expect(prepareBatch(db.db, batchRows(runId, 's', 3, { params: { n: 2 } }), ep)).rejects.toThrow(/asks for n=2; draw several samples as rows with distinct sampleIndex/);
+    await expect(prepareBatch(db.db, batchRows(runId, 's', 3, { params: { n: 2 } }), ep)).rejects.toThrow(
+      /asks for n=2; draw several samples as rows with distinct sampleIndex/,
+    );
     await expect(prepareBatch(db.db, batchRows(runId, 's', 3, { params: { stream: true } }), ep)).rejects.toThrow(/asks for stream=true; .*drop stream/);
     expect((await stageUsage(db.db, runId, 's')).requests).toBe(0);
   });
@@ -270,7 +272,11 @@ describe('executeRequests', () => {
   it('a seed varies per sample (seed + sampleIndex) and reproduces', async () => {
     const runId = uniqueId('seed');
     const ep = endpoint(sim.url, { concurrency: 4 });
-    const rows = [0, 1, 2].map((s) => ({ ...batchRows(runId, 's', 1, { params: { temperature: 1, seed: 11, max_tokens: 64 } })[0]!, itemKey: `x#${s}`, sampleIndex: s }));
+    const rows = [0, 1, 2].map((s) => ({
+      ...batchRows(runId, 's', 1, { params: { temperature: 1, seed: 11, max_tokens: 64 } })[0]!,
+      itemKey: `x#${s}`,
+      sampleIndex: s,
+    }));
     const range = await prepareBatch(db.db, rows, ep);
     const { activities } = activitiesFor(db.db);
     await activityEnv().env.run(activities.executeRequests, input(runId, 's', ep, range));
@@ -291,7 +297,15 @@ describe('executeRequests', () => {
       endpoint: 'ep',
       sampleIndex: 0,
       request: {
-        messages: [{ role: 'user' as const, content: [{ type: 'text' as const, text: `what is shown ${runId} ${i}?` }, { type: 'image_ref' as const, hash, mime: 'image/png' }] }],
+        messages: [
+          {
+            role: 'user' as const,
+            content: [
+              { type: 'text' as const, text: `what is shown ${runId} ${i}?` },
+              { type: 'image_ref' as const, hash, mime: 'image/png' },
+            ],
+          },
+        ],
         params: { temperature: 0, max_tokens: 32 },
       },
     }));

@@ -8,7 +8,13 @@ import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSo
 import { MockActivityEnvironment } from '@temporalio/testing';
 import type { Db } from '../../db/client.js';
 import { endpointSchema, type EndpointSpec } from '../../spec/endpoint.js';
-import { createInferenceActivities, InferenceGateway, prepareRequests, requestIdRange, type InferenceGatewayOptions } from '../../activities/inference/index.js';
+import {
+  createInferenceActivities,
+  InferenceGateway,
+  prepareRequests,
+  requestIdRange,
+  type InferenceGatewayOptions,
+} from '../../activities/inference/index.js';
 import type { PrepareRequestRow, SamplingParams } from '../../activities/inference/types.js';
 import type { SimConfigInput } from '../../sim/config.js';
 import type { SimStats } from '../../sim/server.js';

@@ -51,7 +51,9 @@ describe('executeRequests outcomes', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
     expect(err.type).toBe('EndpointDownError');
     expect(err.nonRetryable).toBe(true);
-    expect(err.message).toMatch(new RegExp(`^endpoint "ep": nothing answers at ${url.replace(/\./g, '\\.')} for \\d+ s \\(connection error \\(ECONNREFUSED\\); down_after_s 1\\.5\\)`));
+    expect(err.message).toMatch(
+      new RegExp(`^endpoint "ep": nothing answers at ${url.replace(/\./g, '\\.')} for \\d+ s \\(connection error \\(ECONNREFUSED\\); down_after_s 1\\.5\\)`),
+    );
     expect(await stageUsage(db.db, runId, 's')).toMatchObject({ requests: 20, succeeded: 0, failed: 0, pending: 20 });
   });
 

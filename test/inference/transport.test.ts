@@ -107,7 +107,14 @@ describe('nodeFetch under the openai client', () => {
   });
 
   it('the idle-socket timeout closes only idle sockets: a response slower than it still arrives', async () => {
-    const c = new OpenAI({ baseURL: base, apiKey: 'k', maxRetries: 0, timeout: 5_000, fetch: nodeFetch({ idleSocketMs: 200 }), defaultHeaders: { 'x-mode': 'late' } });
+    const c = new OpenAI({
+      baseURL: base,
+      apiKey: 'k',
+      maxRetries: 0,
+      timeout: 5_000,
+      fetch: nodeFetch({ idleSocketMs: 200 }),
+      defaultHeaders: { 'x-mode': 'late' },
+    });
     expect((await ask(c)).choices[0]!.message.content).toBe('late but whole');
     const before = sockets.size;
     await new Promise((r) => setTimeout(r, 400));

@@ -94,13 +94,15 @@ describe('evaluate with SmolLM2-135M-Instruct behind transformers serve', () => 
     expect(metric('accuracy', 'overall', 'wrong')!.n).toBe(ITEMS);
   });
 
-  it('reads a choice from at least 90% of the real outputs (55% were unparseable before), and the stored rate is the parser\'s', () => {
+  it("reads a choice from at least 90% of the real outputs (55% were unparseable before), and the stored rate is the parser's", () => {
     const unparsed = outputs.filter((o) => parseChoice(o.content!, 2, 'letters').position === null).length;
     const rate = metric('unparseable_rate')!;
     expect(rate.n).toBe(2 * ITEMS);
     expect(rate.value).toBeCloseTo(unparsed / (2 * ITEMS), 10);
     expect(rate.value).toBeLessThanOrEqual(0.1);
-    console.log(`SmolLM2-135M-Instruct, ${ITEMS} VL-RewardBench items x 2 orders: unparseable ${(rate.value * 100).toFixed(1)}%, ` +
-      `first-position rate ${(metric('first_position_rate')!.value * 100).toFixed(1)}%, accuracy (wrong) ${(metric('accuracy', 'overall', 'wrong')!.value * 100).toFixed(1)}%`);
+    console.log(
+      `SmolLM2-135M-Instruct, ${ITEMS} VL-RewardBench items x 2 orders: unparseable ${(rate.value * 100).toFixed(1)}%, ` +
+        `first-position rate ${(metric('first_position_rate')!.value * 100).toFixed(1)}%, accuracy (wrong) ${(metric('accuracy', 'overall', 'wrong')!.value * 100).toFixed(1)}%`,
+    );
   });
 });

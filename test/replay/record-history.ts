@@ -21,7 +21,14 @@ const db = openDb(databaseUrl);
 await applyMigrations(db.db);
 await db.pool.query(TEST_ITEMS_DDL);
 const tq = uniqueName('record');
-const worker = await startWorker({ databaseUrl, temporalAddress: address, namespace: 'default', taskQueue: tq, workflowsPath: TEST_WORKFLOWS, extraActivities: (h) => createTestActivities(h.db) });
+const worker = await startWorker({
+  databaseUrl,
+  temporalAddress: address,
+  namespace: 'default',
+  taskQueue: tq,
+  workflowsPath: TEST_WORKFLOWS,
+  extraActivities: (h) => createTestActivities(h.db),
+});
 const { client, close } = await testClient(address);
 const spec = diamond('replay-diamond', 20);
 spec.stages.push({ id: 'broken', uses: 'test-work', needs: ['a'], with: { fail: 'recorded failure' } } as never);

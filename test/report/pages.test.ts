@@ -68,7 +68,10 @@ beforeAll(async () => {
   worker = await startTestWorker(TQ);
   ({ client, close: closeClient } = await testClient());
   // A group of two judges on the same items.
-  const loaded = await specFromObject({ ...spec(uniqueName('pages')), ablations: { axes: { judge: { path: 'stages.eval.with.judge', values: ['judge', 'judge-first'] } } } });
+  const loaded = await specFromObject({
+    ...spec(uniqueName('pages')),
+    ablations: { axes: { judge: { path: 'stages.eval.with.judge', values: ['judge', 'judge-first'] } } },
+  });
   const group = await planGroup(loaded, { sets: [] });
   groupId = group.groupId;
   groupRunIds = [];
@@ -79,7 +82,11 @@ beforeAll(async () => {
   for (const id of groupRunIds) await client.workflow.getHandle(id).result();
   browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
   const conn = { client, db } as unknown as Connected;
-  const app = createDashboardApp({ db: db.db, progress: (runId) => currentProgress(conn, runId), workflowUrl: (id) => `http://127.0.0.1:8233/namespaces/default/workflows/${encodeURIComponent(id)}` });
+  const app = createDashboardApp({
+    db: db.db,
+    progress: (runId) => currentProgress(conn, runId),
+    workflowUrl: (id) => `http://127.0.0.1:8233/namespaces/default/workflows/${encodeURIComponent(id)}`,
+  });
   server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
   await new Promise((r) => server.once('listening', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -96,7 +103,10 @@ afterAll(async () => {
 
 /** Categories of the evaluated items (the first 60 VL-RewardBench records). */
 async function categories(): Promise<number> {
-  const r = await db.pool.query<{ n: number }>("select count(distinct scope)::int as n from metrics where run_id = $1 and metric = 'accuracy' and scope like 'category:%'", [groupRunIds[0]]);
+  const r = await db.pool.query<{ n: number }>(
+    "select count(distinct scope)::int as n from metrics where run_id = $1 and metric = 'accuracy' and scope like 'category:%'",
+    [groupRunIds[0]],
+  );
   return r.rows[0]!.n;
 }
 
@@ -129,7 +139,10 @@ async function plotMarks(page: Page): Promise<{ id: string; expected: number; dr
 
 describe('the HTML report', () => {
   it('opens offline with every plot drawn and no console errors', async () => {
-    const { sides } = await loadStageSides(db.db, groupRunIds.map((runId) => ({ runId })));
+    const { sides } = await loadStageSides(
+      db.db,
+      groupRunIds.map((runId) => ({ runId })),
+    );
     const { html, plots } = await renderReport(db.db, sides, { title: 'test report' });
     const file = join(ARTIFACTS, 'report.html');
     writeFileSync(file, html);
@@ -158,12 +171,17 @@ describe('the dashboard', () => {
   });
 
   it('lists 100 more runs (time printed) without console errors', async () => {
-    const exp = (await db.pool.query<{ id: number }>(
-      `insert into experiments (name, spec_hash, spec_json, spec_text, spec_path) values ($1, $2, '{}', '', '/x.yaml') returning id`,
-      [uniqueName('many'), uniqueName('hash')],
-    )).rows[0]!.id;
+    const exp = (
+      await db.pool.query<{ id: number }>(
+        `insert into experiments (name, spec_hash, spec_json, spec_text, spec_path) values ($1, $2, '{}', '', '/x.yaml') returning id`,
+        [uniqueName('many'), uniqueName('hash')],
+      )
+    ).rows[0]!.id;
     const prefix = uniqueName('listed');
-    await db.pool.query(`insert into runs (id, experiment_id, status, plan) select $1 || '-' || g, $2, 'succeeded', '[]' from generate_series(1, 100) g`, [prefix, exp]);
+    await db.pool.query(`insert into runs (id, experiment_id, status, plan) select $1 || '-' || g, $2, 'succeeded', '[]' from generate_series(1, 100) g`, [
+      prefix,
+      exp,
+    ]);
     const started = performance.now();
     const { page, errors } = await open(`${base}/`);
     await page.waitForSelector('#runs');
@@ -213,17 +231,19 @@ describe('the dashboard', () => {
     const { page, errors } = await open(`${base}/runs/${encodeURIComponent(runId)}`);
     const seen = new Set<string>();
     const cell = '[data-progress="eval"]';
-    await page.waitForFunction(
-      (sel) => {
-        const t = document.querySelector(sel)?.textContent ?? '';
-        const m = /^(\d+)\/(\d+)/.exec(t);
-        return m !== null && Number(m[1]) > 0 && Number(m[1]) < Number(m[2]);
-      },
-      cell,
-      { timeout: 60_000 },
-    ).catch(async (err: unknown) => {
-      throw new Error(`${String(err)}; page: ${await page.innerText('body')}; errors: ${errors.join(' | ')}`);
-    });
+    await page
+      .waitForFunction(
+        (sel) => {
+          const t = document.querySelector(sel)?.textContent ?? '';
+          const m = /^(\d+)\/(\d+)/.exec(t);
+          return m !== null && Number(m[1]) > 0 && Number(m[1]) < Number(m[2]);
+        },
+        cell,
+        { timeout: 60_000 },
+      )
+      .catch(async (err: unknown) => {
+        throw new Error(`${String(err)}; page: ${await page.innerText('body')}; errors: ${errors.join(' | ')}`);
+      });
     seen.add((await page.textContent(cell)) ?? '');
     await page.waitForFunction(() => document.querySelector('[data-status="eval"]')?.textContent === 'succeeded', undefined, { timeout: 60_000 });
     seen.add((await page.textContent(cell)) ?? '');

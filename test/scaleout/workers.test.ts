@@ -220,7 +220,11 @@ describe('scale-out: two workers on the run queue, one on an inference pool', ()
     expect(process.env[GPU_KEY_ENV], 'the default-queue workers must not have the pool key').toBeUndefined();
     ({ client, close: closeClient } = await testClient());
     specPath = writeSpec(spec(uniqueName('scaleout'), sim.url, gpuSim.url));
-    [workers.a, workers.b, workers.gpu] = await Promise.all([startWorkerProcess(), startWorkerProcess(), startWorkerProcess(['--task-queue', GPU], { [GPU_KEY_ENV]: GPU_KEY })]);
+    [workers.a, workers.b, workers.gpu] = await Promise.all([
+      startWorkerProcess(),
+      startWorkerProcess(),
+      startWorkerProcess(['--task-queue', GPU], { [GPU_KEY_ENV]: GPU_KEY }),
+    ]);
   }, 180_000);
 
   afterAll(async () => {
@@ -267,7 +271,11 @@ describe('scale-out: two workers on the run queue, one on an inference pool', ()
       [TQ, false],
     ]);
     // Everything else (workflows, bookkeeping, import/prepare/judge/metrics) ran on the default queue.
-    const others = [...main.activities, ...pool.activities.filter((r) => r.type !== 'executeRequests'), ...experiment.activities.filter((r) => r.type !== 'checkEndpoints')];
+    const others = [
+      ...main.activities,
+      ...pool.activities.filter((r) => r.type !== 'executeRequests'),
+      ...experiment.activities.filter((r) => r.type !== 'checkEndpoints'),
+    ];
     expect(others.every((r) => r.queue === TQ && r.identity !== gpu)).toBe(true);
     for (const h of [main, pool, experiment]) expect([...h.workflowTasks].every((id) => id === a || id === b)).toBe(true);
     // Every activity of a stage is noticed within a minute when its worker dies.
@@ -282,16 +290,7 @@ describe('scale-out: two workers on the run queue, one on an inference pool', ()
     expect(reference, 'needs the reference run of the previous test').toBeDefined();
     const before = requests();
     // Another revision of the endpoints: a cache miss for every request (the simulator's answers do not depend on it).
-    const run = judgeflow([
-      'run',
-      specPath,
-      '--label',
-      'killed',
-      '--set',
-      'endpoints.judge-a.revision=killed',
-      '--set',
-      'endpoints.judge-b.revision=killed',
-    ]);
+    const run = judgeflow(['run', specPath, '--label', 'killed', '--set', 'endpoints.judge-a.revision=killed', '--set', 'endpoints.judge-b.revision=killed']);
     const runId = (await run.waitFor(/run (\S+): started/))[1]!;
 
     // Kill the default-queue worker that is running an inference chunk of `main`, once some of it is done.

@@ -52,7 +52,13 @@ describe('negatives', () => {
   const prompt = `Write a plausible but flawed answer.\n\nQuestion: Describe the street.\n\nReference answer: ${reference}\n\nReturn only the flawed answer.`;
 
   it('alters the reference; sometimes returns it unchanged or empty, at the configured rates', async () => {
-    const outs = (await pool(Array.from({ length: 10 }, (_, i) => i), 10, (seed) => ask('negatives', prompt, seed, 50))).flat();
+    const outs = (
+      await pool(
+        Array.from({ length: 10 }, (_, i) => i),
+        10,
+        (seed) => ask('negatives', prompt, seed, 50),
+      )
+    ).flat();
     const identical = outs.filter((o) => o === reference).length / outs.length;
     const empty = outs.filter((o) => o === '').length / outs.length;
     expect(identical).toBeGreaterThan(0.06);
@@ -70,7 +76,13 @@ describe('negatives', () => {
   });
 
   it('declines at refusal_rate', async () => {
-    const outs = (await pool(Array.from({ length: 5 }, (_, i) => i), 5, (seed) => ask('refuser', prompt, seed, 40))).flat();
+    const outs = (
+      await pool(
+        Array.from({ length: 5 }, (_, i) => i),
+        5,
+        (seed) => ask('refuser', prompt, seed, 40),
+      )
+    ).flat();
     const refused = outs.filter((o) => /sorry|cannot|won't/i.test(o) && !o.includes('sunny')).length / outs.length;
     expect(refused).toBeGreaterThan(0.22);
     expect(refused).toBeLessThan(0.38);

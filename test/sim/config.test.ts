@@ -29,7 +29,10 @@ describe('config', () => {
   });
 
   it('loads YAML with truth paths relative to the file', async () => {
-    file('truth.jsonl', `${JSON.stringify({ id: 'q1', candidates: ['Paris is the capital of France, by a wide margin.', 'Lyon is the capital of France, some people say.'], best: 0 })}\n`);
+    file(
+      'truth.jsonl',
+      `${JSON.stringify({ id: 'q1', candidates: ['Paris is the capital of France, by a wide margin.', 'Lyon is the capital of France, some people say.'], best: 0 })}\n`,
+    );
     const path = file(
       'sim.yaml',
       [
@@ -49,7 +52,12 @@ describe('config', () => {
     try {
       const res = await client(sim.url).chat.completions.create({
         model: 'judge',
-        messages: [{ role: 'user', content: judgePrompt('Capital?', ['Lyon is the capital of France, some people say.', 'Paris is the capital of France, by a wide margin.']) }],
+        messages: [
+          {
+            role: 'user',
+            content: judgePrompt('Capital?', ['Lyon is the capital of France, some people say.', 'Paris is the capital of France, by a wide margin.']),
+          },
+        ],
       });
       expect(parseChoice(res.choices[0]!.message.content!)).toBe(1);
     } finally {
@@ -63,7 +71,10 @@ describe('config', () => {
   });
 
   it('errors name the file and every bad field', () => {
-    const path = file('bad.yaml', 'models:\n  j: { behaviour: judge, accuracy: 1.5, acuracy: 1 }\n  k: { behaviour: oracle }\nlatency: { kind: uniform, min_ms: 9, max_ms: 3 }\n');
+    const path = file(
+      'bad.yaml',
+      'models:\n  j: { behaviour: judge, accuracy: 1.5, acuracy: 1 }\n  k: { behaviour: oracle }\nlatency: { kind: uniform, min_ms: 9, max_ms: 3 }\n',
+    );
     expect(() => loadSimConfig(path)).toThrow(SimConfigError);
     let message = '';
     try {

@@ -22,7 +22,8 @@ afterAll(async () => {
   await sim?.close();
 });
 
-const prompt = (hint: string) => `[Description]\nA scene.\n\n[Question]\nWhat?\n\n[Response A]\nfirst option text\n\n[Response B]\nsecond option text\n\n[Response C]\nthird option text\n\n${hint}\n\nWhich is best: A, B or C?`;
+const prompt = (hint: string) =>
+  `[Description]\nA scene.\n\n[Question]\nWhat?\n\n[Response A]\nfirst option text\n\n[Response B]\nsecond option text\n\n[Response C]\nthird option text\n\n${hint}\n\nWhich is best: A, B or C?`;
 
 describe('distill roles', () => {
   it('reads the label a hint names', () => {
@@ -33,7 +34,11 @@ describe('distill roles', () => {
 
   it('a reasoner with hint_following 1 answers the hinted label and, with leak_rate 0, never mentions the hint', async () => {
     for (let seed = 0; seed < 20; seed++) {
-      const res = await api.chat.completions.create({ model: 'follower', seed, messages: [{ role: 'user', content: prompt('Hint: a careful expert leaned towards C.') }] });
+      const res = await api.chat.completions.create({
+        model: 'follower',
+        seed,
+        messages: [{ role: 'user', content: prompt('Hint: a careful expert leaned towards C.') }],
+      });
       const text = res.choices[0]!.message.content!;
       expect(text).toMatch(/<answer>C<\/answer>$/);
       expect(text).not.toMatch(/\bhint\b/i);
@@ -49,9 +54,11 @@ describe('distill roles', () => {
   });
 
   it('the rewriter drops hint sentences, rewrites "the description", and with change_rate 1 changes the answer', async () => {
-    const trace = 'According to the description, the image shows a red circle. The hint points toward one option, but I should check it. The description says the shape is round.\n\n<answer>B</answer>';
+    const trace =
+      'According to the description, the image shows a red circle. The hint points toward one option, but I should check it. The description says the shape is round.\n\n<answer>B</answer>';
     const ask = async (model: string, instruction: string) =>
-      (await api.chat.completions.create({ model, messages: [{ role: 'user', content: `${instruction}\n\n<trace>\n${trace}\n</trace>` }] })).choices[0]!.message.content!;
+      (await api.chat.completions.create({ model, messages: [{ role: 'user', content: `${instruction}\n\n<trace>\n${trace}\n</trace>` }] })).choices[0]!.message
+        .content!;
     const dehinted = await ask('rewriter', 'Remove any mention of a hint.');
     expect(dehinted).not.toMatch(/hint/i);
     expect(dehinted).toContain('According to the description');

@@ -101,7 +101,11 @@ describe('fault injection', () => {
     });
     try {
       const api = client(sim.url);
-      const call = (model: string) => api.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }] }).then(() => 'ok', (e: { status?: number }) => String(e.status));
+      const call = (model: string) =>
+        api.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }] }).then(
+          () => 'ok',
+          (e: { status?: number }) => String(e.status),
+        );
       expect([await call('capped'), await call('capped'), await call('capped'), await call('capped')]).toEqual(['500', '500', 'ok', 'ok']);
       expect([await call('broken'), await call('broken'), await call('broken')]).toEqual(['500', '500', '500']);
     } finally {
@@ -146,11 +150,15 @@ describe('fault injection', () => {
     const sim = await startSimulator({ latency: { kind: 'uniform', min_ms: 400, max_ms: 600 }, models: { policy: { behaviour: 'policy' } } });
     try {
       const api = client(sim.url);
-      const times = await pool(Array.from({ length: 24 }, (_, i) => i), 24, async (i) => {
-        const t0 = performance.now();
-        await api.chat.completions.create({ model: 'policy', messages: [{ role: 'user', content: `q${i}` }] });
-        return performance.now() - t0;
-      });
+      const times = await pool(
+        Array.from({ length: 24 }, (_, i) => i),
+        24,
+        async (i) => {
+          const t0 = performance.now();
+          await api.chat.completions.create({ model: 'policy', messages: [{ role: 'user', content: `q${i}` }] });
+          return performance.now() - t0;
+        },
+      );
       // Latencies long enough that all 24 overlap even when other test files load the machine.
       expect(Math.min(...times)).toBeGreaterThanOrEqual(398);
       expect(Math.max(...times)).toBeLessThan(5000);

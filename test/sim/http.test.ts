@@ -113,7 +113,15 @@ describe('shape', () => {
     expect(sim.stats().images).toBe(1);
     expect(sim.stats().imageBytes).toBe(3000);
     // A different image gets a different description; the same image the same one.
-    const other = [{ ...messages[0]!, content: [messages[0]!.content[0]!, { type: 'image_url' as const, image_url: { url: `data:image/png;base64,${Buffer.alloc(3000, 8).toString('base64')}` } }] }];
+    const other = [
+      {
+        ...messages[0]!,
+        content: [
+          messages[0]!.content[0]!,
+          { type: 'image_url' as const, image_url: { url: `data:image/png;base64,${Buffer.alloc(3000, 8).toString('base64')}` } },
+        ],
+      },
+    ];
     const b = await api.chat.completions.create({ model: 'captioner', messages: other });
     expect(b.choices[0]!.message.content).not.toBe(a.choices[0]!.message.content);
     const again = await api.chat.completions.create({ model: 'captioner', messages });
@@ -136,8 +144,10 @@ describe('determinism', () => {
   });
 
   it('a different seed, message or config seed can change the answer', async () => {
-    const contents = await pool([1, 2, 3, 4, 5, 6, 7, 8], 8, async (seed) =>
-      (await api.chat.completions.create({ model: 'judge', messages: judgeMessages, seed })).choices[0]!.message.content,
+    const contents = await pool(
+      [1, 2, 3, 4, 5, 6, 7, 8],
+      8,
+      async (seed) => (await api.chat.completions.create({ model: 'judge', messages: judgeMessages, seed })).choices[0]!.message.content,
     );
     expect(new Set(contents).size).toBe(8);
     const answers = new Set(contents.map((c) => /<answer>(\w)<\/answer>/.exec(c!)?.[1]));
@@ -187,7 +197,13 @@ describe('errors', () => {
 
   it('malformed requests → 400 invalid_request_error', async () => {
     const post = (body: string) => fetch(`${sim.url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-    for (const body of ['{not json', '[]', JSON.stringify({ model: 'policy' }), JSON.stringify({ model: 'policy', messages: [{ content: 'x' }] }), JSON.stringify({ model: 'policy', messages: [{ role: 'user', content: 'x' }], n: 0 })]) {
+    for (const body of [
+      '{not json',
+      '[]',
+      JSON.stringify({ model: 'policy' }),
+      JSON.stringify({ model: 'policy', messages: [{ content: 'x' }] }),
+      JSON.stringify({ model: 'policy', messages: [{ role: 'user', content: 'x' }], n: 0 }),
+    ]) {
       const res = await post(body);
       expect(res.status, body).toBe(400);
       const json = (await res.json()) as { error: { type: string } };
@@ -198,7 +214,9 @@ describe('errors', () => {
   it('api_key: a missing or wrong bearer token → 401', async () => {
     const locked = await startSimulator({ api_key: 'sk-right', models: { policy: { behaviour: 'policy' } } });
     try {
-      const wrong = await apiError(client(locked.url, { apiKey: 'sk-wrong' }).chat.completions.create({ model: 'policy', messages: [{ role: 'user', content: 'hi' }] }));
+      const wrong = await apiError(
+        client(locked.url, { apiKey: 'sk-wrong' }).chat.completions.create({ model: 'policy', messages: [{ role: 'user', content: 'hi' }] }),
+      );
       expect(wrong.status).toBe(401);
       expect(wrong.code).toBe('invalid_api_key');
       const none = await fetch(`${locked.url}/models`);
@@ -234,8 +252,10 @@ describe('stats', () => {
   it('maxInFlight is the most requests handled at once', async () => {
     sim.reset();
     const t0 = performance.now();
-    await pool(Array.from({ length: 32 }, (_, i) => i), 32, (i) =>
-      api.chat.completions.create({ model: 'slow', messages: [{ role: 'user', content: `q${i}` }] }),
+    await pool(
+      Array.from({ length: 32 }, (_, i) => i),
+      32,
+      (i) => api.chat.completions.create({ model: 'slow', messages: [{ role: 'user', content: `q${i}` }] }),
     );
     // 32 requests of 400 ms each, all at once: about one latency, not 32.
     expect(performance.now() - t0).toBeLessThan(4000);

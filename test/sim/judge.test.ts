@@ -130,7 +130,16 @@ describe('judge with other truth sources', () => {
           const order = [0, 1, 2, 3].sort((a, b) => ((a * 7 + i) % 4) - ((b * 7 + i) % 4));
           const res = await api.chat.completions.create({
             model,
-            messages: [{ role: 'user', content: judgePrompt('What was the value in 2019?', order.map((k) => it.candidates[k]!), 'letterDot') }],
+            messages: [
+              {
+                role: 'user',
+                content: judgePrompt(
+                  'What was the value in 2019?',
+                  order.map((k) => it.candidates[k]!),
+                  'letterDot',
+                ),
+              },
+            ],
           });
           return { choice: parseChoice(res.choices[0]!.message.content ?? ''), bestPos: order.indexOf(it.best) };
         });
@@ -150,14 +159,18 @@ describe('judge with other truth sources', () => {
   it('without a truth match: a random labelled option, counted as a truth miss', async () => {
     sim.reset();
     const api = client(sim.url);
-    const choices = await pool(Array.from({ length: 60 }, (_, i) => i), 8, async (i) => {
-      const res = await api.chat.completions.create({
-        model: 'judge',
-        seed: i,
-        messages: [{ role: 'user', content: judgePrompt('Which is best?', ['Alpha option text.', 'Beta option text.', 'Gamma option text.']) }],
-      });
-      return parseChoice(res.choices[0]!.message.content ?? '');
-    });
+    const choices = await pool(
+      Array.from({ length: 60 }, (_, i) => i),
+      8,
+      async (i) => {
+        const res = await api.chat.completions.create({
+          model: 'judge',
+          seed: i,
+          messages: [{ role: 'user', content: judgePrompt('Which is best?', ['Alpha option text.', 'Beta option text.', 'Gamma option text.']) }],
+        });
+        return parseChoice(res.choices[0]!.message.content ?? '');
+      },
+    );
     expect(new Set(choices)).toEqual(new Set([0, 1, 2]));
     expect(sim.stats().truthMisses).toBe(60);
     expect(sim.stats().truthHits).toBe(0);
@@ -172,7 +185,11 @@ describe('judge with other truth sources', () => {
       messages: [
         {
           role: 'user',
-          content: judgePrompt('What is in the image?', ['Answer (q=0.31): A dog.', 'Answer (q=0.82): A brown dog on a bench.', 'Answer (q=0.55): A dog outside.']),
+          content: judgePrompt('What is in the image?', [
+            'Answer (q=0.31): A dog.',
+            'Answer (q=0.82): A brown dog on a bench.',
+            'Answer (q=0.55): A dog outside.',
+          ]),
         },
       ],
     });

@@ -43,7 +43,13 @@ beforeAll(async () => {
   };
   db = await openTestDb();
   // Every request needs the key; each takes 150 ms, so a 40-item run lasts several seconds.
-  sim = await startSimulator({ seed: 3, api_key: SECRET, truth: DATA, latency: { kind: 'fixed', ms: 150 }, models: { judge: { behaviour: 'judge', accuracy: 0.8 } } });
+  sim = await startSimulator({
+    seed: 3,
+    api_key: SECRET,
+    truth: DATA,
+    latency: { kind: 'fixed', ms: 150 },
+    models: { judge: { behaviour: 'judge', accuracy: 0.8 } },
+  });
   // The same without a key, so the kill tests do not depend on the key's way to the worker.
   openSim = await startSimulator({ seed: 3, truth: DATA, latency: { kind: 'fixed', ms: 150 }, models: { judge: { behaviour: 'judge', accuracy: 0.8 } } });
 });
@@ -59,7 +65,9 @@ afterAll(async () => {
 function spec(name: string, limit = 40, keyed = true) {
   return writeSpec({
     name,
-    endpoints: { judge: keyed ? { base_url: sim.url, model: 'judge', api_key_env: KEY_VAR, concurrency: 4 } : { base_url: openSim.url, model: 'judge', concurrency: 4 } },
+    endpoints: {
+      judge: keyed ? { base_url: sim.url, model: 'judge', api_key_env: KEY_VAR, concurrency: 4 } : { base_url: openSim.url, model: 'judge', concurrency: 4 },
+    },
     datasets: { vlrb: { path: DATA, limit } },
     stages: [{ id: 'eval', uses: 'evaluate', with: { dataset: 'vlrb', judge: 'judge', bootstrap: 50 } }],
   });
@@ -69,7 +77,11 @@ const withKey = () => ({ ...env, [KEY_VAR]: SECRET });
 
 /** The bin in a child process, output collected as it comes. */
 function startCli(args: string[], childEnv: Record<string, string>) {
-  const child = spawn(process.execPath, [join(REPO, 'bin', 'judgeflow.mjs'), ...args], { cwd: REPO, env: { ...process.env, ...childEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(REPO, 'bin', 'judgeflow.mjs'), ...args], {
+    cwd: REPO,
+    env: { ...process.env, ...childEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const out = { stdout: '', stderr: '' };
   child.stdout.on('data', (d: Buffer) => (out.stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
@@ -88,7 +100,10 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T 
 }
 
 async function runOf(name: string): Promise<{ id: string; status: string } | undefined> {
-  const r = await db.pool.query<{ id: string; status: string }>('select r.id, r.status from runs r join experiments e on e.id = r.experiment_id where e.name = $1', [name]);
+  const r = await db.pool.query<{ id: string; status: string }>(
+    'select r.id, r.status from runs r join experiments e on e.id = r.experiment_id where e.name = $1',
+    [name],
+  );
   return r.rows[0];
 }
 
@@ -142,7 +157,9 @@ describe('judgeflow run on the embedded stack', () => {
     const name = uniqueName('nokey');
     const res = await runCli(['run', spec(name)], env);
     expect(res.code).toBe(2);
-    expect(res.stderr).toContain(`endpoint "judge" reads its API key from ${KEY_VAR} (api_key_env), which is set neither in this shell nor in the worker's environment`);
+    expect(res.stderr).toContain(
+      `endpoint "judge" reads its API key from ${KEY_VAR} (api_key_env), which is set neither in this shell nor in the worker's environment`,
+    );
     expect(res.stderr).toContain(`Fix: export ${KEY_VAR}=<key>; then run the same command again`);
     expect(await runOf(name)).toBeUndefined();
     expect(readRecord(stateDir, 'worker')!.pid).toBe(workerPid);
@@ -151,7 +168,9 @@ describe('judgeflow run on the embedded stack', () => {
   it('`export KEY=…; judgeflow run` with the stack already up: the worker is restarted with it, the run succeeds, the key is written nowhere', async () => {
     const name = uniqueName('key');
     const res = await runCli(['run', spec(name, 20)], withKey());
-    expect(res.stderr).toContain(`worker: restarting pid ${workerPid}: ${KEY_VAR} (endpoint "judge") is set in this shell but not in the running worker's environment`);
+    expect(res.stderr).toContain(
+      `worker: restarting pid ${workerPid}: ${KEY_VAR} (endpoint "judge") is set in this shell but not in the running worker's environment`,
+    );
     expect(res.code).toBe(0);
     expect(res.stdout).toMatch(/eval\s+20\/20\s+\d+\.\d \[/);
     expect(readRecord(stateDir, 'worker')!.pid).not.toBe(workerPid);

@@ -13,7 +13,17 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processStartTicks, readRecord, type ServiceName } from '../../runtime/daemon.js';
 import { freePort, isTcpOpen } from '../../runtime/net.js';
-import { childPids, down, ensureStack, loadRuntimeConfig, PortInUseError, TemporalCliNotFoundError, up, type RuntimeConfig, type StackInfo } from '../../runtime/stack.js';
+import {
+  childPids,
+  down,
+  ensureStack,
+  loadRuntimeConfig,
+  PortInUseError,
+  TemporalCliNotFoundError,
+  up,
+  type RuntimeConfig,
+  type StackInfo,
+} from '../../runtime/stack.js';
 
 const run = promisify(execFile);
 const fixtures = join(import.meta.dirname, 'fixtures');
@@ -134,7 +144,15 @@ describe('the local stack (embedded Postgres + Temporal dev server + worker)', (
     for (const s of SERVICES) {
       writeFileSync(
         join(cfg.stateDir, 'run', `${s}.json`),
-        JSON.stringify({ service: s, pid: deadPid, port: s === 'postgres' ? cfg.pgPort : cfg.temporalPort, uiPort: cfg.temporalUiPort, command: ['x'], logPath: '', startedAt: '' }),
+        JSON.stringify({
+          service: s,
+          pid: deadPid,
+          port: s === 'postgres' ? cfg.pgPort : cfg.temporalPort,
+          uiPort: cfg.temporalUiPort,
+          command: ['x'],
+          logPath: '',
+          startedAt: '',
+        }),
       );
     }
     const info = await timed('up after down (existing data dirs)', up(cfg, { workerCommand }));
@@ -226,7 +244,11 @@ describe('up refuses clearly', () => {
   const externalDb = () => process.env.JF_TEST_DATABASE_URL as string;
 
   it('a Postgres port held by another process → PortInUseError naming the port and JUDGEFLOW_PG_PORT', async () => {
-    const cfg = loadRuntimeConfig({ JUDGEFLOW_STATE_DIR: join(dir, 'pg'), JUDGEFLOW_PG_PORT: String(taken), TEMPORAL_ADDRESS: process.env.JF_TEST_TEMPORAL_ADDRESS });
+    const cfg = loadRuntimeConfig({
+      JUDGEFLOW_STATE_DIR: join(dir, 'pg'),
+      JUDGEFLOW_PG_PORT: String(taken),
+      TEMPORAL_ADDRESS: process.env.JF_TEST_TEMPORAL_ADDRESS,
+    });
     const err = await up(cfg, { worker: false }).catch((e: unknown) => e as Error);
     expect(err).toBeInstanceOf(PortInUseError);
     expect((err as Error).message).toContain(`port ${taken} (embedded PostgreSQL) is already in use`);
@@ -270,7 +292,11 @@ describe('up refuses clearly', () => {
 
   it.runIf(process.getuid?.() === 0)('as root, a state dir the `postgres` user cannot enter → says which directory and how to fix it', async () => {
     const closed = mkdtempSync(join(dir, 'closed-')); // mkdtemp: mode 0700
-    const cfg = loadRuntimeConfig({ JUDGEFLOW_STATE_DIR: join(closed, 'state'), JUDGEFLOW_PG_PORT: String(await freePort()), TEMPORAL_ADDRESS: process.env.JF_TEST_TEMPORAL_ADDRESS });
+    const cfg = loadRuntimeConfig({
+      JUDGEFLOW_STATE_DIR: join(closed, 'state'),
+      JUDGEFLOW_PG_PORT: String(await freePort()),
+      TEMPORAL_ADDRESS: process.env.JF_TEST_TEMPORAL_ADDRESS,
+    });
     const err = await up(cfg, { worker: false }).catch((e: unknown) => e as Error);
     expect((err as Error).message).toContain(`cannot enter ${closed} (mode 700)`);
     expect((err as Error).message).toContain(`chmod o+x ${closed}`);

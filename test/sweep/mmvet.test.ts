@@ -86,8 +86,25 @@ describe('MM-Vet format and grader', () => {
       endpoints: { policy: { base_url: sim.url, model: 'policy' }, grader: { base_url: sim.url, model: 'grader' } },
       datasets: { mmvet: { path: join(dir, 'mm-vet.json') } },
       stages: [
-        { id: 'graded', uses: 'sweep', with: { items: 'mmvet', policy: 'policy', grader: { kind: 'llm', endpoint: 'grader' }, n: [1], resamples: 0, strategies: ['random'], bootstrap: 0 } },
-        { id: 'graded-twice', uses: 'sweep', needs: ['graded'], with: { items: 'mmvet', policy: 'policy', grader: { kind: 'llm', endpoint: 'grader', num_runs: 2 }, n: [1], resamples: 0, strategies: ['random'], bootstrap: 0 } },
+        {
+          id: 'graded',
+          uses: 'sweep',
+          with: { items: 'mmvet', policy: 'policy', grader: { kind: 'llm', endpoint: 'grader' }, n: [1], resamples: 0, strategies: ['random'], bootstrap: 0 },
+        },
+        {
+          id: 'graded-twice',
+          uses: 'sweep',
+          needs: ['graded'],
+          with: {
+            items: 'mmvet',
+            policy: 'policy',
+            grader: { kind: 'llm', endpoint: 'grader', num_runs: 2 },
+            n: [1],
+            resamples: 0,
+            strategies: ['random'],
+            bootstrap: 0,
+          },
+        },
       ],
     });
     const before = { ...sim.stats().byModel };
@@ -118,7 +135,12 @@ describe('MM-Vet format and grader', () => {
       expect(points.find((p) => p.capability === 'know')!.questions).toBe(2);
     }
 
-    const samples = (await db.pool.query<{ item_key: string; grade: number; grade_detail: { runs: (number | null)[]; attempts: number[] } }>(`select item_key, grade, grade_detail from sweep_samples where run_id = $1 and stage_id = 'graded'`, [runId])).rows;
+    const samples = (
+      await db.pool.query<{ item_key: string; grade: number; grade_detail: { runs: (number | null)[]; attempts: number[] } }>(
+        `select item_key, grade, grade_detail from sweep_samples where run_id = $1 and stage_id = 'graded'`,
+        [runId],
+      )
+    ).rows;
     const detail = new Map(samples.map((r) => [r.item_key, r.grade_detail]));
     expect(detail.get('v1_4')).toEqual({ runs: [1], attempts: [2] });
     // Never readable: the run is recorded as null and scores 0.0.

@@ -151,7 +151,12 @@ describe('the curve', () => {
   });
 
   it('spec strategies get names and defaults', () => {
-    const p = sweepParams.parse({ items: 'x', policy: 'p', judge: 'j', strategies: ['mc', { kind: 'knockout', k: 2 }, { kind: 'pairwise', swap: true, name: 'pw' }] });
+    const p = sweepParams.parse({
+      items: 'x',
+      policy: 'p',
+      judge: 'j',
+      strategies: ['mc', { kind: 'knockout', k: 2 }, { kind: 'pairwise', swap: true, name: 'pw' }],
+    });
     expect(strategiesOf(p)).toEqual([
       { name: 'mc', kind: 'mc', k: 4, positions: 'one' },
       { name: 'knockout-k2', kind: 'knockout', k: 2, positions: 'one' },

@@ -13,7 +13,9 @@ function base(name: string) {
     name,
     endpoints: { p: { base_url: 'http://127.0.0.1:9/v1', model: 'policy' }, j: { base_url: 'http://127.0.0.1:9/v1', model: 'judge' } },
     datasets: { qa: { path: qa, format: 'qa-jsonl' }, vlrb: { path: `${REPO}/data/vl-rewardbench/data.jsonl` } },
-    stages: [{ id: 'bon', uses: 'sweep', with: { items: 'qa', policy: 'p', judge: 'j', n: [1, 2, 4], strategies: ['random', 'mc'] } as Record<string, unknown> }],
+    stages: [
+      { id: 'bon', uses: 'sweep', with: { items: 'qa', policy: 'p', judge: 'j', n: [1, 2, 4], strategies: ['random', 'mc'] } as Record<string, unknown> },
+    ],
   };
 }
 type Spec = ReturnType<typeof base>;
@@ -22,11 +24,23 @@ describe('sweep specs', () => {
   const cases: [string, (w: Record<string, unknown>, s: Spec) => void, RegExp][] = [
     ['judge strategies without a judge', (w) => delete w.judge, /stages\[0\]\.with\.judge: strategies mc need a judge endpoint: add judge: <endpoint>/],
     ['an N above n_max', (w) => ((w.n_max = 2), (w.n = [1, 4])), /stages\[0\]\.with\.n\[1\]: N = 4 is more than n_max = 2/],
-    ['mc where no N fits in k', (w) => ((w.n = [8, 16]), (w.strategies = ['mc'])), /stages\[0\]\.with\.strategies\[0\]: mc judges all N at once only when N ≤ k = 4/],
+    [
+      'mc where no N fits in k',
+      (w) => ((w.n = [8, 16]), (w.strategies = ['mc'])),
+      /stages\[0\]\.with\.strategies\[0\]: mc judges all N at once only when N ≤ k = 4/,
+    ],
     ['a strategy listed twice', (w) => (w.strategies = ['random', 'random']), /stages\[0\]\.with\.strategies\[1\]: strategy "random" is listed twice/],
-    ['an LLM grader endpoint that does not exist', (w) => (w.grader = { kind: 'llm', endpoint: 'gpt' }), /stages\[0\]\.with: endpoint "gpt" is not defined under endpoints:/],
+    [
+      'an LLM grader endpoint that does not exist',
+      (w) => (w.grader = { kind: 'llm', endpoint: 'gpt' }),
+      /stages\[0\]\.with: endpoint "gpt" is not defined under endpoints:/,
+    ],
     ['a policy template without {question}', (w) => (w.policy_template = 'Answer.'), /stages\[0\]\.with\.policy_template: must contain \{question\}/],
-    ['multiple-choice data as items', (w) => (w.items = 'vlrb'), /stages\[0\]\.with\.items: dataset "vlrb" has format vl-rewardbench, which gives mc-items; items takes qa-items/],
+    [
+      'multiple-choice data as items',
+      (w) => (w.items = 'vlrb'),
+      /stages\[0\]\.with\.items: dataset "vlrb" has format vl-rewardbench, which gives mc-items; items takes qa-items/,
+    ],
   ];
   for (const [what, mutate, pattern] of cases) {
     it(`refuses ${what}: exit 2`, async () => {

@@ -66,8 +66,20 @@ async function run(spec: unknown): Promise<{ runId: string; sent: Record<string,
   return { runId, sent };
 }
 
-async function curve(runId: string, stageId: string): Promise<Map<string, { score: number; questions: number; judge_calls: number; policy_samples: number; ci_low: number; ci_high: number }>> {
-  const rows = await q<{ strategy: string; n: number; score: number; questions: number; judge_calls: number; policy_samples: number; ci_low: number; ci_high: number }>(
+async function curve(
+  runId: string,
+  stageId: string,
+): Promise<Map<string, { score: number; questions: number; judge_calls: number; policy_samples: number; ci_low: number; ci_high: number }>> {
+  const rows = await q<{
+    strategy: string;
+    n: number;
+    score: number;
+    questions: number;
+    judge_calls: number;
+    policy_samples: number;
+    ci_low: number;
+    ci_high: number;
+  }>(
     `select p.strategy, p.n, p.score, p.questions, p.judge_calls, p.policy_samples, p.ci_low, p.ci_high from curve_points p join artifacts a on a.id = p.artifact_id
      where a.run_id = $1 and a.stage_id = $2 and p.capability = 'total'`,
     [runId, stageId],
@@ -133,7 +145,9 @@ function majority(n: number, p: number, m: number): number {
 /** |measured - expected| within the 99% interval of a mean of Q draws (averaging replicates only narrows it). */
 function expectWithin99(measured: number, expected: number, what: string): void {
   const half = Z99 * Math.sqrt((expected * (1 - expected)) / Q) + 1e-9;
-  expect(Math.abs(measured - expected), `${what}: measured ${measured.toFixed(4)}, expected ${expected.toFixed(4)} ± ${half.toFixed(4)}`).toBeLessThanOrEqual(half);
+  expect(Math.abs(measured - expected), `${what}: measured ${measured.toFixed(4)}, expected ${expected.toFixed(4)} ± ${half.toFixed(4)}`).toBeLessThanOrEqual(
+    half,
+  );
 }
 
 describe('sweep on easy-vqa against analytical best-of-N', () => {
@@ -152,9 +166,22 @@ describe('sweep on easy-vqa against analytical best-of-N', () => {
       {
         id: 'bon',
         uses: 'sweep',
-        with: { items: 'easy', policy: 'policy', judge: 'judge', n: ns, n_max: 16, resamples: 4, strategies: ['random', 'oracle', 'majority', 'mc', { kind: 'knockout', k: 4 }], bootstrap: 200 },
+        with: {
+          items: 'easy',
+          policy: 'policy',
+          judge: 'judge',
+          n: ns,
+          n_max: 16,
+          resamples: 4,
+          strategies: ['random', 'oracle', 'majority', 'mc', { kind: 'knockout', k: 4 }],
+          bootstrap: 200,
+        },
       },
-      { id: 'bon-biased', uses: 'sweep', with: { items: 'easy', policy: 'policy', judge: 'judge-biased', n: [1, 2, 4], n_max: 16, resamples: 4, strategies: ['mc'], bootstrap: 0 } },
+      {
+        id: 'bon-biased',
+        uses: 'sweep',
+        with: { items: 'easy', policy: 'policy', judge: 'judge-biased', n: [1, 2, 4], n_max: 16, resamples: 4, strategies: ['mc'], bootstrap: 0 },
+      },
     ],
   });
   let first: { runId: string; sent: Record<string, number> };
@@ -177,7 +204,8 @@ describe('sweep on easy-vqa against analytical best-of-N', () => {
     for (const n of [1, 2, 4]) expectWithin99(biased.get(`mc|${n}`)!.score / 100, mc(n, P, A, BIAS), `mc (bias ${BIAS}) N=${n}`);
     // The curves rise as they should: a judge of accuracy 0.7 beats random at N = 4, the oracle bounds every strategy.
     expect(c.get('mc|4')!.score).toBeGreaterThan(c.get('random|4')!.score);
-    for (const n of NS) for (const s of ['random', 'majority', 'knockout-k4']) expect(c.get(`${s}|${n}`)!.score).toBeLessThanOrEqual(c.get(`oracle|${n}`)!.score);
+    for (const n of NS)
+      for (const s of ['random', 'majority', 'knockout-k4']) expect(c.get(`${s}|${n}`)!.score).toBeLessThanOrEqual(c.get(`oracle|${n}`)!.score);
     // Intervals bracket their points.
     for (const p of c.values()) {
       expect(p.ci_low).toBeLessThanOrEqual(p.score);
@@ -187,10 +215,14 @@ describe('sweep on easy-vqa against analytical best-of-N', () => {
 
   it('policy requests = questions × n_max, counted at the simulator; the second stage reuses the pool from the cache', async () => {
     expect(first.sent.policy).toBe(Q * 16);
-    const [rows] = await q<{ n: number }>(`select count(*)::int as n from inference_requests where run_id = $1 and stage_id = 'bon' and endpoint = 'policy'`, [first.runId]);
+    const [rows] = await q<{ n: number }>(`select count(*)::int as n from inference_requests where run_id = $1 and stage_id = 'bon' and endpoint = 'policy'`, [
+      first.runId,
+    ]);
     expect(rows!.n).toBe(Q * 16);
     // The judge requests sent are the distinct prompts, each once (easy-vqa repeats a few image-question pairs: their prompts are identical).
-    const [judged] = await q<{ n: number }>(`select count(distinct cache_key)::int as n from inference_requests where run_id = $1 and endpoint = 'judge'`, [first.runId]);
+    const [judged] = await q<{ n: number }>(`select count(distinct cache_key)::int as n from inference_requests where run_id = $1 and endpoint = 'judge'`, [
+      first.runId,
+    ]);
     expect(first.sent.judge).toBe(judged!.n);
     const c = await curve(first.runId, 'bon');
     expect(c.get('knockout-k4|16')!.judge_calls).toBe(5 * Q);
@@ -198,9 +230,15 @@ describe('sweep on easy-vqa against analytical best-of-N', () => {
   });
 
   it('judgeflow results prints the curve: a row per strategy and N with the stored score, CI and costs', async () => {
-    const text = renderSweepCurve('bon', (await runArtifacts(db.db, first.runId)).filter((a) => a.stageId === 'bon'));
+    const text = renderSweepCurve(
+      'bon',
+      (await runArtifacts(db.db, first.runId)).filter((a) => a.stageId === 'bon'),
+    );
     const ko = (await curve(first.runId, 'bon')).get('knockout-k4|16')!;
-    const row = new RegExp(`^knockout-k4\\s+16\\s+${ko.score.toFixed(1)} \\[${ko.ci_low.toFixed(1)}, ${ko.ci_high.toFixed(1)}\\]\\s+${16 * Q}\\s+${5 * Q}\\s`, 'm');
+    const row = new RegExp(
+      `^knockout-k4\\s+16\\s+${ko.score.toFixed(1)} \\[${ko.ci_low.toFixed(1)}, ${ko.ci_high.toFixed(1)}\\]\\s+${16 * Q}\\s+${5 * Q}\\s`,
+      'm',
+    );
     expect(text).toMatch(row);
     expect(text.split('\n').filter((l) => /^(random|oracle|majority|mc|knockout-k4)\s+\d+\s/.test(l))).toHaveLength(4 * 5 + 3);
     expect(text).toContain(`requests made by the stage: policy ${Q * 16}`);
@@ -238,7 +276,13 @@ describe('knockout in groups of 4 on N = 16', () => {
       seed: 9,
       endpoints: { policy: { base_url: sim.url, model: 'policy-ko', concurrency: 64 }, judge: { base_url: sim.url, model: 'judge-ko', concurrency: 64 } },
       datasets: { easy: { format: 'easy-vqa', split: 'test', limit: QK } },
-      stages: [{ id: 'ko', uses: 'sweep', with: { items: 'easy', policy: 'policy', judge: 'judge', n: [16], n_max: 16, resamples: 3, strategies: [{ kind: 'knockout', k: 4 }], bootstrap: 0 } }],
+      stages: [
+        {
+          id: 'ko',
+          uses: 'sweep',
+          with: { items: 'easy', policy: 'policy', judge: 'judge', n: [16], n_max: 16, resamples: 3, strategies: [{ kind: 'knockout', k: 4 }], bootstrap: 0 },
+        },
+      ],
     });
     expect(sent['policy-ko']).toBe(QK * 16);
     expect(sent['judge-ko']).toBe(5 * QK);
@@ -252,9 +296,17 @@ describe('knockout in groups of 4 on N = 16', () => {
       seed: 9,
       endpoints: { policy: { base_url: sim.url, model: 'policy-ko', concurrency: 64 }, judge: { base_url: sim.url, model: 'judge-ko', concurrency: 64 } },
       datasets: { easy: { format: 'easy-vqa', split: 'test', limit: QK } },
-      stages: [{ id: 'ko', uses: 'sweep', with: { items: 'easy', policy: 'policy', judge: 'judge', n: [16], n_max: 32, resamples: 3, strategies: [{ kind: 'knockout', k: 4 }], bootstrap: 0 } }],
+      stages: [
+        {
+          id: 'ko',
+          uses: 'sweep',
+          with: { items: 'easy', policy: 'policy', judge: 'judge', n: [16], n_max: 32, resamples: 3, strategies: [{ kind: 'knockout', k: 4 }], bootstrap: 0 },
+        },
+      ],
     });
-    const sel = await q<{ item_key: string; replicate: number; calls: string[] }>(`select item_key, replicate, calls from sweep_selections where run_id = $1`, [pooled.runId]);
+    const sel = await q<{ item_key: string; replicate: number; calls: string[] }>(`select item_key, replicate, calls from sweep_selections where run_id = $1`, [
+      pooled.runId,
+    ]);
     expect(sel.length).toBe(QK * 4);
     expect(sel.every((r) => r.calls.length === 5)).toBe(true);
     // Replicate 0 is the first 16 samples, the others seeded draws of 16 of 32.

@@ -47,7 +47,9 @@ function writeFixture(dir: string): void {
   lines.push(JSON.stringify({ id: 'text', image: 'img/notes.png', question: 'What?', answer: 'Something.' }));
   lines.push(JSON.stringify({ id: 'blank', image: 'img/1.png', question: 'What colour?', answer: '  ' }));
   lines.push(JSON.stringify({ id: 'q3', image: 'img/4.png', question: 'Another question?', answer: 'Another answer.' }));
-  lines.push(JSON.stringify({ id: 'inline', image: `data:image/png;base64,${png(99).toString('base64')}`, question: 'What is inline?', answer: 'A blue sphere.' }));
+  lines.push(
+    JSON.stringify({ id: 'inline', image: `data:image/png;base64,${png(99).toString('base64')}`, question: 'What is inline?', answer: 'A blue sphere.' }),
+  );
   writeFileSync(join(dir, 'qa.jsonl'), `${lines.join('\n')}\n`);
 }
 
@@ -93,7 +95,8 @@ describe('a stage runs on a worker that cannot read the spec folder', () => {
       child = await spawnWorker(tq, elsewhere);
       await client.workflow.getHandle(runId).result();
 
-      const plan = (await db.pool.query<{ plan: { datasets: Record<string, Record<string, unknown>> }[] }>('select plan from runs where id = $1', [runId])).rows[0]!.plan;
+      const plan = (await db.pool.query<{ plan: { datasets: Record<string, Record<string, unknown>> }[] }>('select plan from runs where id = $1', [runId]))
+        .rows[0]!.plan;
       expect(plan[0]!.datasets.qa).not.toHaveProperty('path');
       expect(plan[0]!.datasets.qa!.artifactId).toEqual(expect.any(Number));
 

@@ -24,17 +24,37 @@ const withOf = (s: Spec, i: number) => s.stages[i]!.with as Record<string, unkno
 
 describe('data references in specs', () => {
   const cases: [string, (s: Spec) => Spec, RegExp][] = [
-    ['a from: to a stage that is not upstream', (s) => ((s.stages[1]!.needs = []), s), /stages\[1\]\.with\.dataset\.from: stage "synth" is not upstream of "eval": add it to needs/],
-    ['a from: to a missing stage', (s) => ((withOf(s, 1).dataset = { from: 'synthesis' }), s), /stages\[1\]\.with\.dataset\.from: no stage "synthesis"; stages: synth, eval/],
-    ['a from: to a stage whose kind makes no such artifact', (s) => {
-      s.stages.push({ id: 'late', uses: 'synthesize', needs: ['eval'], with: { items: { from: 'eval' }, writer: 'w' } });
-      return s;
-    }, /stages\[2\]\.with\.items\.from: stage "eval" \(evaluate\) produces nothing, not qa-items that items takes/],
-    ['a produced kind the parameter does not take', (s) => {
-      s.stages.push({ id: 'again', uses: 'synthesize', needs: ['synth'], with: { items: { from: 'synth' }, writer: 'w' } });
-      return s;
-    }, /stages\[2\]\.with\.items\.from: stage "synth" \(synthesize\) produces items \(mc-items\), not qa-items that items takes/],
-    ['a dataset of the wrong kind', (s) => ((withOf(s, 0).items = 'vlrb'), (s.datasets.vlrb as Record<string, unknown>).format = 'vl-rewardbench', s), /stages\[0\]\.with\.items: dataset "vlrb" has format vl-rewardbench, which gives mc-items; items takes qa-items/],
+    [
+      'a from: to a stage that is not upstream',
+      (s) => ((s.stages[1]!.needs = []), s),
+      /stages\[1\]\.with\.dataset\.from: stage "synth" is not upstream of "eval": add it to needs/,
+    ],
+    [
+      'a from: to a missing stage',
+      (s) => ((withOf(s, 1).dataset = { from: 'synthesis' }), s),
+      /stages\[1\]\.with\.dataset\.from: no stage "synthesis"; stages: synth, eval/,
+    ],
+    [
+      'a from: to a stage whose kind makes no such artifact',
+      (s) => {
+        s.stages.push({ id: 'late', uses: 'synthesize', needs: ['eval'], with: { items: { from: 'eval' }, writer: 'w' } });
+        return s;
+      },
+      /stages\[2\]\.with\.items\.from: stage "eval" \(evaluate\) produces nothing, not qa-items that items takes/,
+    ],
+    [
+      'a produced kind the parameter does not take',
+      (s) => {
+        s.stages.push({ id: 'again', uses: 'synthesize', needs: ['synth'], with: { items: { from: 'synth' }, writer: 'w' } });
+        return s;
+      },
+      /stages\[2\]\.with\.items\.from: stage "synth" \(synthesize\) produces items \(mc-items\), not qa-items that items takes/,
+    ],
+    [
+      'a dataset of the wrong kind',
+      (s) => ((withOf(s, 0).items = 'vlrb'), ((s.datasets.vlrb as Record<string, unknown>).format = 'vl-rewardbench'), s),
+      /stages\[0\]\.with\.items: dataset "vlrb" has format vl-rewardbench, which gives mc-items; items takes qa-items/,
+    ],
   ];
   for (const [what, mutate, pattern] of cases) {
     it(`refuses ${what}: exit 2, file and path named`, async () => {

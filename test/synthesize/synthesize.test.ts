@@ -78,7 +78,10 @@ describe('synthesize on easy-vqa, then evaluate on its items', () => {
     const [req] = await q<{ n: number }>('select count(*)::int as n from inference_requests where run_id = $1 and stage_id = $2', [runId, 'synth']);
     expect(req!.n).toBe(ITEMS * errorTypes.length);
     // Each request ran once: the stage's progress counts every request exactly once.
-    const [stage] = await q<{ items_done: number; items_total: number }>('select items_done, items_total from stages where run_id = $1 and stage_id = $2', [runId, 'synth']);
+    const [stage] = await q<{ items_done: number; items_total: number }>('select items_done, items_total from stages where run_id = $1 and stage_id = $2', [
+      runId,
+      'synth',
+    ]);
     expect(stage).toEqual({ items_done: ITEMS * errorTypes.length, items_total: ITEMS * errorTypes.length });
     const arts = await runArtifacts(db.db, runId);
     const source = arts.find((a) => a.kind === 'qa-items')!;
@@ -89,7 +92,12 @@ describe('synthesize on easy-vqa, then evaluate on its items', () => {
     expect(items.kind).toBe('mc-items');
     expect(items.parents).toEqual([source.id]);
 
-    const s = items.summary as { source_items: number; items: number; dropped: Record<string, number>; error_types: Record<string, { requested: number; written: number; kept: number; request_failed: number; filtered: Record<string, number> }> };
+    const s = items.summary as {
+      source_items: number;
+      items: number;
+      dropped: Record<string, number>;
+      error_types: Record<string, { requested: number; written: number; kept: number; request_failed: number; filtered: Record<string, number> }>;
+    };
     expect(s.source_items).toBe(ITEMS);
     const byStatus = await q<{ error_type: string; status: string; n: number }>(
       'select error_type, status, count(*)::int as n from negatives where run_id = $1 and stage_id = $2 group by 1, 2',
@@ -143,7 +151,10 @@ describe('synthesize on easy-vqa, then evaluate on its items', () => {
 
   it('evaluate reads the synthesized items through from: and scores them', async () => {
     const [art] = (await runArtifacts(db.db, runId)).filter((a) => a.stageId === 'synth');
-    const m = await q<{ metric: string; value: number; n: number }>("select metric, value, n from metrics where run_id = $1 and stage_id = 'eval' and scope = 'overall' and policy in ('', 'excluded')", [runId]);
+    const m = await q<{ metric: string; value: number; n: number }>(
+      "select metric, value, n from metrics where run_id = $1 and stage_id = 'eval' and scope = 'overall' and policy in ('', 'excluded')",
+      [runId],
+    );
     expect(m.find((r) => r.metric === 'requests')!.value).toBe(art!.rows);
     // No truth file knows these items: the simulated judge guesses among 3 options.
     const acc = m.find((r) => r.metric === 'accuracy')!;
@@ -169,7 +180,9 @@ describe('synthesize on easy-vqa, then evaluate on its items', () => {
       'select item_key, query, candidates, best, image_hash from mc_items where artifact_id = $1 order by idx',
       [art!.id],
     );
-    expect(back.items.map((i) => ({ item_key: i.itemKey, query: i.query, candidates: i.candidates, best: i.best, image_hash: sha256Hex(i.image!.bytes!) }))).toEqual(rows);
+    expect(
+      back.items.map((i) => ({ item_key: i.itemKey, query: i.query, candidates: i.candidates, best: i.best, image_hash: sha256Hex(i.image!.bytes!) })),
+    ).toEqual(rows);
   });
 
   it('lineage: the documented SQL (db/README.md) goes from an exported line to its source row, request, model, endpoint and error type', async () => {
@@ -179,11 +192,23 @@ describe('synthesize on easy-vqa, then evaluate on its items', () => {
     const [art] = (await runArtifacts(db.db, runId)).filter((a) => a.stageId === 'synth');
     const out = join(await mkdtemp(join(tmpdir(), 'jf-lineage-')), 'items.jsonl');
     await exportArtifact(db.db, art!.id, { format: 'mc-jsonl', out });
-    const line = JSON.parse(readFileSync(out, 'utf8').split('\n')[0]!) as { id: string; candidates: string[]; best: number; meta: { lineage: { artifact_id: number } } };
-    const rows = await q<{ option: number; is_reference: boolean; source_file: string; source_line: number; request_id: string | null; model: string | null; endpoint: string | null; error_type: string | null; status: string | null }>(sql!, [
-      line.meta.lineage.artifact_id,
-      line.id,
-    ]);
+    const line = JSON.parse(readFileSync(out, 'utf8').split('\n')[0]!) as {
+      id: string;
+      candidates: string[];
+      best: number;
+      meta: { lineage: { artifact_id: number } };
+    };
+    const rows = await q<{
+      option: number;
+      is_reference: boolean;
+      source_file: string;
+      source_line: number;
+      request_id: string | null;
+      model: string | null;
+      endpoint: string | null;
+      error_type: string | null;
+      status: string | null;
+    }>(sql!, [line.meta.lineage.artifact_id, line.id]);
     expect(rows).toHaveLength(line.candidates.length);
     for (const r of rows) {
       expect(r.source_line).toBe(Number(line.id.split('-')[1]) + 1);

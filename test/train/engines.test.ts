@@ -50,10 +50,12 @@ function spec(name: string, train: Record<string, unknown>) {
 }
 
 async function checkpointOf(runId: string) {
-  const rows = (await db.pool.query<{ id: number; summary: { files: Record<string, string>; final_metrics: { steps: number }; backend: string } }>(
-    `select id, summary from artifacts where run_id = $1 and stage_id = 'train' and kind = 'checkpoint'`,
-    [runId],
-  )).rows;
+  const rows = (
+    await db.pool.query<{ id: number; summary: { files: Record<string, string>; final_metrics: { steps: number }; backend: string } }>(
+      `select id, summary from artifacts where run_id = $1 and stage_id = 'train' and kind = 'checkpoint'`,
+      [runId],
+    )
+  ).rows;
   return rows[0];
 }
 
@@ -63,7 +65,7 @@ describe('ray: a local head, Jobs REST API', () => {
     execFileSync(join(REPO, 'scripts', 'ray-head.sh'), ['start'], { stdio: 'inherit' });
   }, 180_000);
 
-  it('runs the real TRL job: one submission in the head\'s job list, checkpoint recorded', async () => {
+  it("runs the real TRL job: one submission in the head's job list, checkpoint recorded", async () => {
     requireSmolLM2();
     const loaded = await specFromObject(spec(uniqueName('train-ray'), { backend: { type: 'ray', address: RAY }, hyperparams: REAL_HP }));
     const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: tq });
@@ -109,13 +111,17 @@ describe('ray: a local head, Jobs REST API', () => {
   }, 600_000);
 
   it('with on_lost: fail, a lost job fails the stage and says why', async () => {
-    const loaded = await specFromObject(spec(uniqueName('train-ray-fail'), { backend: { type: 'ray', address: RAY }, command: fakeTrainerArgv(60, 1000), on_lost: 'fail' }));
+    const loaded = await specFromObject(
+      spec(uniqueName('train-ray-fail'), { backend: { type: 'ray', address: RAY }, command: fakeTrainerArgv(60, 1000), on_lost: 'fail' }),
+    );
     const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: tq });
     await waitFor('the Ray job to run', 180_000, async () => (await jobRows(db.pool, runId)).find((j) => j.state === 'running'));
     execFileSync(join(REPO, 'scripts', 'ray-head.sh'), ['restart'], { stdio: 'inherit' });
     const res = await runResult(client, runId);
     expect(res.ok).toBe(false);
-    const [stage] = (await db.pool.query<{ status: string; error: string }>(`select status, error from stages where run_id = $1 and stage_id = 'train'`, [runId])).rows;
+    const [stage] = (
+      await db.pool.query<{ status: string; error: string }>(`select status, error from stages where run_id = $1 and stage_id = 'train'`, [runId])
+    ).rows;
     expect(stage!.status).toBe('failed');
     expect(stage!.error).toMatch(/was lost by the ray backend: .*does not know job.*; on_lost: fail/);
     expect((await jobRows(db.pool, runId)).map((j) => j.state)).toEqual(['lost']);
@@ -143,7 +149,9 @@ describe('slurm: a single node (sbatch / squeue / scontrol / scancel)', () => {
   }, 900_000);
 
   it('a cancelled run scancels the job (scontrol says CANCELLED)', async () => {
-    const loaded = await specFromObject(spec(uniqueName('train-slurm-cancel'), { backend: { type: 'slurm', cpus: 1, mem: '1G' }, command: fakeTrainerArgv(600, 500) }));
+    const loaded = await specFromObject(
+      spec(uniqueName('train-slurm-cancel'), { backend: { type: 'slurm', cpus: 1, mem: '1G' }, command: fakeTrainerArgv(600, 500) }),
+    );
     const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: tq });
     const running = await waitFor('the Slurm job to run', 180_000, async () => (await jobRows(db.pool, runId)).find((j) => j.state === 'running'));
     await client.workflow.getHandle(runId).cancel();
@@ -153,11 +161,15 @@ describe('slurm: a single node (sbatch / squeue / scontrol / scancel)', () => {
     await waitFor('the cancel to be recorded', 30_000, async () => (await jobRows(db.pool, runId))[0]!.state === 'cancelled');
   }, 300_000);
 
-  it('sbatch refusing the job (a partition that does not exist) fails the stage with Slurm\'s message, recorded on the job', async () => {
-    const loaded = await specFromObject(spec(uniqueName('train-slurm-refused'), { backend: { type: 'slurm', partition: 'no-such-partition' }, command: fakeTrainerArgv(1, 10) }));
+  it("sbatch refusing the job (a partition that does not exist) fails the stage with Slurm's message, recorded on the job", async () => {
+    const loaded = await specFromObject(
+      spec(uniqueName('train-slurm-refused'), { backend: { type: 'slurm', partition: 'no-such-partition' }, command: fakeTrainerArgv(1, 10) }),
+    );
     const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: tq });
     expect((await runResult(client, runId)).ok).toBe(false);
-    const [stage] = (await db.pool.query<{ status: string; error: string }>(`select status, error from stages where run_id = $1 and stage_id = 'train'`, [runId])).rows;
+    const [stage] = (
+      await db.pool.query<{ status: string; error: string }>(`select status, error from stages where run_id = $1 and stage_id = 'train'`, [runId])
+    ).rows;
     expect(stage!.status).toBe('failed');
     expect(stage!.error).toMatch(/the slurm backend refused job jf-[0-9a-f]{16}-a0: sbatch refused job .*invalid partition/i);
     const [job] = await jobRows(db.pool, runId);

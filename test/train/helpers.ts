@@ -18,7 +18,8 @@ export const SMOLLM2 = process.env.JF_SMOLLM2_DIR ?? join(REPO, '.cache', 'model
 export const PYTHON = process.env.JF_PYTHON ?? 'python3';
 
 export function requireSmolLM2(): void {
-  if (!existsSync(join(SMOLLM2, 'config.json'))) throw new Error(`no SmolLM2 folder at ${SMOLLM2}: run python3 scripts/prepare-smollm2.py (needs requirements.txt installed)`);
+  if (!existsSync(join(SMOLLM2, 'config.json')))
+    throw new Error(`no SmolLM2 folder at ${SMOLLM2}: run python3 scripts/prepare-smollm2.py (needs requirements.txt installed)`);
 }
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
@@ -80,7 +81,12 @@ export interface JobRow {
 }
 
 export async function jobRows(pool: pg.Pool, runId: string, stageId = 'train'): Promise<JobRow[]> {
-  return (await pool.query<JobRow>('select attempt, backend, job_key, job_id, state, attached, events, log_tail, output_dir, error from train_jobs where run_id = $1 and stage_id = $2 order by attempt', [runId, stageId])).rows;
+  return (
+    await pool.query<JobRow>(
+      'select attempt, backend, job_key, job_id, state, attached, events, log_tail, output_dir, error from train_jobs where run_id = $1 and stage_id = $2 order by attempt',
+      [runId, stageId],
+    )
+  ).rows;
 }
 
 export async function runResult(client: Client, runId: string): Promise<{ ok: boolean; error?: string }> {

@@ -38,7 +38,15 @@ function fakeFineTuning() {
   const files = new Map<string, string>();
   const jobs: FakeJob[] = [];
   const event = (j: FakeJob, message: string, type = 'message', data?: unknown) =>
-    j.events.push({ id: `ev-${j.events.length}`, object: 'fine_tuning.job.event', created_at: j.created_at + j.events.length, level: 'info', message, type, ...(data ? { data } : {}) });
+    j.events.push({
+      id: `ev-${j.events.length}`,
+      object: 'fine_tuning.job.event',
+      created_at: j.created_at + j.events.length,
+      level: 'info',
+      message,
+      type,
+      ...(data ? { data } : {}),
+    });
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -61,9 +69,27 @@ function fakeFineTuning() {
       if (!m) return send(404, { error: { message: `no route ${req.method} ${url.pathname}` } });
       const [, id, sub] = m;
       if (!id && req.method === 'POST') {
-        const p = JSON.parse(body.toString('utf8')) as { model: string; training_file: string; metadata?: Record<string, string>; hyperparameters?: Record<string, unknown> };
+        const p = JSON.parse(body.toString('utf8')) as {
+          model: string;
+          training_file: string;
+          metadata?: Record<string, string>;
+          hyperparameters?: Record<string, unknown>;
+        };
         if (!files.has(p.training_file)) return send(400, { error: { message: `no file ${p.training_file}` } });
-        const j: FakeJob = { id: `ftjob-${jobs.length + 1}`, object: 'fine_tuning.job', model: p.model, status: 'validating_files', created_at: 1_800_000_000 + jobs.length * 100, training_file: p.training_file, fine_tuned_model: null, metadata: p.metadata ?? {}, hyperparameters: p.hyperparameters ?? {}, error: null, events: [], polls: 0 };
+        const j: FakeJob = {
+          id: `ftjob-${jobs.length + 1}`,
+          object: 'fine_tuning.job',
+          model: p.model,
+          status: 'validating_files',
+          created_at: 1_800_000_000 + jobs.length * 100,
+          training_file: p.training_file,
+          fine_tuned_model: null,
+          metadata: p.metadata ?? {},
+          hyperparameters: p.hyperparameters ?? {},
+          error: null,
+          events: [],
+          polls: 0,
+        };
         event(j, 'Validating training file');
         jobs.push(j);
         return send(200, j);
@@ -128,7 +154,18 @@ function spec(name: string, model: string) {
     seed: 5,
     stages: [
       { id: 'sft', uses: 'test-sft', with: { path: SFT_FIXTURE } },
-      { id: 'train', uses: 'train', needs: ['sft'], with: { data: { from: 'sft' }, base_model: model, backend: { type: 'openai', base_url: base }, hyperparams: { n_epochs: 1, max_steps: 9 }, poll_s: 0.5 } },
+      {
+        id: 'train',
+        uses: 'train',
+        needs: ['sft'],
+        with: {
+          data: { from: 'sft' },
+          base_model: model,
+          backend: { type: 'openai', base_url: base },
+          hyperparams: { n_epochs: 1, max_steps: 9 },
+          poll_s: 0.5,
+        },
+      },
     ],
   };
 }
@@ -144,7 +181,11 @@ describe('openai fine-tuning backend', () => {
     expect(job).toMatchObject({ backend: 'openai', state: 'succeeded', job_id: created[0]!.id });
     // Only the API's own hyper-parameters are sent.
     expect(created[0]!.hyperparameters).toEqual({ n_epochs: 1 });
-    const lines = fake.files.get(created[0]!.training_file)!.trim().split('\n').map((l) => JSON.parse(l) as { messages: { role: string; content: string | { type: string; image_url?: { url: string }; text?: string }[] }[] });
+    const lines = fake.files
+      .get(created[0]!.training_file)!
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { messages: { role: string; content: string | { type: string; image_url?: { url: string }; text?: string }[] }[] });
     expect(lines).toHaveLength(48);
     const user = lines[0]!.messages[0]!.content as { type: string; image_url?: { url: string }; text?: string }[];
     expect(user.map((p) => p.type)).toEqual(['image_url', 'text']);
@@ -156,7 +197,12 @@ describe('openai fine-tuning backend', () => {
       { step: 2, loss: 1 },
       { step: 3, loss: 2 / 3 },
     ]);
-    const [ckpt] = (await db.pool.query<{ source: string; summary: { final_metrics: { steps: number; final_loss: number } } }>(`select source, summary from artifacts where run_id = $1 and kind = 'checkpoint'`, [runId])).rows;
+    const [ckpt] = (
+      await db.pool.query<{ source: string; summary: { final_metrics: { steps: number; final_loss: number } } }>(
+        `select source, summary from artifacts where run_id = $1 and kind = 'checkpoint'`,
+        [runId],
+      )
+    ).rows;
     expect(ckpt!.source).toBe(`openai:ft:smollm2-135m:judgeflow:${created[0]!.id}`);
     expect(ckpt!.summary.final_metrics).toEqual({ steps: 3, first_loss: 2, final_loss: 2 / 3 });
     expect(job!.log_tail).toContain('The job has successfully completed');

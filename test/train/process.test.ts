@@ -70,7 +70,9 @@ describe('the real TRL SFT job on the process backend, with the worker killed -9
 
   it('submits once, re-attaches after the crash, records states, metrics, the checkpoint and its lineage', async () => {
     requireSmolLM2();
-    const loaded = await specFromObject(trainSpec(uniqueName('train-real'), { hyperparams: { max_steps: 3, per_device_train_batch_size: 2, learning_rate: 1e-4 } }));
+    const loaded = await specFromObject(
+      trainSpec(uniqueName('train-real'), { hyperparams: { max_steps: 3, per_device_train_batch_size: 2, learning_rate: 1e-4 } }),
+    );
     child = await spawnTrainWorker(tq, stateDir);
     const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: tq });
     // Kill the worker once the job runs (its id is in Postgres before the stage waits).
@@ -95,19 +97,33 @@ describe('the real TRL SFT job on the process backend, with the worker killed -9
     expect(times.every((t, i) => i === 0 || t >= times[i - 1]!)).toBe(true);
     expect(job.log_tail).toMatch(/sft\.py: wrote .*checkpoint \(3 steps/);
 
-    const metrics = await q<{ step: number; loss: number }>('select step, loss from train_metrics where run_id = $1 and stage_id = $2 order by step', [runId, 'train']);
+    const metrics = await q<{ step: number; loss: number }>('select step, loss from train_metrics where run_id = $1 and stage_id = $2 order by step', [
+      runId,
+      'train',
+    ]);
     expect(metrics.map((m) => m.step)).toEqual([1, 2, 3]);
     for (const m of metrics) expect(m.loss).toBeGreaterThan(0);
 
     // The checkpoint artifact: URI, digests that match the files, lineage to the sft-set.
-    const [ckpt] = await q<{ id: number; source: string; rows: number; summary: { uri: string; files: Record<string, string>; sft_set: number; base_model: string; hyperparams: Record<string, unknown>; final_metrics: { steps: number; final_loss: number } } }>(
-      `select id, source, rows, summary from artifacts where run_id = $1 and stage_id = 'train' and kind = 'checkpoint'`,
-      [runId],
-    );
+    const [ckpt] = await q<{
+      id: number;
+      source: string;
+      rows: number;
+      summary: {
+        uri: string;
+        files: Record<string, string>;
+        sft_set: number;
+        base_model: string;
+        hyperparams: Record<string, unknown>;
+        final_metrics: { steps: number; final_loss: number };
+      };
+    }>(`select id, source, rows, summary from artifacts where run_id = $1 and stage_id = 'train' and kind = 'checkpoint'`, [runId]);
     expect(ckpt).toBeDefined();
     const dir = ckpt!.summary.uri.replace(/^file:\/\//, '');
     expect(Object.keys(ckpt!.summary.files)).toEqual(expect.arrayContaining(['model.safetensors', 'config.json', 'tokenizer.json', 'judgeflow-train.json']));
-    const weights = createHash('sha256').update(readFileSync(join(dir, 'model.safetensors'))).digest('hex');
+    const weights = createHash('sha256')
+      .update(readFileSync(join(dir, 'model.safetensors')))
+      .digest('hex');
     expect(ckpt!.summary.files['model.safetensors']).toBe(weights);
     expect(ckpt!.summary).toMatchObject({ base_model: SMOLLM2, hyperparams: { max_steps: 3 }, final_metrics: { steps: 3, final_loss: metrics[2]!.loss } });
     // Lineage in SQL: checkpoint → the sft-set it was trained on → the file it came from.
@@ -134,14 +150,19 @@ describe('failures and cancellation', () => {
 
   it('a trainer that exits 3: the stage fails with the log tail in its error, dependents are skipped', async () => {
     const loaded = await specFromObject(
-      trainSpec(uniqueName('train-exit3'), { command: [PYTHON, '-c', "import sys; print('loading 48 rows'); print('RuntimeError: the trainer gave up', file=sys.stderr); sys.exit(3)"] }, [
-        { id: 'after', uses: 'test-work', needs: ['train'], with: { items: 2, ms: 10 } },
-      ]),
+      trainSpec(
+        uniqueName('train-exit3'),
+        { command: [PYTHON, '-c', "import sys; print('loading 48 rows'); print('RuntimeError: the trainer gave up', file=sys.stderr); sys.exit(3)"] },
+        [{ id: 'after', uses: 'test-work', needs: ['train'], with: { items: 2, ms: 10 } }],
+      ),
     );
     const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: tq });
     const res = await runResult(client, runId);
     expect(res.ok).toBe(false);
-    const stages = await q<{ stage_id: string; status: string; error: string | null }>('select stage_id, status, error from stages where run_id = $1 order by stage_id', [runId]);
+    const stages = await q<{ stage_id: string; status: string; error: string | null }>(
+      'select stage_id, status, error from stages where run_id = $1 order by stage_id',
+      [runId],
+    );
     const train = stages.find((s) => s.stage_id === 'train')!;
     expect(train.status).toBe('failed');
     expect(train.error).toContain('failed (exit code 3)');
@@ -156,19 +177,29 @@ describe('failures and cancellation', () => {
 
   it('while a job trains, a worker with one activity slot runs another stage; cancelling the run stops the job', async () => {
     const loaded = await specFromObject(
-      trainSpec(uniqueName('train-cancel'), { command: fakeTrainerArgv(600, 500) }, [{ id: 'other', uses: 'test-work', needs: ['sft'], with: { items: 6, ms: 200, batch: 1 } }]),
+      trainSpec(uniqueName('train-cancel'), { command: fakeTrainerArgv(600, 500) }, [
+        { id: 'other', uses: 'test-work', needs: ['sft'], with: { items: 6, ms: 200, batch: 1 } },
+      ]),
     );
     const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: tq });
     const running = await waitFor('the job to run', 120_000, async () => (await jobRows(db.pool, runId)).find((j) => j.state === 'running'));
     // The other stage needs the one slot six times while the train stage waits.
-    await waitFor('the other stage to finish', 120_000, async () => (await q<{ status: string }>(`select status from stages where run_id = $1 and stage_id = 'other'`, [runId]))[0]?.status === 'succeeded');
+    await waitFor(
+      'the other stage to finish',
+      120_000,
+      async () => (await q<{ status: string }>(`select status from stages where run_id = $1 and stage_id = 'other'`, [runId]))[0]?.status === 'succeeded',
+    );
     expect((await jobRows(db.pool, runId))[0]!.state).toBe('running');
     expect((await backend.status(running.job_id!)).state).toBe('running');
     const pid = Number(readFileSync(join(jobsDir, running.job_id!, 'pid'), 'utf8'));
     expect(alive(pid)).toBe(true);
 
     // Cancel once the stage has recorded some of the job's metrics (its status checks read them).
-    await waitFor('metrics from the job', 120_000, async () => (await q<{ n: number }>('select count(*)::int as n from train_metrics where run_id = $1', [runId]))[0]!.n > 0);
+    await waitFor(
+      'metrics from the job',
+      120_000,
+      async () => (await q<{ n: number }>('select count(*)::int as n from train_metrics where run_id = $1', [runId]))[0]!.n > 0,
+    );
     await client.workflow.getHandle(runId).cancel();
     await waitFor('the job to stop', 60_000, async () => (await backend.status(running.job_id!)).state === 'cancelled');
     expect(existsSync(join(jobsDir, running.job_id!, 'exit'))).toBe(true);
@@ -181,7 +212,11 @@ describe('failures and cancellation', () => {
     // The metrics it wrote before the cancel are kept; the run is cancelled.
     expect((await q<{ n: number }>('select count(*)::int as n from train_metrics where run_id = $1', [runId]))[0]!.n).toBeGreaterThan(0);
     // The run is marked cancelled once the experiment workflow has seen its stages stop.
-    await waitFor('the run to be cancelled', 60_000, async () => (await q<{ status: string }>('select status from runs where id = $1', [runId]))[0]!.status === 'cancelled');
+    await waitFor(
+      'the run to be cancelled',
+      60_000,
+      async () => (await q<{ status: string }>('select status from runs where id = $1', [runId]))[0]!.status === 'cancelled',
+    );
   });
 
   it('the trainingDone signal makes a stage with a 10-minute poll interval check at once', async () => {

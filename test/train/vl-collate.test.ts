@@ -12,7 +12,11 @@ import { PYTHON, requireSmolLM2, SFT_FIXTURE, SMOLLM2 } from './helpers.js';
 describe('tiny Qwen2.5-VL on the sft-set export', () => {
   it('collates real images into pixel_values and image tokens, loss on the answer only, and learns', () => {
     requireSmolLM2();
-    const out = execFileSync(PYTHON, [join(REPO, 'test', 'train', 'tiny_vl.py'), SMOLLM2, SFT_FIXTURE], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 600_000 });
+    const out = execFileSync(PYTHON, [join(REPO, 'test', 'train', 'tiny_vl.py'), SMOLLM2, SFT_FIXTURE], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 600_000,
+    });
     const r = JSON.parse(out.trim().split('\n').at(-1)!) as {
       rows: number;
       images: number;

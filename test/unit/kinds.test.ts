@@ -21,6 +21,8 @@ describe('stage kind registry', () => {
     expect(getStageKind('synthesize')!.consumes!({ items: 'easy' } as never)).toEqual([{ param: 'items', ref: 'easy', kind: 'qa-items' }]);
     expect(getStageKind('distill')!.produces).toEqual({ sft: 'sft-set', rl: 'rl-set' });
     expect(getStageKind('distill')!.consumes!({ items: { from: 'synth' } } as never)).toEqual([{ param: 'items', ref: { from: 'synth' }, kind: 'mc-items' }]);
-    expect(getStageKind('evaluate')!.consumes!({ dataset: { from: 'synth' } } as never)).toEqual([{ param: 'dataset', ref: { from: 'synth' }, kind: 'mc-items' }]);
+    expect(getStageKind('evaluate')!.consumes!({ dataset: { from: 'synth' } } as never)).toEqual([
+      { param: 'dataset', ref: { from: 'synth' }, kind: 'mc-items' },
+    ]);
   });
 });

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { assembleItem, DEFAULT_REFUSAL_PATTERNS, DEFAULT_TEMPLATES, filterNegatives, normalizedEditDistance, renderNegativePrompt, unknownPlaceholders } from '../../activities/synthesize/core.js';
+import {
+  assembleItem,
+  DEFAULT_REFUSAL_PATTERNS,
+  DEFAULT_TEMPLATES,
+  filterNegatives,
+  normalizedEditDistance,
+  renderNegativePrompt,
+  unknownPlaceholders,
+} from '../../activities/synthesize/core.js';
 
 const refusals = DEFAULT_REFUSAL_PATTERNS.map((p) => new RegExp(p, 'i'));
 
@@ -19,11 +27,24 @@ describe('normalizedEditDistance', () => {
 describe('filterNegatives', () => {
   it('names why each negative is rejected, in order', () => {
     const ref = 'The shape is a red circle.';
-    const out = filterNegatives(ref, [null, '  ', 'x'.repeat(50), "I'm sorry, but I can't help with that.", 'the shape is a red circle', 'The shape is a blue square.', 'The shape is a blue square!', 'A green triangle.'], {
-      maxChars: 40,
-      nearIdentical: 0.1,
-      refusals,
-    });
+    const out = filterNegatives(
+      ref,
+      [
+        null,
+        '  ',
+        'x'.repeat(50),
+        "I'm sorry, but I can't help with that.",
+        'the shape is a red circle',
+        'The shape is a blue square.',
+        'The shape is a blue square!',
+        'A green triangle.',
+      ],
+      {
+        maxChars: 40,
+        nearIdentical: 0.1,
+        refusals,
+      },
+    );
     expect(out.map((o) => o.status)).toEqual(['request_failed', 'empty', 'overlong', 'refusal', 'near_identical', 'kept', 'duplicate', 'kept']);
     expect(out[5]!.distance).toBeGreaterThan(0.1);
   });

@@ -105,7 +105,10 @@ describe('experiment engine', () => {
       ],
     });
     const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: TQ });
-    const err = await client.workflow.getHandle(runId).result().catch((e: unknown) => e);
+    const err = await client.workflow
+      .getHandle(runId)
+      .result()
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkflowFailedError);
     const s = await stageRows(runId);
     expect(s.bad!.status).toBe('failed');
@@ -130,10 +133,16 @@ describe('experiment engine', () => {
     };
     const loaded = await specFromObject(spec);
     const first = await launchRun({ loaded, db: db.db, client, taskQueue: TQ });
-    await client.workflow.getHandle(first.runId).result().catch(() => undefined);
+    await client.workflow
+      .getHandle(first.runId)
+      .result()
+      .catch(() => undefined);
     const again = await launchRun({ loaded, db: db.db, client, taskQueue: TQ });
     expect(again).toMatchObject({ runId: first.runId, attached: false, resumed: true });
-    await client.workflow.getHandle(first.runId).result().catch(() => undefined);
+    await client.workflow
+      .getHandle(first.runId)
+      .result()
+      .catch(() => undefined);
     const s = await stageRows(first.runId);
     expect(s.a!.attempts).toBe(1);
     expect(s.b!.attempts).toBe(2);
@@ -165,7 +174,10 @@ describe('experiment engine', () => {
     expect(run!.status).toBe('cancelled');
     const child = await client.workflow.getHandle(`${runId}/slow`).describe();
     expect(child.status.name).toBe('CANCELLED');
-    const n = await db.db.select({ n: sql<number>`count(*)::int` }).from(stages).where(eq(stages.runId, runId));
+    const n = await db.db
+      .select({ n: sql<number>`count(*)::int` })
+      .from(stages)
+      .where(eq(stages.runId, runId));
     expect(n[0]!.n).toBe(2);
   });
 });

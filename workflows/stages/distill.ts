@@ -60,7 +60,17 @@ export async function distillStage(input: StageInput<DistillParams>): Promise<St
 
   const built = await acts.buildDistillSets({ ...ref, sftArtifactId, rlArtifactId });
   return {
-    ref: { sftArtifactId, rlArtifactId, sourceArtifactId, items, accepted: built.summary.accepted_items, sftRows: built.sft.rows, rlRows: built.rl.rows, sftHash: built.sft.contentHash, rlHash: built.rl.contentHash },
+    ref: {
+      sftArtifactId,
+      rlArtifactId,
+      sourceArtifactId,
+      items,
+      accepted: built.summary.accepted_items,
+      sftRows: built.sft.rows,
+      rlRows: built.rl.rows,
+      sftHash: built.sft.contentHash,
+      rlHash: built.rl.contentHash,
+    },
     items: { total: items, done: built.summary.accepted_items, failed: items - built.summary.accepted_items },
     artifacts: { sft: { id: sftArtifactId, kind: 'sft-set' }, rl: { id: rlArtifactId, kind: 'rl-set' } },
   };

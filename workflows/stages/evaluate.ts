@@ -80,7 +80,10 @@ export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<
   while (inferenceStarted < chunks.length || inflight.size > 0) {
     while (inflight.size < params.parallel && inferenceStarted < chunks.length) {
       const i = inferenceStarted++;
-      inflight.set(i, infer(i).then(() => i));
+      inflight.set(
+        i,
+        infer(i).then(() => i),
+      );
     }
     inflight.delete(await Promise.race(inflight.values()));
   }

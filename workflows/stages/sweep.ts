@@ -56,7 +56,8 @@ export async function sweepStage(input: StageInput<SweepParams>): Promise<StageO
   };
   const phase = async (what: string, step: () => Promise<SweepRound>): Promise<void> => {
     for (let i = 0; ; i++) {
-      if (i >= MAX_ROUNDS) throw ApplicationFailure.nonRetryable(`stage ${stageId}: ${what} still needs requests after ${MAX_ROUNDS} rounds`, 'SweepRoundsExceeded');
+      if (i >= MAX_ROUNDS)
+        throw ApplicationFailure.nonRetryable(`stage ${stageId}: ${what} still needs requests after ${MAX_ROUNDS} rounds`, 'SweepRoundsExceeded');
       const round = await serialized(step);
       if (round.count === 0) return;
       await run(round);
@@ -76,7 +77,10 @@ export async function sweepStage(input: StageInput<SweepParams>): Promise<StageO
   while (next < chunks.length || inflight.size > 0) {
     while (inflight.size < params.parallel && next < chunks.length) {
       const i = next++;
-      inflight.set(i, runChunk(chunks[i]!).then(() => i));
+      inflight.set(
+        i,
+        runChunk(chunks[i]!).then(() => i),
+      );
     }
     inflight.delete(await Promise.race(inflight.values()));
   }

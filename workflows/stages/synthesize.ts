@@ -63,7 +63,10 @@ export async function synthesizeStage(input: StageInput<SynthesizeParams>): Prom
   while (next < chunks.length || inflight.size > 0) {
     while (inflight.size < params.parallel && next < chunks.length) {
       const i = next++;
-      inflight.set(i, runChunk(chunks[i]!).then(() => i));
+      inflight.set(
+        i,
+        runChunk(chunks[i]!).then(() => i),
+      );
     }
     inflight.delete(await Promise.race(inflight.values()));
   }

@@ -1,4 +1,13 @@
-import { ApplicationFailure, CancellationScope, condition, continueAsNew, defineSignal, isCancellation, proxyActivities, setHandler } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  continueAsNew,
+  defineSignal,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+} from '@temporalio/workflow';
 import type { TrainActivities } from '../../activities/stages/train.js';
 import type { TrainParams } from '../../spec/kinds/train.js';
 import { resolveDataRef } from '../artifacts.js';
@@ -22,7 +31,12 @@ export type TrainStageInput = StageInput<TrainParams> & { resume?: TrainResume }
 
 const short = proxyActivities<TrainActivities>({
   startToCloseTimeout: '2 minutes',
-  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 40, nonRetryableErrorTypes: ['TrainBackendError', 'SftSetError', 'TrainOutputError'] },
+  retry: {
+    initialInterval: '1 second',
+    maximumInterval: '30 seconds',
+    maximumAttempts: 40,
+    nonRetryableErrorTypes: ['TrainBackendError', 'SftSetError', 'TrainOutputError'],
+  },
 });
 const long = proxyActivities<TrainActivities>({
   // Exporting a large sft-set or digesting a checkpoint reads files.
@@ -53,7 +67,15 @@ export async function trainStage(input: TrainStageInput): Promise<StageOutput> {
     const sftArtifactId = ref.artifactId;
     const prep = await long.prepareTraining({ runId, stageId, sftArtifactId, params });
     const sub = await short.submitTrainingJob({ runId, stageId, attempt: prep.attempt, params, dataPath: prep.dataPath });
-    job = { attempt: prep.attempt, resubmits: 0, jobId: sub.jobId, outputDir: sub.outputDir, dataPath: prep.dataPath, sftArtifactId, deadline: Date.now() + params.timeout_s * 1000 };
+    job = {
+      attempt: prep.attempt,
+      resubmits: 0,
+      jobId: sub.jobId,
+      outputDir: sub.outputDir,
+      dataPath: prep.dataPath,
+      sftArtifactId,
+      deadline: Date.now() + params.timeout_s * 1000,
+    };
   }
   const ref = () => ({ runId, stageId, attempt: job.attempt, backend: params.backend, jobId: job.jobId });
 
@@ -83,7 +105,10 @@ export async function trainStage(input: TrainStageInput): Promise<StageOutput> {
       }
       if (st.state === 'failed' || st.state === 'cancelled') {
         const what = st.state === 'cancelled' ? 'was cancelled at the backend' : `failed${st.exitCode !== undefined ? ` (exit code ${st.exitCode})` : ''}`;
-        throw ApplicationFailure.nonRetryable(`training job ${job.jobId} ${what}${st.message ? `: ${st.message}` : ''}\n--- log tail ---\n${st.logTail ?? ''}`, 'TrainJobFailed');
+        throw ApplicationFailure.nonRetryable(
+          `training job ${job.jobId} ${what}${st.message ? `: ${st.message}` : ''}\n--- log tail ---\n${st.logTail ?? ''}`,
+          'TrainJobFailed',
+        );
       }
       if (Date.now() >= job.deadline) {
         await short.cancelTrainingJob({ ...ref(), state: 'timed_out', reason: `timeout_s ${params.timeout_s} reached` });
@@ -102,7 +127,15 @@ export async function trainStage(input: TrainStageInput): Promise<StageOutput> {
     throw err;
   }
 
-  const done = await long.finishTraining({ runId, stageId, attempt: job.attempt, params, sftArtifactId: job.sftArtifactId, outputDir: job.outputDir, jobId: job.jobId });
+  const done = await long.finishTraining({
+    runId,
+    stageId,
+    attempt: job.attempt,
+    params,
+    sftArtifactId: job.sftArtifactId,
+    outputDir: job.outputDir,
+    jobId: job.jobId,
+  });
   return {
     ref: { artifactId: done.artifactId, uri: done.uri, backend: params.backend.type, jobId: job.jobId, attempt: job.attempt, finalLoss: done.finalLoss },
     artifacts: { checkpoint: { id: done.artifactId, kind: 'checkpoint' } },

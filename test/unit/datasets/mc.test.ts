@@ -78,7 +78,11 @@ describe('loadDataset on the real VL-RewardBench file', () => {
       vlfeedback: 10,
     });
     expect(r.items.filter((i) => i.best === 0)).toHaveLength(1245);
-    expect(r.contentHash).toBe(createHash('sha256').update(await readFile(REAL)).digest('hex'));
+    expect(r.contentHash).toBe(
+      createHash('sha256')
+        .update(await readFile(REAL))
+        .digest('hex'),
+    );
     expect(new Set(r.items.map((i) => i.itemKey)).size).toBe(1250);
   });
 
@@ -292,7 +296,11 @@ describe('loadDataset: mc-jsonl', () => {
     const v1 = await loadDataset({ path, imagesDir: join(sub, 'v1') });
     const v1again = await loadDataset({ path, imagesDir: join(sub, 'v1') });
     const v2 = await loadDataset({ path, imagesDir: join(sub, 'v2') });
-    expect(none.contentHash).toBe(createHash('sha256').update(await readFile(path)).digest('hex'));
+    expect(none.contentHash).toBe(
+      createHash('sha256')
+        .update(await readFile(path))
+        .digest('hex'),
+    );
     expect(v1.contentHash).toBe(v1again.contentHash);
     expect(new Set([none.contentHash, v1.contentHash, v2.contentHash]).size).toBe(3);
   });
@@ -327,7 +335,16 @@ describe('loadDataset: VL-RewardBench parquet', () => {
       columnData: [
         { name: 'id', data: ids },
         { name: 'query', data: ids.map((i) => `query ${i}`) },
-        { name: 'response', data: [['a1', 'b1'], ['a2', 'b2'], ['a3', 'b3'], ['a4', 'b4'], ['a1', 'b1']] },
+        {
+          name: 'response',
+          data: [
+            ['a1', 'b1'],
+            ['a2', 'b2'],
+            ['a3', 'b3'],
+            ['a4', 'b4'],
+            ['a1', 'b1'],
+          ],
+        },
         {
           name: 'image',
           data: [
@@ -338,7 +355,16 @@ describe('loadDataset: VL-RewardBench parquet', () => {
             { bytes: PNG, path: 'RLAIF-V-1.png' },
           ],
         },
-        { name: 'human_ranking', data: [[0n, 1n], [1n, 0n], [0n, 1n, 2n], [0n, 1n], [0n, 1n]] },
+        {
+          name: 'human_ranking',
+          data: [
+            [0n, 1n],
+            [1n, 0n],
+            [0n, 1n, 2n],
+            [0n, 1n],
+            [0n, 1n],
+          ],
+        },
         { name: 'meta', data: ids.map((_, i) => JSON.stringify({ n: i })) },
       ],
       schema: [
@@ -386,8 +412,22 @@ describe('loadDataset: VL-RewardBench parquet', () => {
         { name: 'id', data: ['RLHF-V-1', 'RLHF-V-2', 'svit-3'] },
         { name: 'image_path', data: ['images/rlhf-v/RLHF-V-1.png', 'images/rlhf-v/RLHF-V-2.gif', 'images/vlfeedback/svit-3.png'] },
         { name: 'query', data: ['q1', 'q2', 'q3'] },
-        { name: 'response', data: [['x', 'y'], ['x', 'y'], ['x', 'y']] },
-        { name: 'human_ranking', data: [[0n, 1n], [0n, 1n], [1n, 0n]] },
+        {
+          name: 'response',
+          data: [
+            ['x', 'y'],
+            ['x', 'y'],
+            ['x', 'y'],
+          ],
+        },
+        {
+          name: 'human_ranking',
+          data: [
+            [0n, 1n],
+            [0n, 1n],
+            [1n, 0n],
+          ],
+        },
         { name: 'image', data: [PNG, GIF, PNG] },
       ],
       schema: [

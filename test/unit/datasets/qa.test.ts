@@ -84,9 +84,25 @@ describe('qa-jsonl', () => {
 
 describe('llava conversations', () => {
   const records = [
-    { id: 'c1', image: 'img/a.png', conversations: [{ from: 'human', value: '<image>\nWhat is this?' }, { from: 'gpt', value: 'A circle.' }, { from: 'human', value: 'More?' }, { from: 'gpt', value: 'No.' }] },
+    {
+      id: 'c1',
+      image: 'img/a.png',
+      conversations: [
+        { from: 'human', value: '<image>\nWhat is this?' },
+        { from: 'gpt', value: 'A circle.' },
+        { from: 'human', value: 'More?' },
+        { from: 'gpt', value: 'No.' },
+      ],
+    },
     { id: 'c2', image: 'img/b.jpg', conversations: [{ from: 'gpt', value: 'Hi' }] },
-    { id: 'c3', image: 'img/b.jpg', conversations: [{ from: 'human', value: 'Colour? <image>' }, { from: 'gpt', value: 'Blue.' }] },
+    {
+      id: 'c3',
+      image: 'img/b.jpg',
+      conversations: [
+        { from: 'human', value: 'Colour? <image>' },
+        { from: 'gpt', value: 'Blue.' },
+      ],
+    },
   ];
   it('reads a JSON array and JSONL alike: first human turn, first gpt turn after it', async () => {
     await writeFile(join(dir, 'llava.json'), JSON.stringify(records));
@@ -111,7 +127,14 @@ describe('hf-parquet', () => {
       columnData: [
         { name: 'query', data: ['How many bars?', 'Which is larger?', 'Empty answer?'] },
         { name: 'label', data: [['4'], ['the red one'], ['']] },
-        { name: 'image', data: [{ bytes: PNG, path: 'c1.png' }, { bytes: JPEG, path: 'c2.jpg' }, { bytes: PNG, path: 'c3.png' }] },
+        {
+          name: 'image',
+          data: [
+            { bytes: PNG, path: 'c1.png' },
+            { bytes: JPEG, path: 'c2.jpg' },
+            { bytes: PNG, path: 'c3.png' },
+          ],
+        },
       ],
       schema: [
         { name: 'root', num_children: 3 },
@@ -131,7 +154,9 @@ describe('hf-parquet', () => {
       ['row-2', 'Which is larger?', 'the red one', 'image/jpeg', 'c2.jpg'],
     ]);
     expect(res.issues).toEqual([{ line: 3, reason: 'empty answer' }]);
-    await expect(loadQaDataset({ path: join(dir, 'chartqa.parquet'), format: 'hf-parquet', columns: { question: 'prompt' } })).rejects.toThrow(/no question column "prompt" among query, label, image/);
+    await expect(loadQaDataset({ path: join(dir, 'chartqa.parquet'), format: 'hf-parquet', columns: { question: 'prompt' } })).rejects.toThrow(
+      /no question column "prompt" among query, label, image/,
+    );
   });
 });
 

@@ -21,7 +21,10 @@ describe('readTrace', () => {
   it('takes reasoning_content when present, else the <think> block, else the text without its answer', () => {
     expect(readTrace('<answer>B</answer>', 'Step one. Step two.')).toEqual({ trace: 'Step one. Step two.', answer: '<answer>B</answer>' });
     expect(readTrace('<think>\nI look.\n</think>\n<answer>C</answer>', null)).toEqual({ trace: 'I look.', answer: '\n<answer>C</answer>' });
-    expect(readTrace('Plain reasoning here.\n\nFinal answer: <answer>A</answer>', '  ')).toEqual({ trace: 'Plain reasoning here.', answer: 'Plain reasoning here.\n\nFinal answer: <answer>A</answer>' });
+    expect(readTrace('Plain reasoning here.\n\nFinal answer: <answer>A</answer>', '  ')).toEqual({
+      trace: 'Plain reasoning here.',
+      answer: 'Plain reasoning here.\n\nFinal answer: <answer>A</answer>',
+    });
   });
 });
 

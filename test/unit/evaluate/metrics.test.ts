@@ -245,7 +245,7 @@ function reference(js: JudgmentRecord[], its: Array<{ itemKey: string; best: num
 describe('computeMetrics agrees with an independent computation', () => {
   // Deterministic pseudo-random fixture (a plain LCG, independent of the code under test).
   let state = 12345;
-  const rand = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const rand = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
   const cats = ['general', 'general', 'hallucination', 'hallucination', 'hallucination', 'hallucination', 'reasoning'];
   const bigItems = Array.from({ length: 400 }, (_, i) => {
     const category = cats[Math.floor(rand() * cats.length)]!;

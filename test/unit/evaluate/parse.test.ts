@@ -51,7 +51,12 @@ const cases: Case[] = [
   // prose fallbacks
   { name: '"the best response is B"', output: 'After comparing both, the best response is B.', position: 1, form: 'best_is' },
   { name: '"Response B is better"', output: 'Response A hallucinates a dog. Response B is better.', position: 1, form: 'is_better' },
-  { name: 'two "is better" clauses: the last', output: 'Response A is better in detail, but Response B is clearly better overall.', position: 1, form: 'is_better' },
+  {
+    name: 'two "is better" clauses: the last',
+    output: 'Response A is better in detail, but Response B is clearly better overall.',
+    position: 1,
+    form: 'is_better',
+  },
   { name: '"is not better" is no choice', output: 'Response A is not better than the other one.', position: null },
   { name: '"I choose"', output: 'Weighing accuracy first, I would choose Response A', position: 0, form: 'choose' },
   { name: 'bold label', output: 'My pick: **B**', position: 1, form: 'bold' },
@@ -73,7 +78,12 @@ const cases: Case[] = [
   { name: 'empty output', output: '', position: null },
   { name: '"answer a question" is not label a', output: 'Both try to answer a question about the chart.', position: null },
   { name: 'pronoun I after "Answer:"', output: 'Answer: I think both are wrong.', k: 12, position: null },
-  { name: 'a number in an answer phrase that is content, not a label', output: 'The correct answer is 12 apples, and the better response is A.', position: 0, form: 'best_is' },
+  {
+    name: 'a number in an answer phrase that is content, not a label',
+    output: 'The correct answer is 12 apples, and the better response is A.',
+    position: 0,
+    form: 'best_is',
+  },
   { name: '"Both" in a tag is not B', output: '<answer>Both</answer>', position: null, form: 'answer_tag' },
   { name: 'pronoun I opening a tag', output: '<answer>I think B</answer>', position: null, form: 'answer_tag' },
   { name: 'pronoun I, then a choice, in a tag', output: '<answer>I choose B</answer>', position: 1, form: 'answer_tag' },
@@ -93,18 +103,52 @@ const cases: Case[] = [
     form: 'is_better',
     conflict: true,
   },
-  { name: 'a quoted example verdict is not a verdict', output: 'One line of the form "Overall Judgment: Response 1 is better"', labels: 'numbers', position: null },
+  {
+    name: 'a quoted example verdict is not a verdict',
+    output: 'One line of the form "Overall Judgment: Response 1 is better"',
+    labels: 'numbers',
+    position: null,
+  },
   { name: 'an answer given in quotes after a colon', output: 'The best response is: "The best response is A."', position: 0, form: 'best_is' },
   { name: 'a quoted label is still a choice', output: 'Response "B" is better.', position: 1, form: 'is_better' },
   { name: '"1 or 2 is the best" names no choice', output: 'So, answer 1 or 2 is the best.', labels: 'numbers', position: null },
-  { name: '"the other answer is 2" is not a choice', output: 'The other answer is label 2.\nThe answer is label 1.', labels: 'numbers', position: 0, form: 'answer_phrase' },
+  {
+    name: '"the other answer is 2" is not a choice',
+    output: 'The other answer is label 2.\nThe answer is label 1.',
+    labels: 'numbers',
+    position: 0,
+    form: 'answer_phrase',
+  },
   { name: '"A is the correct answer"', output: 'A is the correct answer to the second question.', position: 0, form: 'is_better' },
-  { name: 'two answer tags naming different labels: no choice', output: '<answer>A</answer> or maybe <answer>B</answer>', position: null, form: 'answer_tag', conflict: true },
-  { name: 'a first-line label the text then calls bad', output: 'A\nLabel 1: Bad response  Choices: A\nLabel 2: Good response  Choices: B', position: null, form: 'first_line', conflict: true },
+  {
+    name: 'two answer tags naming different labels: no choice',
+    output: '<answer>A</answer> or maybe <answer>B</answer>',
+    position: null,
+    form: 'answer_tag',
+    conflict: true,
+  },
+  {
+    name: 'a first-line label the text then calls bad',
+    output: 'A\nLabel 1: Bad response  Choices: A\nLabel 2: Good response  Choices: B',
+    position: null,
+    form: 'first_line',
+    conflict: true,
+  },
   { name: 'a first-line label, the other one called wrong', output: 'B\nResponse A is wrong about the count.', position: 1, form: 'first_line' },
   { name: 'an ordinal verdict', output: 'The second answer is the best.', position: 1, form: 'is_better' },
-  { name: 'an ordinal verdict compared with another', output: 'The first one is better than the second one.', labels: 'numbers', position: 0, form: 'is_better' },
-  { name: 'bold headings give way to a verdict', output: '**A**: describes a cat.\n**B**: describes a dog.\nThe best response is B.', position: 1, form: 'best_is' },
+  {
+    name: 'an ordinal verdict compared with another',
+    output: 'The first one is better than the second one.',
+    labels: 'numbers',
+    position: 0,
+    form: 'is_better',
+  },
+  {
+    name: 'bold headings give way to a verdict',
+    output: '**A**: describes a cat.\n**B**: describes a dog.\nThe best response is B.',
+    position: 1,
+    form: 'best_is',
+  },
   { name: 'a judgment on one aspect is not the verdict', output: 'Response A is better in detail. Response B is better.', position: 1, form: 'is_better' },
 ];
 
@@ -136,7 +180,12 @@ function loadJudgeOutputs(): LabelledOutput[] {
   const dir = fileURLToPath(new URL('../../fixtures/judge-outputs/', import.meta.url));
   return readdirSync(dir)
     .filter((f) => f.endsWith('.jsonl'))
-    .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as LabelledOutput));
+    .flatMap((f) =>
+      readFileSync(join(dir, f), 'utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l) as LabelledOutput),
+    );
 }
 
 describe('parseChoice on real judge outputs', () => {

@@ -28,7 +28,16 @@ function simulate(items: McItem[], mode: ViewMode, samples: number, pick: (shown
       for (let sample = 0; sample < samples; sample++) {
         const output = pick(shown, item, sample);
         const { position } = parseChoice(output, shown.length, 'letters');
-        out.push({ itemKey: item.itemKey, category: item.category, subset: item.subset, view, sample, permutation: perm, chosenPosition: position, outputTokens: output.length });
+        out.push({
+          itemKey: item.itemKey,
+          category: item.category,
+          subset: item.subset,
+          view,
+          sample,
+          permutation: perm,
+          chosenPosition: position,
+          outputTokens: output.length,
+        });
       }
     });
   }
@@ -72,7 +81,9 @@ describe('simulated judges on the real VL-RewardBench items', async () => {
   });
 
   it('metrics for 1,250 items × 2 views × 3 samples with 1,000 resamples (timing printed)', () => {
-    const judgments = simulate(items, 'swap', 3, (_shown, item, sample) => (sample === 2 && item.best === 0 ? 'I cannot decide' : `<answer>${'AB'[(item.itemKey.length + sample) % 2]}</answer>`));
+    const judgments = simulate(items, 'swap', 3, (_shown, item, sample) =>
+      sample === 2 && item.best === 0 ? 'I cannot decide' : `<answer>${'AB'[(item.itemKey.length + sample) % 2]}</answer>`,
+    );
     expect(judgments).toHaveLength(7500);
     computeMetrics(judgments, items, { seed: 3, bootstrap: 1000 }); // warm-up
     const t0 = performance.now();

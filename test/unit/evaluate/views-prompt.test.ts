@@ -1,11 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  DEFAULT_JUDGE_TEMPLATE,
-  JudgeTemplateError,
-  labelFor,
-  renderJudgePrompt,
-  validateJudgeTemplate,
-} from '../../../activities/evaluate/prompt.js';
+import { DEFAULT_JUDGE_TEMPLATE, JudgeTemplateError, labelFor, renderJudgePrompt, validateJudgeTemplate } from '../../../activities/evaluate/prompt.js';
 import { createRng } from '../../../activities/evaluate/rng.js';
 import { applyView, viewsFor } from '../../../activities/evaluate/views.js';
 
