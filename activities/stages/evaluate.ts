@@ -354,21 +354,19 @@ export function createEvaluateActivities({ db }: { db: Db }) {
       ];
       await db.transaction(async (tx) => {
         await tx.delete(metrics).where(and(eq(metrics.runId, runId), eq(metrics.stageId, stageId)));
-        await tx
-          .insert(metrics)
-          .values(
-            all.map((m) => ({
-              runId,
-              stageId,
-              metric: m.metric,
-              scope: m.scope,
-              policy: m.policy,
-              value: m.value,
-              ciLow: m.ciLow ?? null,
-              ciHigh: m.ciHigh ?? null,
-              n: m.n,
-            })),
-          );
+        await tx.insert(metrics).values(
+          all.map((m) => ({
+            runId,
+            stageId,
+            metric: m.metric,
+            scope: m.scope,
+            policy: m.policy,
+            value: m.value,
+            ciLow: m.ciLow ?? null,
+            ciHigh: m.ciHigh ?? null,
+            n: m.n,
+          })),
+        );
       });
       // Metrics over what was answered are stored (for a look), but the stage fails: a headline
       // on a fraction of the items must not pass for the stage's result.
