@@ -167,17 +167,21 @@ async function main(): Promise<void> {
   };
 
   if (LARGE > 0) {
-    // The worker in its own process, so its peak RSS (VmHWM) is the worker's alone.
+    // The worker users run (bin/worker.mjs: the compiled worker with the prebuilt workflow bundle
+    // after `npm run build`), in its own process, so its peak RSS (VmHWM) is the worker's alone.
     const queue = `${taskQueue}-large`;
-    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'test', 'helpers', 'worker-child.ts')], {
-      env: { ...process.env, DATABASE_URL: dbUrl, TEMPORAL_ADDRESS: address, TASK_QUEUE: queue },
+    const child = spawn(process.execPath, [join(REPO, 'bin', 'worker.mjs')], {
+      env: { ...process.env, DATABASE_URL: dbUrl, TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: 'default', JUDGEFLOW_TASK_QUEUE: queue },
       stdio: ['ignore', 'pipe', 'ignore'],
     });
     cleanups.add(() => void child.kill('SIGTERM'));
     await new Promise<void>((resolve, reject) => {
       child.once('exit', (code) => reject(new Error(`worker exited (${code})`)));
-      child.stdout!.on('data', (d: Buffer) => d.toString().includes('worker-ready') && resolve());
+      child.stdout!.on('data', (d: Buffer) => d.toString().includes('judgeflow worker: task queue') && resolve());
     });
+    console.log(
+      `worker: ${join(REPO, 'bin', 'worker.mjs')} (pid ${child.pid}), RSS at start ${((Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]) || 0) / 1024).toFixed(0)} MB`,
+    );
     const big = await stage(LARGE, 77, queue);
     const peak = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
     const history = await client.workflow.getHandle(big.runId).fetchHistory();
