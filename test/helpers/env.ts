@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { openDb, type DbHandle } from '../../db/client.js';
 import { startWorker, type RunningWorker } from '../../worker.js';
-import { createTestActivities, TEST_ITEMS_DDL } from './test-activities.js';
+import { createTestActivities } from './test-activities.js';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const TEST_WORKFLOWS = join(REPO, 'test', 'helpers', 'workflows.ts');
@@ -28,10 +28,9 @@ export function testBundle(): Promise<WorkflowBundleWithSourceMap> {
   return bundle;
 }
 
+/** The test database (migrated, with the test-only table, by the global setup). */
 export async function openTestDb(): Promise<DbHandle> {
-  const h = openDb(testDatabaseUrl());
-  await h.pool.query(TEST_ITEMS_DDL);
-  return h;
+  return openDb(testDatabaseUrl());
 }
 
 export async function testClient(address = testTemporalAddress()): Promise<{ client: Client; close(): Promise<void> }> {

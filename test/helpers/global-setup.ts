@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { openDb } from '../../db/client.js';
 import { applyMigrations } from '../../db/migrate.js';
+import { TEST_ITEMS_DDL } from './test-activities.js';
 import { findTemporalCli } from '../../runtime/temporal-cli.js';
 import { freePort, waitForTcp } from '../../runtime/net.js';
 
@@ -32,6 +33,8 @@ export default async function setup({ provide }: { provide: (k: string, v: unkno
   const testDbUrl = url.toString();
   const handle = openDb(testDbUrl);
   await applyMigrations(handle.db);
+  // The test-only table, once: files run in parallel, and concurrent `create table if not exists` race.
+  await handle.pool.query(TEST_ITEMS_DDL);
   await handle.close();
   process.env.JF_TEST_DATABASE_URL = testDbUrl;
 
