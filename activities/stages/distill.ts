@@ -5,12 +5,9 @@
  * `distill_attempts` row per item. Every step is a function of stored rows and cached outputs, so a
  * killed worker's retry converges on the same rows and the same accepted set.
  */
-import { ApplicationFailure } from '@temporalio/common';
-import type { PoolClient } from 'pg';
 import type { Db } from '../../db/client.js';
 import { rewriteTemplateFor, type DistillParams } from '../../spec/kinds/distill.js';
 import type { DatasetRef, EndpointSpec } from '../../workflows/types.js';
-import { importSource } from '../datasets/index.js';
 import {
   fill,
   isValidation,
@@ -27,6 +24,7 @@ import {
 import { labelFor, renderJudgePrompt } from '../evaluate/prompt.js';
 import { loadResults, prepareRequests, type RequestResult } from '../inference/store.js';
 import type { PreparedMessage, PrepareRequestRow } from '../inference/types.js';
+import { inTransaction, openStageArtifact, resolveSourceArtifact } from './artifacts.js';
 
 export interface BeginDistillInput {
   runId: string;
@@ -110,21 +108,6 @@ interface McRow {
   candidates: string[];
   best: number;
   meta: { error_types?: (string | null)[] } | null;
-}
-
-async function inTransaction<T>(db: Db, fn: (c: PoolClient) => Promise<T>): Promise<T> {
-  const c = await db.$client.connect();
-  try {
-    await c.query('begin');
-    const out = await fn(c);
-    await c.query('commit');
-    return out;
-  } catch (err) {
-    await c.query('rollback').catch(() => undefined);
-    throw err;
-  } finally {
-    c.release();
-  }
 }
 
 /** The items of attempt `attempt`: no accepted trace at an earlier attempt (all items for attempt 0). */
@@ -213,33 +196,9 @@ export function createDistillActivities({ db }: { db: Db }) {
   return {
     /** Resolves the mc-items source and opens (or reopens) the stage's sft-set and rl-set artifacts. */
     async beginDistill({ runId, stageId, artifactId, dataset }: BeginDistillInput): Promise<BeginDistillOutput> {
-      let source = artifactId ?? dataset?.artifactId;
-      if (source === undefined) {
-        if (!dataset?.path) throw ApplicationFailure.nonRetryable('beginDistill needs an mc-items artifact or a dataset with a path', 'DatasetError');
-        source = (await importSource(db, { ...dataset, path: dataset.path })).artifactId;
-      }
-      const src = (
-        await db.$client.query<{ kind: string; rows: number; sealed: boolean }>(
-          'select kind, rows, sealed_at is not null as sealed from artifacts where id = $1',
-          [source],
-        )
-      ).rows[0];
-      if (!src || src.kind !== 'mc-items' || !src.sealed) {
-        throw ApplicationFailure.nonRetryable(
-          `artifact ${source} is ${src ? (src.sealed ? `a ${src.kind} artifact` : 'not sealed') : 'missing'}; distill reads sealed mc-items`,
-          'DatasetError',
-        );
-      }
-      const open = async (name: string, kind: string) => {
-        const res = await db.$client.query<{ id: number }>(
-          `insert into artifacts (kind, name, run_id, stage_id) values ($1, $2, $3, $4)
-           on conflict (run_id, stage_id, name) do update set kind = excluded.kind returning id`,
-          [kind, name, runId, stageId],
-        );
-        const id = res.rows[0]!.id;
-        await db.$client.query('insert into artifact_parents (artifact_id, parent_id) values ($1, $2) on conflict do nothing', [id, source]);
-        return id;
-      };
+      const src = await resolveSourceArtifact(db, { artifactId, dataset, kind: 'mc-items', reader: 'distill' });
+      const source = src.id;
+      const open = (name: string, kind: string) => openStageArtifact(db, { runId, stageId, name, kind, parent: source });
       const items = dataset?.limit ? Math.min(dataset.limit, src.rows) : src.rows;
       return { sourceArtifactId: source, sftArtifactId: await open('sft', 'sft-set'), rlArtifactId: await open('rl', 'rl-set'), items };
     },

@@ -9,13 +9,13 @@ import type { Db } from '../../db/client.js';
 import { mcItems, metrics } from '../../db/schema/index.js';
 import { DEFAULT_MAX_FAILED_SHARE, type EvaluateParams } from '../../spec/kinds/evaluate.js';
 import type { DatasetRef, EndpointSpec } from '../../workflows/types.js';
-import { importSource } from '../datasets/index.js';
 import { computeMetrics, type JudgmentRecord, type MetricRow } from '../evaluate/metrics.js';
 import { parseChoice } from '../evaluate/parse.js';
 import { renderJudgePrompt } from '../evaluate/prompt.js';
 import { viewsFor } from '../evaluate/views.js';
 import { loadResults, prepareRequests, stageUsage } from '../inference/store.js';
 import type { PreparedContentPart, PreparedMessage, PrepareRequestRow } from '../inference/types.js';
+import { resolveSourceArtifact } from './artifacts.js';
 
 export interface ImportEvaluationDatasetInput {
   /** A file dataset: its artifact (imported at launch), or the file itself in plans from before artifacts. */
@@ -185,23 +185,8 @@ export function createEvaluateActivities({ db }: { db: Db }) {
   return {
     /** Resolves the stage's mc-items artifact (importing a file only for plans from before artifacts); returns its id and how many items the stage uses. */
     async importEvaluationDataset({ dataset, artifactId }: ImportEvaluationDatasetInput): Promise<ImportEvaluationDatasetOutput> {
-      let id = artifactId ?? dataset?.artifactId;
-      if (id === undefined) {
-        if (!dataset) throw ApplicationFailure.nonRetryable('importEvaluationDataset needs a dataset or an artifact id', 'DatasetError');
-        if (dataset.path === undefined) throw ApplicationFailure.nonRetryable(`dataset "${dataset.name}" has neither a path nor an artifact`, 'DatasetError');
-        id = (await importSource(db, { ...dataset, path: dataset.path })).artifactId;
-      }
-      const res0 = await db.$client.query<{ kind: string; rows: number; sealed: boolean }>(
-        'select kind, rows, sealed_at is not null as sealed from artifacts where id = $1',
-        [id],
-      );
-      const art = res0.rows[0];
-      if (!art || art.kind !== 'mc-items' || !art.sealed) {
-        throw ApplicationFailure.nonRetryable(
-          `artifact ${id} is ${art ? (art.sealed ? `a ${art.kind} artifact` : 'not sealed') : 'missing'}; evaluate reads sealed mc-items`,
-          'DatasetError',
-        );
-      }
+      const art = await resolveSourceArtifact(db, { artifactId, dataset, kind: 'mc-items', reader: 'evaluate' });
+      const id = art.id;
       const count = art.rows;
       const items = dataset?.limit ? Math.min(dataset.limit, count) : count;
       const res = await db.$client.query<{ k: number | null }>(

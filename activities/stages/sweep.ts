@@ -6,11 +6,9 @@
  * through the gateway and asks again until nothing is needed. State lives in Postgres: a retried
  * or resumed activity recomputes the same needs from the same rows.
  */
-import { ApplicationFailure } from '@temporalio/common';
 import type { Db } from '../../db/client.js';
 import { graderOf, nMaxOf, strategiesOf, type SweepParams } from '../../spec/kinds/sweep.js';
 import type { DatasetRef, EndpointSpec } from '../../workflows/types.js';
-import { importSource } from '../datasets/index.js';
 import { parseChoice } from '../evaluate/parse.js';
 import { loadResults, prepareRequests, type RequestResult } from '../inference/store.js';
 import type { PreparedMessage, PrepareRequestRow, PreparedRequest } from '../inference/types.js';
@@ -18,6 +16,7 @@ import { computeCurve, type CurvePoint, type QuestionOutcomes, type ReplicateOut
 import { extractFinalAnswer, gradeByRule, graderTemperature, mmvetGraderPrompt, normalizeAnswer, parseGraderScore } from '../sweep/graders.js';
 import { parseScore, renderPolicyPrompt, renderScorePrompt, renderSelectPrompt } from '../sweep/prompts.js';
 import { candidateSets, select, type JudgeRequest, type Verdict } from '../sweep/selection.js';
+import { openStageArtifact, resolveSourceArtifact } from './artifacts.js';
 
 export interface BeginSweepInput {
   runId: string;
@@ -187,31 +186,9 @@ export function createSweepActivities({ db }: { db: Db }) {
   return {
     /** Resolves the qa-items source and opens (or reopens) the stage's curve artifact. */
     async beginSweep({ runId, stageId, artifactId, dataset }: BeginSweepInput): Promise<BeginSweepOutput> {
-      let source = artifactId ?? dataset?.artifactId;
-      if (source === undefined) {
-        if (!dataset) throw ApplicationFailure.nonRetryable('beginSweep needs a qa-items artifact or dataset', 'DatasetError');
-        if (dataset.path === undefined) throw ApplicationFailure.nonRetryable(`dataset "${dataset.name}" has neither a path nor an artifact`, 'DatasetError');
-        source = (await importSource(db, { ...dataset, path: dataset.path })).artifactId;
-      }
-      const src = (
-        await db.$client.query<{ kind: string; rows: number; sealed: boolean }>(
-          'select kind, rows, sealed_at is not null as sealed from artifacts where id = $1',
-          [source],
-        )
-      ).rows[0];
-      if (!src || src.kind !== 'qa-items' || !src.sealed) {
-        throw ApplicationFailure.nonRetryable(
-          `artifact ${source} is ${src ? (src.sealed ? `a ${src.kind} artifact` : 'not sealed') : 'missing'}; sweep reads sealed qa-items`,
-          'DatasetError',
-        );
-      }
-      const opened = await db.$client.query<{ id: number }>(
-        `insert into artifacts (kind, name, run_id, stage_id) values ('curve', 'curve', $1, $2)
-         on conflict (run_id, stage_id, name) do update set kind = excluded.kind returning id`,
-        [runId, stageId],
-      );
-      const id = opened.rows[0]!.id;
-      await db.$client.query('insert into artifact_parents (artifact_id, parent_id) values ($1, $2) on conflict do nothing', [id, source]);
+      const src = await resolveSourceArtifact(db, { artifactId, dataset, kind: 'qa-items', reader: 'sweep' });
+      const source = src.id;
+      const id = await openStageArtifact(db, { runId, stageId, name: 'curve', kind: 'curve', parent: source });
       return { sourceArtifactId: source, artifactId: id, questions: dataset?.limit ? Math.min(dataset.limit, src.rows) : src.rows };
     },
 

@@ -4,16 +4,14 @@
  * seal the artifact with its counts. Every write is idempotent: a retried chunk converges on the
  * same rows.
  */
-import { ApplicationFailure } from '@temporalio/common';
-import type { PoolClient } from 'pg';
 import type { Db } from '../../db/client.js';
 import type { SynthesizeParams } from '../../spec/kinds/synthesize.js';
 import { templateFor } from '../../spec/kinds/synthesize.js';
 import type { DatasetRef, EndpointSpec } from '../../workflows/types.js';
-import { importSource } from '../datasets/index.js';
 import { loadResults, prepareRequests } from '../inference/store.js';
 import type { PreparedMessage, PrepareRequestRow } from '../inference/types.js';
 import { assembleItem, filterNegatives, renderNegativePrompt, type NegativeStatus } from '../synthesize/core.js';
+import { inTransaction, openStageArtifact, resolveSourceArtifact } from './artifacts.js';
 
 export interface BeginSynthesisInput {
   runId: string;
@@ -119,51 +117,13 @@ function negativeMessages(item: QaRow, template: string, errorType: string, para
   return messages;
 }
 
-/** Runs `fn` on one pooled connection inside BEGIN/COMMIT (ROLLBACK on error). */
-async function inTransaction<T>(db: Db, fn: (c: PoolClient) => Promise<T>): Promise<T> {
-  const c = await db.$client.connect();
-  try {
-    await c.query('begin');
-    const out = await fn(c);
-    await c.query('commit');
-    return out;
-  } catch (err) {
-    await c.query('rollback').catch(() => undefined);
-    throw err;
-  } finally {
-    c.release();
-  }
-}
-
 export function createSynthesizeActivities({ db }: { db: Db }) {
   return {
     /** Resolves the qa-items source and opens (or reopens) the stage's mc-items artifact. */
     async beginSynthesis({ runId, stageId, artifactId, dataset }: BeginSynthesisInput): Promise<BeginSynthesisOutput> {
-      let source = artifactId ?? dataset?.artifactId;
-      if (source === undefined) {
-        if (!dataset) throw ApplicationFailure.nonRetryable('beginSynthesis needs a qa-items artifact or dataset', 'DatasetError');
-        if (dataset.path === undefined) throw ApplicationFailure.nonRetryable(`dataset "${dataset.name}" has neither a path nor an artifact`, 'DatasetError');
-        source = (await importSource(db, { ...dataset, path: dataset.path })).artifactId;
-      }
-      const src = (
-        await db.$client.query<{ kind: string; rows: number; sealed: boolean }>(
-          'select kind, rows, sealed_at is not null as sealed from artifacts where id = $1',
-          [source],
-        )
-      ).rows[0];
-      if (!src || src.kind !== 'qa-items' || !src.sealed) {
-        throw ApplicationFailure.nonRetryable(
-          `artifact ${source} is ${src ? (src.sealed ? `a ${src.kind} artifact` : 'not sealed') : 'missing'}; synthesize reads sealed qa-items`,
-          'DatasetError',
-        );
-      }
-      const opened = await db.$client.query<{ id: number }>(
-        `insert into artifacts (kind, name, run_id, stage_id) values ('mc-items', 'items', $1, $2)
-         on conflict (run_id, stage_id, name) do update set kind = excluded.kind returning id`,
-        [runId, stageId],
-      );
-      const id = opened.rows[0]!.id;
-      await db.$client.query('insert into artifact_parents (artifact_id, parent_id) values ($1, $2) on conflict do nothing', [id, source]);
+      const src = await resolveSourceArtifact(db, { artifactId, dataset, kind: 'qa-items', reader: 'synthesize' });
+      const source = src.id;
+      const id = await openStageArtifact(db, { runId, stageId, name: 'items', kind: 'mc-items', parent: source });
       const items = dataset?.limit ? Math.min(dataset.limit, src.rows) : src.rows;
       return { sourceArtifactId: source, artifactId: id, items };
     },
