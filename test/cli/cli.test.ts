@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { relative } from 'node:path';
-import { REPO, openTestDb, startTestWorker, uniqueName } from '../helpers/env.js';
+import { REPO, experimentRowCounts, openTestDb, startTestWorker, uniqueName } from '../helpers/env.js';
 import { runCli } from '../helpers/cli.js';
 import { writeSpec } from '../helpers/spec.js';
 import { startSimulator, type SimHandle } from '../../sim/server.js';
@@ -32,13 +32,6 @@ function evalSpec(name: string, url: string) {
   };
 }
 
-async function rowCounts() {
-  const r = await db.pool.query(
-    'select (select count(*) from experiments)::int as e, (select count(*) from runs)::int as r, (select count(*) from stages)::int as s',
-  );
-  return r.rows[0];
-}
-
 describe('judgeflow CLI', () => {
   it('prints help and exits 0; an unknown command exits 2', async () => {
     const help = await runCli(['--help']);
@@ -67,13 +60,15 @@ describe('judgeflow CLI', () => {
   ];
   for (const [what, mutate, pattern] of badSpecs) {
     it(`refuses ${what} before anything starts: exit 2, file and path named, no rows`, async () => {
-      const path = writeSpec(mutate(evalSpec(uniqueName('bad'), sim.url)));
-      const before = await rowCounts();
+      const name = uniqueName('bad');
+      const path = writeSpec(mutate(evalSpec(name, sim.url)));
+      const before = await experimentRowCounts(db, name);
       const res = await runCli(['run', path]);
       expect(res.code).toBe(2);
       expect(res.stderr).toContain(relative(REPO, path));
       expect(res.stderr).toMatch(pattern);
-      expect(await rowCounts()).toEqual(before);
+      expect(await experimentRowCounts(db, name)).toEqual(before);
+      expect(before).toEqual({ e: 0, r: 0, s: 0 });
     });
   }
 

@@ -11,7 +11,7 @@ import type { DbHandle } from '../../db/client.js';
 import { startSimulator, type SimHandle } from '../../sim/server.js';
 import type { RunningWorker } from '../../worker.js';
 import { runCli } from '../helpers/cli.js';
-import { openTestDb, REPO, startTestWorker, testClient, testDatabaseUrl, testTemporalAddress, uniqueName } from '../helpers/env.js';
+import { experimentRowCounts, openTestDb, REPO, startTestWorker, testClient, testDatabaseUrl, testTemporalAddress, uniqueName } from '../helpers/env.js';
 import { writeSpec } from '../helpers/spec.js';
 
 const DATA = `${REPO}/data/vl-rewardbench/data.jsonl`;
@@ -46,17 +46,6 @@ function datasetWithABadRow(): string {
   return writeSpec(`${lines.join('\n')}\n`, 'data.jsonl');
 }
 
-/** Rows of experiment `name` (other test files write their own experiments at the same time). */
-async function rowCounts(name: string) {
-  const r = await db.pool.query(
-    `select (select count(*) from experiments where name = $1)::int as e,
-            (select count(*) from runs r join experiments x on x.id = r.experiment_id where x.name = $1)::int as r,
-            (select count(*) from stages s join runs r on r.id = s.run_id join experiments x on x.id = r.experiment_id where x.name = $1)::int as s`,
-    [name],
-  );
-  return r.rows[0];
-}
-
 const STACK_TRACE = /^\s+at .+\(.+:\d+:\d+\)$/m;
 
 describe('spec errors are spec errors: exit 2, file named, said once', () => {
@@ -68,13 +57,13 @@ describe('spec errors are spec errors: exit 2, file named, said once', () => {
       levels.push(`${cur}: &${cur} [${Array.from({ length: 9 }, () => `*${prev}`).join(',')}]`);
     }
     const path = writeSpec(`name: bomb\n${levels.join('\n')}\nstages: [{ id: x, uses: evaluate }]\n`);
-    const before = await rowCounts('bomb');
+    const before = await experimentRowCounts(db, 'bomb');
     const res = await runCli(['run', path]);
     expect(res.code).toBe(2);
     expect(res.stderr).toContain(`judgeflow run: ${relative(REPO, path)}: YAML: `);
     expect(res.stderr).toMatch(/alias/i);
     expect(res.stderr).not.toMatch(STACK_TRACE);
-    expect(await rowCounts('bomb')).toEqual(before);
+    expect(await experimentRowCounts(db, 'bomb')).toEqual(before);
   });
 
   it('an unparseable --set value is a spec error too (exit 2)', async () => {
@@ -97,7 +86,7 @@ describe('spec errors are spec errors: exit 2, file named, said once', () => {
     const data = datasetWithABadRow();
     const spec = evalSpec(uniqueName('strict'), sim.url, data, undefined);
     const path = writeSpec(spec);
-    const before = await rowCounts(spec.name);
+    const before = await experimentRowCounts(db, spec.name);
     const flag = await runCli(['run', path, '--strict']);
     expect(flag.code).toBe(2);
     expect(flag.stderr).toMatch(
@@ -106,7 +95,7 @@ describe('spec errors are spec errors: exit 2, file named, said once', () => {
     const field = await runCli(['run', writeSpec({ ...spec, strict: true })]);
     expect(field.code).toBe(2);
     expect(field.stderr).toMatch(/datasets\.vlrb: 1 row\(s\) skipped: line 5: .*strict/);
-    expect(await rowCounts(spec.name)).toEqual(before);
+    expect(await experimentRowCounts(db, spec.name)).toEqual(before);
     // Without strict it only warns (and --detach returns at once).
     const lenient = await runCli(['run', path, '--detach', '--json'], { JUDGEFLOW_TASK_QUEUE: uniqueName('nobody') });
     expect(lenient.code).toBe(0);

@@ -52,3 +52,14 @@ export async function startTestWorker(taskQueue: string, address = testTemporalA
 export function uniqueName(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
 }
+
+/** Experiment, run and stage rows of experiment `name` (other test files write their own experiments at the same time). */
+export async function experimentRowCounts(db: DbHandle, name: string): Promise<{ e: number; r: number; s: number }> {
+  const r = await db.pool.query(
+    `select (select count(*) from experiments where name = $1)::int as e,
+            (select count(*) from runs r join experiments x on x.id = r.experiment_id where x.name = $1)::int as r,
+            (select count(*) from stages s join runs r on r.id = s.run_id join experiments x on x.id = r.experiment_id where x.name = $1)::int as s`,
+    [name],
+  );
+  return r.rows[0];
+}
