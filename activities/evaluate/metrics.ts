@@ -68,6 +68,10 @@ interface ItemAgg {
   subset: string;
   /** view index → votes of the view's samples, in sample order. */
   views: Map<number, ViewAgg>;
+  /** Samples of the item, and how many of them were unparseable / parseable (for the rates' CIs). */
+  samples: number;
+  unparseable: number;
+  parseable: number;
 }
 
 interface ViewAgg {
@@ -119,7 +123,16 @@ export function computeMetrics(judgments: Iterable<JudgmentRecord>, items: Itera
     let agg = aggs.get(j.itemKey);
     if (!agg) {
       if (!Number.isInteger(item.best) || item.best < 0) throw new MetricsInputError(`item "${j.itemKey}" has best ${item.best}`);
-      agg = { key: j.itemKey, best: item.best, category: item.category ?? j.category, subset: item.subset ?? j.subset, views: new Map() };
+      agg = {
+        key: j.itemKey,
+        best: item.best,
+        category: item.category ?? j.category,
+        subset: item.subset ?? j.subset,
+        views: new Map(),
+        samples: 0,
+        unparseable: 0,
+        parseable: 0,
+      };
       aggs.set(j.itemKey, agg);
     }
     let view = agg.views.get(j.view);
@@ -134,6 +147,7 @@ export function computeMetrics(judgments: Iterable<JudgmentRecord>, items: Itera
     }
 
     samples++;
+    agg.samples++;
     if (j.failed) {
       failedSamples++;
     } else {
@@ -147,12 +161,14 @@ export function computeMetrics(judgments: Iterable<JudgmentRecord>, items: Itera
       }
       if (j.chosenPosition === null) {
         unparseableSamples++;
+        agg.unparseable++;
       } else {
         const candidate = j.permutation[j.chosenPosition];
         if (!Number.isInteger(j.chosenPosition) || candidate === undefined) {
           throw new MetricsInputError(`item "${j.itemKey}" view ${j.view} sample ${j.sample}: chosen position ${j.chosenPosition} out of range`);
         }
         parseableSamples++;
+        agg.parseable++;
         if (j.chosenPosition === 0) firstPosition++;
         view.votes.push([j.sample, candidate]);
       }
@@ -246,7 +262,9 @@ export function computeMetrics(judgments: Iterable<JudgmentRecord>, items: Itera
   if (parseableSamples > 0)
     rows.push({ metric: 'first_position_rate', scope: 'overall', policy: '', value: firstPosition / parseableSamples, n: parseableSamples });
   if (samples > 0) {
-    rows.push({ metric: 'unparseable_rate', scope: 'overall', policy: '', value: unparseableSamples / samples, n: samples });
+    const rateCis = bootstrap > 0 ? bootstrapSampleRates([...aggs.values()], bootstrap, options.seed) : undefined;
+    rows.push(withCi({ metric: 'unparseable_rate', scope: 'overall', policy: '', value: unparseableSamples / samples, n: samples }, rateCis?.unparseable));
+    rows.push(withCi({ metric: 'parseable_rate', scope: 'overall', policy: '', value: parseableSamples / samples, n: samples }, rateCis?.parseable));
     rows.push({ metric: 'failed_rate', scope: 'overall', policy: '', value: failedSamples / samples, n: samples });
   }
   if (views > 0) rows.push({ metric: 'unparseable_view_rate', scope: 'overall', policy: '', value: unparseableViews / views, n: views });
@@ -382,6 +400,37 @@ function bootstrapAccuracies(scores: readonly ItemScore[], categories: readonly 
     macro: { excluded: percentileCi(macroEx), wrong: percentileCi(macroWr) },
     category: { excluded: catEx.map(percentileCi), wrong: catWr.map(percentileCi) },
   };
+}
+
+/**
+ * 95% percentile bootstrap of the unparseable and parseable sample rates, resampling items (an
+ * item's samples and views are not independent of each other): rate = Σ counts / Σ samples over
+ * the drawn items. Its own random stream, so adding it left the accuracy intervals unchanged.
+ */
+function bootstrapSampleRates(aggs: readonly ItemAgg[], resamples: number, seed: number | string): { unparseable: Ci; parseable: Ci } {
+  const n = aggs.length;
+  const s = Float64Array.from(aggs, (a) => a.samples);
+  const u = Float64Array.from(aggs, (a) => a.unparseable);
+  const p = Float64Array.from(aggs, (a) => a.parseable);
+  const rng = createRng('judgeflow/bootstrap/sample-rates', seed);
+  const unparseable: number[] = [];
+  const parseable: number[] = [];
+  for (let b = 0; b < resamples; b++) {
+    let sS = 0;
+    let sU = 0;
+    let sP = 0;
+    for (let i = 0; i < n; i++) {
+      const d = rng.nextInt(n);
+      sS += s[d]!;
+      sU += u[d]!;
+      sP += p[d]!;
+    }
+    if (sS > 0) {
+      unparseable.push(sU / sS);
+      parseable.push(sP / sS);
+    }
+  }
+  return { unparseable: percentileCi(unparseable), parseable: percentileCi(parseable) };
 }
 
 function percentileCi(values: number[]): Ci {

@@ -104,7 +104,7 @@ async function printMetricsTable(conn: Connected, runId: string, stageId: string
         : '',
       get('position_consistency') ? pct(get('position_consistency')!.value) : '',
       get('first_position_rate') ? pct(get('first_position_rate')!.value) : '',
-      get('unparseable_rate') ? pct(get('unparseable_rate')!.value) : '',
+      withCi(get('unparseable_rate')),
       get('mean_output_tokens') ? Math.round(get('mean_output_tokens')!.value) : '',
       `${requests} (${cached} cached)`,
       cost > 0 ? `$${cost.toFixed(2)}` : '',

@@ -311,3 +311,51 @@ describe('computeMetrics agrees with an independent computation', () => {
     expect(Math.abs((r.ciHigh! + r.ciLow!) / 2 - m)).toBeLessThan(halfWidth * 0.25);
   });
 });
+
+describe('parseable and unparseable rates with CIs', () => {
+  // 400 items × 2 views × 2 samples; an item's outputs are either all unparseable (30% of items) or all
+  // parseable: the samples are clustered, so an honest interval is as wide as 400 draws, not 1,600.
+  const items: ScoredItem[] = [];
+  const judgments: JudgmentRecord[] = [];
+  let unparseableItems = 0;
+  for (let i = 0; i < 400; i++) {
+    const itemKey = `c${i}`;
+    items.push({ itemKey, best: 0, category: 'c', subset: 's' });
+    const bad = (i * 7919) % 10 < 3;
+    if (bad) unparseableItems++;
+    for (let view = 0; view < 2; view++)
+      for (let sample = 0; sample < 2; sample++)
+        judgments.push({
+          itemKey,
+          category: 'c',
+          subset: 's',
+          view,
+          sample,
+          permutation: view ? [1, 0] : [0, 1],
+          chosenPosition: bad ? null : view,
+          failed: false,
+        });
+  }
+  const rows = computeMetrics(judgments, items, { seed: 3, bootstrap: 1000 });
+
+  it('resamples items, not samples: the interval has the width of 400 clustered draws', () => {
+    const p = unparseableItems / 400;
+    const u = row(rows, 'unparseable_rate', 'overall');
+    expect(u).toMatchObject({ value: p, n: 1600 });
+    const halfWidth = 1.96 * Math.sqrt((p * (1 - p)) / 400);
+    expect(u.ciHigh! - u.ciLow!).toBeGreaterThan(2 * halfWidth * 0.8);
+    expect(u.ciHigh! - u.ciLow!).toBeLessThan(2 * halfWidth * 1.2);
+    const q = row(rows, 'parseable_rate', 'overall');
+    expect(q.value).toBeCloseTo(1 - p, 12);
+    expect(q.ciLow!).toBeCloseTo(1 - u.ciHigh!, 12);
+    expect(q.ciHigh!).toBeCloseTo(1 - u.ciLow!, 12);
+  });
+
+  it('parseable + unparseable + failed = 1, and bootstrap 0 gives the rates without intervals', () => {
+    const withFailures = judgments.map((j, i) => (i % 10 === 0 ? { ...j, failed: true, chosenPosition: null } : j));
+    const r = computeMetrics(withFailures, items, { seed: 3, bootstrap: 0 });
+    const sum = row(r, 'parseable_rate', 'overall').value + row(r, 'unparseable_rate', 'overall').value + row(r, 'failed_rate', 'overall').value;
+    expect(sum).toBeCloseTo(1, 12);
+    expect(row(r, 'parseable_rate', 'overall').ciLow).toBeUndefined();
+  });
+});
