@@ -22,17 +22,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { crc32, deflateSync } from 'node:zlib';
 import OpenAI from 'openai';
-import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode } from '@temporalio/worker';
 import YAML from 'yaml';
 import { DEFAULT_CAPTION_TEMPLATE, DEFAULT_REASON_TEMPLATE, judgeReasoning, renderReasonPrompt } from '../activities/distill/core.js';
 import { launchRun } from '../cli/launch.js';
-import { openDb } from '../db/client.js';
-import { applyMigrations } from '../db/migrate.js';
 import '../spec/builtin.js';
 import { loadSpec } from '../spec/load.js';
-import { startWorker } from '../worker.js';
-import { Cleanups, REPO, median, quietLogger, spawnSimulator, temporalAddress, temporaryDatabase } from './lib.js';
+import { Cleanups, startJudgeflowBench, median } from './lib.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -167,14 +162,10 @@ async function plainScript(
 async function main(cleanups: Cleanups): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'jf-bench-distill-'));
   const { path, items } = writeItems(dir);
-  const dbUrl = await temporaryDatabase(cleanups);
-  const handle = openDb(dbUrl);
-  cleanups.add(() => handle.close());
-  await applyMigrations(handle.db);
-  const address = await temporalAddress(cleanups);
   const latency = { kind: 'fixed', ms: Number(args.latency) };
-  const url = await spawnSimulator(
-    {
+  const { handle, url, client, taskQueue } = await startJudgeflowBench(cleanups, {
+    name: 'distill',
+    simulator: {
       seed: 5,
       latency,
       models: {
@@ -182,20 +173,7 @@ async function main(cleanups: Cleanups): Promise<void> {
         reasoner: { behaviour: 'reasoner', accuracy: Number(args.accuracy), truth: path, output_tokens: 300 },
       },
     },
-    cleanups,
-  );
-  const connection = await Connection.connect({ address });
-  cleanups.add(() => connection.close());
-  const client = new Client({ connection });
-  const taskQueue = `bench-distill-${Date.now()}`;
-  const worker = await startWorker({
-    databaseUrl: dbUrl,
-    temporalAddress: address,
-    namespace: 'default',
-    taskQueue,
-    workflowBundle: await bundleWorkflowCode({ workflowsPath: join(REPO, 'workflows', 'index.ts'), logger: quietLogger }),
   });
-  cleanups.add(() => worker.shutdown());
 
   let seed = 300;
   const judgeflowRun = async (round: string) => {

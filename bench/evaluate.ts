@@ -14,19 +14,14 @@
  */
 import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
-import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode } from '@temporalio/worker';
 import { launchRun } from '../cli/launch.js';
-import { openDb } from '../db/client.js';
-import { applyMigrations } from '../db/migrate.js';
 import { loadDataset } from '../activities/datasets/mc.js';
 import { parseChoice } from '../activities/evaluate/parse.js';
 import { renderJudgePrompt } from '../activities/evaluate/prompt.js';
 import { viewsFor } from '../activities/evaluate/views.js';
 import '../spec/builtin.js';
 import { loadSpec } from '../spec/load.js';
-import { startWorker } from '../worker.js';
-import { Cleanups, REPO, median, quietLogger, spawnSimulator, temporalAddress, temporaryDatabase, watchEventLoop } from './lib.js';
+import { Cleanups, startJudgeflowBench, REPO, median, watchEventLoop } from './lib.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,27 +93,10 @@ async function plainScript(url: string, seed: number): Promise<{ seconds: number
 }
 
 async function main(cleanups: Cleanups): Promise<void> {
-  const dbUrl = await temporaryDatabase(cleanups);
-  const handle = openDb(dbUrl);
-  cleanups.add(() => handle.close());
-  await applyMigrations(handle.db);
-  const address = await temporalAddress(cleanups);
-  const url = await spawnSimulator(
-    { seed: 3, truth: DATA, latency: { kind: 'fixed', ms: LATENCY }, models: { judge: { behaviour: 'judge', accuracy: 0.8 } } },
-    cleanups,
-  );
-  const connection = await Connection.connect({ address });
-  cleanups.add(() => connection.close());
-  const client = new Client({ connection });
-  const taskQueue = `bench-evaluate-${Date.now()}`;
-  const worker = await startWorker({
-    databaseUrl: dbUrl,
-    temporalAddress: address,
-    namespace: 'default',
-    taskQueue,
-    workflowBundle: await bundleWorkflowCode({ workflowsPath: join(REPO, 'workflows', 'index.ts'), logger: quietLogger }),
+  const { handle, url, client, taskQueue } = await startJudgeflowBench(cleanups, {
+    name: 'evaluate',
+    simulator: { seed: 3, truth: DATA, latency: { kind: 'fixed', ms: LATENCY }, models: { judge: { behaviour: 'judge', accuracy: 0.8 } } },
   });
-  cleanups.add(() => worker.shutdown());
 
   const dir = mkdtempSync(join(tmpdir(), 'jf-bench-eval-'));
   // A new seed per run: otherwise the content-addressed cache answers every request of a repeat.

@@ -11,6 +11,7 @@ import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker
 import { openDb } from '../db/client.js';
 import { applyMigrations } from '../db/migrate.js';
 import { createInferenceActivities, type InferenceGateway } from '../activities/inference/index.js';
+import { startWorker } from '../worker.js';
 import { findTemporalCli } from '../runtime/temporal-cli.js';
 import { freePort, waitForTcp } from '../runtime/net.js';
 
@@ -100,6 +101,32 @@ export function watchEventLoop(): () => string {
     const lag = (ns: number) => Math.max(0, ns / 1e6 - resolutionMs).toFixed(1);
     return `event-loop lag p50 ${lag(h.percentile(50))} ms, p99 ${lag(h.percentile(99))} ms, max ${lag(h.max)} ms`;
   };
+}
+
+/**
+ * Scratch database (migrated), Temporal and a client, the simulator with `simulator` as its config,
+ * and the worker users run (worker.ts, the production workflows) on a fresh task queue.
+ */
+export async function startJudgeflowBench(cleanups: Cleanups, opts: { name: string; simulator: unknown }) {
+  const dbUrl = await temporaryDatabase(cleanups);
+  const handle = openDb(dbUrl);
+  cleanups.add(() => handle.close());
+  await applyMigrations(handle.db);
+  const address = await temporalAddress(cleanups);
+  const url = await spawnSimulator(opts.simulator, cleanups);
+  const connection = await Connection.connect({ address });
+  cleanups.add(() => connection.close());
+  const client = new Client({ connection });
+  const taskQueue = `bench-${opts.name}-${Date.now()}`;
+  const worker = await startWorker({
+    databaseUrl: dbUrl,
+    temporalAddress: address,
+    namespace: 'default',
+    taskQueue,
+    workflowBundle: await bundleWorkflowCode({ workflowsPath: join(REPO, 'workflows', 'index.ts'), logger: quietLogger }),
+  });
+  cleanups.add(() => worker.shutdown());
+  return { handle, url, client, taskQueue };
 }
 
 /**

@@ -20,8 +20,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
-import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode } from '@temporalio/worker';
 import YAML from 'yaml';
 import { loadQaDataset, locateEasyVqa } from '../activities/datasets/qa.js';
 import { parseChoice } from '../activities/evaluate/parse.js';
@@ -37,12 +35,9 @@ import {
 } from '../activities/sweep/prompts.js';
 import { candidateSets, select, type JudgeRequest, type Strategy, type Verdict } from '../activities/sweep/selection.js';
 import { launchRun } from '../cli/launch.js';
-import { openDb } from '../db/client.js';
-import { applyMigrations } from '../db/migrate.js';
 import '../spec/builtin.js';
 import { loadSpec } from '../spec/load.js';
-import { startWorker } from '../worker.js';
-import { Cleanups, REPO, quietLogger, spawnSimulator, temporalAddress, temporaryDatabase, watchEventLoop } from './lib.js';
+import { Cleanups, startJudgeflowBench, watchEventLoop } from './lib.js';
 
 const { values: args } = parseArgs({ options: { questions: { type: 'string' }, latency: { type: 'string' }, concurrency: { type: 'string' } } });
 const QUESTIONS = Number(args.questions ?? 500);
@@ -159,31 +154,14 @@ async function plainScript(url: string, seed: number): Promise<{ seconds: number
 }
 
 async function main(cleanups: Cleanups): Promise<void> {
-  const dbUrl = await temporaryDatabase(cleanups);
-  const handle = openDb(dbUrl);
-  cleanups.add(() => handle.close());
-  await applyMigrations(handle.db);
-  const address = await temporalAddress(cleanups);
-  const url = await spawnSimulator(
-    {
+  const { handle, url, client, taskQueue } = await startJudgeflowBench(cleanups, {
+    name: 'sweep',
+    simulator: {
       seed: 4,
       latency: { kind: 'fixed', ms: LATENCY },
       models: { policy: { behaviour: 'policy', accuracy: 0.5, answers: 'easy-vqa:test' }, judge: { behaviour: 'judge', accuracy: 0.7, think: false } },
     },
-    cleanups,
-  );
-  const connection = await Connection.connect({ address });
-  cleanups.add(() => connection.close());
-  const client = new Client({ connection });
-  const taskQueue = `bench-sweep-${Date.now()}`;
-  const worker = await startWorker({
-    databaseUrl: dbUrl,
-    temporalAddress: address,
-    namespace: 'default',
-    taskQueue,
-    workflowBundle: await bundleWorkflowCode({ workflowsPath: join(REPO, 'workflows', 'index.ts'), logger: quietLogger }),
   });
-  cleanups.add(() => worker.shutdown());
   const dir = mkdtempSync(join(tmpdir(), 'jf-bench-sweep-'));
 
   const judgeflowRun = async (seed: number, questions: number): Promise<{ seconds: number; requests: number; scores: Record<string, number>; lag: string }> => {
