@@ -13,10 +13,10 @@ import { startSimulator, type SimHandle } from '../../sim/server.js';
 import type { SimConfigInput } from '../../sim/config.js';
 import '../../spec/builtin.js';
 import { runCli } from '../helpers/cli.js';
-import { REPO, openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
+import { REPO, uniqueName } from '../helpers/env.js';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { specFromObject, writeSpec } from '../helpers/spec.js';
 import type { DbHandle } from '../../db/client.js';
-import type { RunningWorker } from '../../worker.js';
 
 const DATA = `${REPO}/data/vl-rewardbench/data.jsonl`;
 const TQ = uniqueName('down');
@@ -34,22 +34,14 @@ const SIM: SimConfigInput = {
 
 let db: DbHandle;
 let sim: SimHandle;
-let worker: RunningWorker;
 let client: Client;
-let closeClient: () => Promise<void>;
+let stack: TestStack;
 
 beforeAll(async () => {
-  db = await openTestDb();
-  sim = await startSimulator(SIM);
-  worker = await startTestWorker(TQ);
-  ({ client, close: closeClient } = await testClient());
+  stack = await startTestStack(TQ, SIM);
+  ({ db, sim, client } = stack);
 });
-afterAll(async () => {
-  await worker?.shutdown();
-  await closeClient?.();
-  await sim?.close();
-  await db?.close();
-});
+afterAll(() => stack?.close());
 
 async function counts(runId: string, stageId: string) {
   const res = await db.pool.query<{ requests: number; succeeded: number; failed: number }>(

@@ -10,12 +10,12 @@ import { and, eq } from 'drizzle-orm';
 import type { Client } from '@temporalio/client';
 import { launchRun } from '../../cli/launch.js';
 import { artifacts, inferenceRequests, judgments, metrics, requestBodies } from '../../db/schema/index.js';
-import { startSimulator, type SimHandle } from '../../sim/server.js';
+import type { SimHandle } from '../../sim/server.js';
 import '../../spec/builtin.js';
-import { openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
+import { uniqueName } from '../helpers/env.js';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { specFromObject } from '../helpers/spec.js';
 import type { DbHandle } from '../../db/client.js';
-import type { RunningWorker } from '../../worker.js';
 
 // Distinct tiny PNG-signed files: only their bytes (and so their content hashes) matter here.
 const png = (i: number) =>
@@ -27,9 +27,8 @@ const png = (i: number) =>
 const TQ = uniqueName('mc');
 let db: DbHandle;
 let sim: SimHandle;
-let worker: RunningWorker;
 let client: Client;
-let closeClient: () => Promise<void>;
+let stack: TestStack;
 let dir: string;
 
 beforeAll(async () => {
@@ -61,17 +60,10 @@ beforeAll(async () => {
   lines.splice(20, 0, JSON.stringify({ id: 'no-image', query: 'q', image: 'img/missing.png', candidates: ['a', 'b'], best: 0 }));
   writeFileSync(join(dir, 'mc.jsonl'), lines.join('\n') + '\n');
   writeFileSync(join(dir, 'truth.jsonl'), truth.join('\n') + '\n');
-  db = await openTestDb();
-  sim = await startSimulator({ seed: 4, truth: join(dir, 'truth.jsonl'), models: { judge: { behaviour: 'judge', accuracy: 1 } } });
-  worker = await startTestWorker(TQ);
-  ({ client, close: closeClient } = await testClient());
+  stack = await startTestStack(TQ, { seed: 4, truth: join(dir, 'truth.jsonl'), models: { judge: { behaviour: 'judge', accuracy: 1 } } });
+  ({ db, sim, client } = stack);
 });
-afterAll(async () => {
-  await worker?.shutdown();
-  await closeClient?.();
-  await sim?.close();
-  await db?.close();
-});
+afterAll(() => stack?.close());
 
 describe('evaluate on mc-jsonl with images, K = 3', () => {
   it('judges every cyclic shift, sends images as data URLs, reports the skipped rows', async () => {

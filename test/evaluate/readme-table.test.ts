@@ -12,31 +12,23 @@ import { printRunResults } from '../../cli/commands/results.js';
 import type { Connected } from '../../cli/connect.js';
 import type { DbHandle } from '../../db/client.js';
 import { loadSimConfig } from '../../sim/config.js';
-import { startSimulator, type SimHandle } from '../../sim/server.js';
+import type { SimHandle } from '../../sim/server.js';
 import '../../spec/builtin.js';
 import { loadSpec } from '../../spec/load.js';
-import type { RunningWorker } from '../../worker.js';
-import { REPO, openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
+import { REPO, uniqueName } from '../helpers/env.js';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
 
 const TQ = uniqueName('readme');
 let db: DbHandle;
 let sim: SimHandle;
-let worker: RunningWorker;
 let client: Client;
-let closeClient: () => Promise<void>;
+let stack: TestStack;
 
 beforeAll(async () => {
-  db = await openTestDb();
-  sim = await startSimulator(loadSimConfig(join(REPO, 'experiments', 'sim', 'vlrb-judges.yaml')));
-  worker = await startTestWorker(TQ);
-  ({ client, close: closeClient } = await testClient());
+  stack = await startTestStack(TQ, loadSimConfig(join(REPO, 'experiments', 'sim', 'vlrb-judges.yaml')));
+  ({ db, sim, client } = stack);
 });
-afterAll(async () => {
-  await worker?.shutdown();
-  await closeClient?.();
-  await sim?.close();
-  await db?.close();
-});
+afterAll(() => stack?.close());
 
 describe('README main-job table', () => {
   it('vlrb-judges prints the rows the README shows', async () => {

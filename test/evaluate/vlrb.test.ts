@@ -7,24 +7,22 @@ import { and, eq } from 'drizzle-orm';
 import type { Client } from '@temporalio/client';
 import { launchRun } from '../../cli/launch.js';
 import { judgments, metrics } from '../../db/schema/index.js';
-import { startSimulator, type SimHandle } from '../../sim/server.js';
+import type { SimHandle } from '../../sim/server.js';
 import '../../spec/builtin.js';
-import { REPO, openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
+import { REPO, uniqueName } from '../helpers/env.js';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { specFromObject } from '../helpers/spec.js';
 import type { DbHandle } from '../../db/client.js';
-import type { RunningWorker } from '../../worker.js';
 
 const DATA = `${REPO}/data/vl-rewardbench/data.jsonl`;
 const TQ = uniqueName('vlrb');
 let db: DbHandle;
 let sim: SimHandle;
-let worker: RunningWorker;
 let client: Client;
-let closeClient: () => Promise<void>;
+let stack: TestStack;
 
 beforeAll(async () => {
-  db = await openTestDb();
-  sim = await startSimulator({
+  stack = await startTestStack(TQ, {
     seed: 11,
     truth: DATA,
     models: {
@@ -33,15 +31,9 @@ beforeAll(async () => {
       'judge-messy': { behaviour: 'judge', accuracy: 0.8, unparseable_rate: 0.2, answer_format: 'boxed' },
     },
   });
-  worker = await startTestWorker(TQ);
-  ({ client, close: closeClient } = await testClient());
+  ({ db, sim, client } = stack);
 });
-afterAll(async () => {
-  await worker?.shutdown();
-  await closeClient?.();
-  await sim?.close();
-  await db?.close();
-});
+afterAll(() => stack?.close());
 
 type M = typeof metrics.$inferSelect;
 const pick = (rows: M[], stage: string, metric: string, scope = 'overall', policy = '') =>

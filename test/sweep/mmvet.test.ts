@@ -13,10 +13,10 @@ import { loadSource } from '../../activities/datasets/index.js';
 import { locateEasyVqa } from '../../activities/datasets/qa.js';
 import { launchRun } from '../../cli/launch.js';
 import type { DbHandle } from '../../db/client.js';
-import { startSimulator, type SimHandle } from '../../sim/server.js';
+import type { SimHandle } from '../../sim/server.js';
 import '../../spec/builtin.js';
-import type { RunningWorker } from '../../worker.js';
-import { openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
+import { uniqueName } from '../helpers/env.js';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { specFromObject } from '../helpers/spec.js';
 
 /** id, capabilities, question, ground truth, the policy's prediction, the score a grader following the rule gives it. */
@@ -32,9 +32,8 @@ const FIXTURE: [string, string[], string, string, string, number][] = [
 
 let db: DbHandle;
 let sim: SimHandle;
-let worker: RunningWorker;
 let client: Client;
-let closeClient: () => Promise<void>;
+let stack: TestStack;
 let dir: string;
 const TQ = uniqueName('mmvet');
 
@@ -51,23 +50,16 @@ beforeAll(async () => {
   });
   writeFileSync(join(dir, 'mm-vet.json'), JSON.stringify(records, null, 2));
   writeFileSync(join(dir, 'predictions.jsonl'), predictions.join('\n') + '\n');
-  db = await openTestDb();
-  sim = await startSimulator({
+  stack = await startTestStack(TQ, {
     seed: 2,
     models: {
       policy: { behaviour: 'policy', accuracy: 1, answers: join(dir, 'predictions.jsonl') },
       grader: { behaviour: 'grader' },
     },
   });
-  worker = await startTestWorker(TQ);
-  ({ client, close: closeClient } = await testClient());
+  ({ db, sim, client } = stack);
 });
-afterAll(async () => {
-  await worker?.shutdown();
-  await closeClient?.();
-  await sim?.close();
-  await db?.close();
-});
+afterAll(() => stack?.close());
 
 describe('MM-Vet format and grader', () => {
   it('loads {id: {imagename, capability, question, answer}} with capabilities in meta, format inferred', async () => {

@@ -11,10 +11,10 @@ import { launchRun } from '../../cli/launch.js';
 import { renderSweepCurve } from '../../cli/sweep-results.js';
 import { runArtifacts } from '../../db/artifacts.js';
 import type { DbHandle } from '../../db/client.js';
-import { startSimulator, type SimHandle } from '../../sim/server.js';
+import type { SimHandle } from '../../sim/server.js';
 import '../../spec/builtin.js';
-import type { RunningWorker } from '../../worker.js';
-import { openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
+import { uniqueName } from '../helpers/env.js';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { specFromObject } from '../helpers/spec.js';
 
 const TQ = uniqueName('sweep');
@@ -28,13 +28,11 @@ const Z99 = 2.576;
 
 let db: DbHandle;
 let sim: SimHandle;
-let worker: RunningWorker;
 let client: Client;
-let closeClient: () => Promise<void>;
+let stack: TestStack;
 
 beforeAll(async () => {
-  db = await openTestDb();
-  sim = await startSimulator({
+  stack = await startTestStack(TQ, {
     seed: 11,
     models: {
       policy: { behaviour: 'policy', accuracy: P, answers: 'easy-vqa:test' },
@@ -44,15 +42,9 @@ beforeAll(async () => {
       'judge-ko': { behaviour: 'judge', accuracy: A, think: false },
     },
   });
-  worker = await startTestWorker(TQ);
-  ({ client, close: closeClient } = await testClient());
+  ({ db, sim, client } = stack);
 });
-afterAll(async () => {
-  await worker?.shutdown();
-  await closeClient?.();
-  await sim?.close();
-  await db?.close();
-});
+afterAll(() => stack?.close());
 
 const q = async <T extends Record<string, unknown>>(text: string, params: unknown[] = []) => (await db.pool.query<T>(text, params)).rows;
 

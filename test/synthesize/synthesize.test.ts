@@ -14,10 +14,10 @@ import { sha256Hex } from '../../activities/inference/cache-key.js';
 import { launchRun } from '../../cli/launch.js';
 import type { DbHandle } from '../../db/client.js';
 import { runArtifacts } from '../../db/artifacts.js';
-import { startSimulator, type SimHandle } from '../../sim/server.js';
+import type { SimHandle } from '../../sim/server.js';
 import '../../spec/builtin.js';
-import type { RunningWorker } from '../../worker.js';
-import { REPO, openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
+import { REPO, uniqueName } from '../helpers/env.js';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { specFromObject } from '../helpers/spec.js';
 import { largestHistoryPayload } from './helpers.js';
 
@@ -25,28 +25,20 @@ const TQ = uniqueName('synth');
 const ITEMS = 1200;
 let db: DbHandle;
 let sim: SimHandle;
-let worker: RunningWorker;
 let client: Client;
-let closeClient: () => Promise<void>;
+let stack: TestStack;
 
 beforeAll(async () => {
-  db = await openTestDb();
-  sim = await startSimulator({
+  stack = await startTestStack(TQ, {
     seed: 3,
     models: {
       writer: { behaviour: 'negatives', identical_rate: 0.06, empty_rate: 0.04, refusal_rate: 0.05 },
       judge: { behaviour: 'judge', accuracy: 0.8 },
     },
   });
-  worker = await startTestWorker(TQ);
-  ({ client, close: closeClient } = await testClient());
+  ({ db, sim, client } = stack);
 });
-afterAll(async () => {
-  await worker?.shutdown();
-  await closeClient?.();
-  await sim?.close();
-  await db?.close();
-});
+afterAll(() => stack?.close());
 
 const q = async <T extends Record<string, unknown>>(text: string, params: unknown[] = []) => (await db.pool.query<T>(text, params)).rows;
 
