@@ -5,28 +5,22 @@ import { launchRun } from '../../cli/launch.js';
 import { runs, stages } from '../../db/schema/index.js';
 import { liveProgress } from '../../cli/live-progress.js';
 import type { RunProgress } from '../../workflows/types.js';
-import { openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
+import { uniqueName } from '../helpers/env.js';
+import { startWorkerStack, type WorkerStack } from '../helpers/stack.js';
 import { diamond, specFromObject } from '../helpers/spec.js';
 import type { DbHandle } from '../../db/client.js';
-import type { RunningWorker } from '../../worker.js';
 import type { Client } from '@temporalio/client';
 
 const TQ = uniqueName('engine');
 let db: DbHandle;
-let worker: RunningWorker;
 let client: Client;
-let closeClient: () => Promise<void>;
+let stack: WorkerStack;
 
 beforeAll(async () => {
-  db = await openTestDb();
-  worker = await startTestWorker(TQ);
-  ({ client, close: closeClient } = await testClient());
+  stack = await startWorkerStack(TQ);
+  ({ db, client } = stack);
 });
-afterAll(async () => {
-  await worker?.shutdown();
-  await closeClient?.();
-  await db?.close();
-});
+afterAll(() => stack?.close());
 
 async function stageRows(runId: string) {
   const rows = await db.db.select().from(stages).where(eq(stages.runId, runId));

@@ -9,28 +9,22 @@ import { temporal } from '@temporalio/proto';
 import { launchRun } from '../../cli/launch.js';
 import { liveProgress } from '../../cli/live-progress.js';
 import type { DbHandle } from '../../db/client.js';
-import type { RunningWorker } from '../../worker.js';
 import type { RunProgress } from '../../workflows/types.js';
-import { openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
+import { uniqueName } from '../helpers/env.js';
+import { startWorkerStack, type WorkerStack } from '../helpers/stack.js';
 import { specFromObject } from '../helpers/spec.js';
 
 const EventType = temporal.api.enums.v1.EventType;
 const TQ = uniqueName('progress');
 let db: DbHandle;
-let worker: RunningWorker;
 let client: Client;
-let closeClient: () => Promise<void>;
+let stack: WorkerStack;
 
 beforeAll(async () => {
-  db = await openTestDb();
-  worker = await startTestWorker(TQ);
-  ({ client, close: closeClient } = await testClient());
+  stack = await startWorkerStack(TQ);
+  ({ db, client } = stack);
 });
-afterAll(async () => {
-  await worker?.shutdown();
-  await closeClient?.();
-  await db?.close();
-});
+afterAll(() => stack?.close());
 
 /** Runs one test-work stage of `chunks` chunks; returns the event types of the parent's and the stage's histories. */
 async function runStage(chunks: number, ms: number, onRunning?: (runId: string) => Promise<void>) {
