@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
-import { openDb } from '../db/client.js';
+import { openDb, type Db } from '../db/client.js';
 import { applyMigrations } from '../db/migrate.js';
 import { createInferenceActivities, type InferenceGateway } from '../activities/inference/index.js';
 import { startWorker } from '../worker.js';
@@ -134,8 +134,20 @@ export async function startJudgeflowBench(cleanups: Cleanups, opts: { name: stri
  * in-process worker running `runInference` (test/inference/workflows.ts) with `gateway`.
  */
 export async function startInferenceBench(cleanups: Cleanups, opts: { name: string; gateway: InferenceGateway }) {
+  return startScratchWorker(cleanups, {
+    name: opts.name,
+    workflowsPath: join(REPO, 'test', 'inference', 'workflows.ts'),
+    activities: (db) => createInferenceActivities({ db, gateway: opts.gateway }),
+  });
+}
+
+/**
+ * A scratch database (migrated), a Temporal client, and an in-process worker (no supervisor, no
+ * production defaults) with `activities` over that database and the workflows at `workflowsPath`.
+ */
+export async function startScratchWorker(cleanups: Cleanups, opts: { name: string; workflowsPath: string; activities: (db: Db) => object; pool?: number }) {
   const dbUrl = await temporaryDatabase(cleanups);
-  const handle = openDb(dbUrl, { max: 10 });
+  const handle = openDb(dbUrl, { max: opts.pool ?? 10 });
   cleanups.add(() => handle.close());
   await applyMigrations(handle.db);
   const address = await temporalAddress(cleanups);
@@ -147,8 +159,8 @@ export async function startInferenceBench(cleanups: Cleanups, opts: { name: stri
   const worker = await Worker.create({
     connection: nativeConnection,
     taskQueue,
-    workflowBundle: await bundleWorkflowCode({ workflowsPath: join(REPO, 'test', 'inference', 'workflows.ts'), logger: quietLogger }),
-    activities: createInferenceActivities({ db: handle.db, gateway: opts.gateway }),
+    workflowBundle: await bundleWorkflowCode({ workflowsPath: opts.workflowsPath, logger: quietLogger }),
+    activities: opts.activities(handle.db),
   });
   const running = worker.run();
   cleanups.add(async () => {
@@ -156,5 +168,5 @@ export async function startInferenceBench(cleanups: Cleanups, opts: { name: stri
     await running;
     await nativeConnection.close();
   });
-  return { db: handle.db, client, taskQueue };
+  return { db: handle.db, handle, dbUrl, client, taskQueue, address };
 }

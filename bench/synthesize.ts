@@ -20,18 +20,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
-import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
 import { importSource } from '../activities/datasets/index.js';
 import { InferenceGateway } from '../activities/inference/index.js';
 import { renderNegativePrompt } from '../activities/synthesize/core.js';
-import { openDb } from '../db/client.js';
-import { applyMigrations } from '../db/migrate.js';
 import { endpointSchema } from '../spec/endpoint.js';
 import { synthesizeParams, templateFor } from '../spec/kinds/synthesize.js';
 import type { StageInput, StageOutput } from '../workflows/types.js';
-import { Cleanups, REPO, quietLogger, spawnSimulator, temporalAddress, temporaryDatabase } from './lib.js';
+import { Cleanups, REPO, spawnSimulator, startScratchWorker } from './lib.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -69,27 +65,10 @@ function writeItems(dir: string, n: number): string {
 }
 
 async function main(): Promise<void> {
-  const dbUrl = await temporaryDatabase(cleanups);
-  const handle = openDb(dbUrl, { max: 10 });
-  cleanups.add(() => handle.close());
-  await applyMigrations(handle.db);
-  const address = await temporalAddress(cleanups);
-  const connection = await Connection.connect({ address });
-  cleanups.add(() => connection.close());
-  const client = new Client({ connection });
-  const nativeConnection = await NativeConnection.connect({ address });
-  const taskQueue = `bench-synthesize-${Date.now()}`;
-  const worker = await Worker.create({
-    connection: nativeConnection,
-    taskQueue,
-    workflowBundle: await bundleWorkflowCode({ workflowsPath: join(REPO, 'workflows', 'index.ts'), logger: quietLogger }),
-    activities: createActivities({ db: handle.db, gateway: new InferenceGateway() }),
-  });
-  const running = worker.run();
-  cleanups.add(async () => {
-    worker.shutdown();
-    await running;
-    await nativeConnection.close();
+  const { handle, dbUrl, client, taskQueue, address } = await startScratchWorker(cleanups, {
+    name: 'synthesize',
+    workflowsPath: join(REPO, 'workflows', 'index.ts'),
+    activities: (db) => createActivities({ db, gateway: new InferenceGateway() }),
   });
 
   const url = await spawnSimulator(
