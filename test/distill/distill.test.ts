@@ -19,8 +19,8 @@ import { DEFAULT_REWRITE_TEMPLATES } from '../../activities/distill/core.js';
 import type { DistillSummary } from '../../activities/stages/distill.js';
 import { startSimulator, type SimHandle } from '../../sim/server.js';
 import '../../spec/builtin.js';
-import type { RunningWorker } from '../../worker.js';
-import { openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
+import { uniqueName } from '../helpers/env.js';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { specFromObject } from '../helpers/spec.js';
 import { binomial99, synthStage, synthTruth } from './helpers.js';
 
@@ -39,18 +39,15 @@ const P_HINT = (HINT_FOLLOWING + (1 - HINT_FOLLOWING) * ACCURACY) * (1 - CHANGE)
 let db: DbHandle;
 let writerSim: SimHandle;
 let sim: SimHandle;
-let worker: RunningWorker;
 let client: Client;
-let closeClient: () => Promise<void>;
+let stack: TestStack;
 let truth: string;
 
 const q = async <T extends Record<string, unknown>>(text: string, params: unknown[] = []) => (await db.pool.query<T>(text, params)).rows;
 
 beforeAll(async () => {
-  db = await openTestDb();
-  writerSim = await startSimulator({ seed: 3, models: { writer: { behaviour: 'negatives' } } });
-  worker = await startTestWorker(TQ);
-  ({ client, close: closeClient } = await testClient());
+  stack = await startTestStack(TQ, { seed: 3, models: { writer: { behaviour: 'negatives' } } });
+  ({ db, client, sim: writerSim } = stack);
   truth = await synthTruth({ db, client, taskQueue: TQ, writerUrl: writerSim.url, name: uniqueName('distill-truth'), seed: SEED, limit: LIMIT });
   sim = await startSimulator({
     seed: 11,
@@ -64,11 +61,8 @@ beforeAll(async () => {
   });
 }, 600_000);
 afterAll(async () => {
-  await worker?.shutdown();
-  await closeClient?.();
   await sim?.close();
-  await writerSim?.close();
-  await db?.close();
+  await stack?.close();
 });
 
 function spec(name: string, toImage?: string) {

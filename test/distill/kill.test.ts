@@ -13,7 +13,8 @@ import { runArtifacts } from '../../db/artifacts.js';
 import { startSimulator, type SimHandle } from '../../sim/server.js';
 import '../../spec/builtin.js';
 import type { RunningWorker } from '../../worker.js';
-import { REPO, openTestDb, startTestWorker, testClient, testDatabaseUrl, testTemporalAddress, uniqueName } from '../helpers/env.js';
+import { REPO, startTestWorker, testDatabaseUrl, testTemporalAddress, uniqueName } from '../helpers/env.js';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { specFromObject } from '../helpers/spec.js';
 import { synthTruth } from './helpers.js';
 
@@ -22,20 +23,17 @@ const TQ_KILL = uniqueName('distill-kill-b');
 let db: DbHandle;
 let writerSim: SimHandle;
 let sim: SimHandle;
-let worker: RunningWorker;
 let rescuer: RunningWorker | undefined;
 let child: ChildProcess | undefined;
 let client: Client;
-let closeClient: () => Promise<void>;
+let stack: TestStack;
 let truth: string;
 
 const q = async <T extends Record<string, unknown>>(text: string, params: unknown[] = []) => (await db.pool.query<T>(text, params)).rows;
 
 beforeAll(async () => {
-  db = await openTestDb();
-  writerSim = await startSimulator({ seed: 4, models: { writer: { behaviour: 'negatives' } } });
-  worker = await startTestWorker(TQ);
-  ({ client, close: closeClient } = await testClient());
+  stack = await startTestStack(TQ, { seed: 4, models: { writer: { behaviour: 'negatives' } } });
+  ({ db, client, sim: writerSim } = stack);
   truth = await synthTruth({ db, client, taskQueue: TQ, writerUrl: writerSim.url, name: uniqueName('kill-truth'), seed: 29, limit: 300 });
   sim = await startSimulator({
     seed: 13,
@@ -49,11 +47,8 @@ beforeAll(async () => {
 afterAll(async () => {
   if (child && child.exitCode === null) child.kill('SIGKILL');
   await rescuer?.shutdown();
-  await worker?.shutdown();
-  await closeClient?.();
   await sim?.close();
-  await writerSim?.close();
-  await db?.close();
+  await stack?.close();
 });
 
 function spawnWorker(taskQueue: string): Promise<ChildProcess> {
