@@ -65,3 +65,25 @@ export async function inTransaction<T>(db: Db, fn: (c: PoolClient) => Promise<T>
     c.release();
   }
 }
+
+/** A qa-items row as the stages that read questions (synthesize, sweep) use it, with its image's MIME type. */
+export interface QaRow {
+  idx: number;
+  item_key: string;
+  question: string;
+  answer: string;
+  image_hash: string | null;
+  mime: string | null;
+  meta: Record<string, unknown>;
+}
+
+/** Rows `fromIdx` ≤ idx < `toIdx` of a qa-items artifact, in order. */
+export async function qaRows(db: Db, artifactId: number, fromIdx: number, toIdx: number): Promise<QaRow[]> {
+  const res = await db.$client.query<QaRow>(
+    `select q.idx, q.item_key, q.question, q.answer, q.image_hash, b.mime, q.meta
+     from qa_items q left join blobs b on b.hash = q.image_hash
+     where q.artifact_id = $1 and q.idx >= $2 and q.idx < $3 order by q.idx`,
+    [artifactId, fromIdx, toIdx],
+  );
+  return res.rows;
+}

@@ -16,7 +16,7 @@ import { computeCurve, type CurvePoint, type QuestionOutcomes, type ReplicateOut
 import { extractFinalAnswer, gradeByRule, graderTemperature, mmvetGraderPrompt, normalizeAnswer, parseGraderScore } from '../sweep/graders.js';
 import { parseScore, renderPolicyPrompt, renderScorePrompt, renderSelectPrompt } from '../sweep/prompts.js';
 import { candidateSets, select, type JudgeRequest, type Verdict } from '../sweep/selection.js';
-import { openStageArtifact, resolveSourceArtifact } from './artifacts.js';
+import { openStageArtifact, qaRows, resolveSourceArtifact, type QaRow } from './artifacts.js';
 
 export interface BeginSweepInput {
   runId: string;
@@ -87,26 +87,6 @@ export interface SealSweepOutput {
 export const policyKey = (q: string, s: number) => `${q}|p|s${s}`;
 export const graderKey = (q: string, s: number, run: number, attempt: number) => `${q}|g|s${s}|r${run}|a${attempt}`;
 export const judgeKey = (q: string, key: string) => `${q}|j|${key}`;
-
-interface QaRow {
-  idx: number;
-  item_key: string;
-  question: string;
-  answer: string;
-  image_hash: string | null;
-  mime: string | null;
-  meta: Record<string, unknown>;
-}
-
-async function qaRows(db: Db, artifactId: number, fromIdx: number, toIdx: number): Promise<QaRow[]> {
-  const res = await db.$client.query<QaRow>(
-    `select q.idx, q.item_key, q.question, q.answer, q.image_hash, b.mime, q.meta
-     from qa_items q left join blobs b on b.hash = q.image_hash
-     where q.artifact_id = $1 and q.idx >= $2 and q.idx < $3 order by q.idx`,
-    [artifactId, fromIdx, toIdx],
-  );
-  return res.rows;
-}
 
 function userMessage(item: QaRow, text: string, withImage: boolean): PreparedMessage {
   return {

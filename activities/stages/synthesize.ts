@@ -11,7 +11,7 @@ import type { DatasetRef, EndpointSpec } from '../../workflows/types.js';
 import { loadResults, prepareRequests } from '../inference/store.js';
 import type { PreparedMessage, PrepareRequestRow } from '../inference/types.js';
 import { assembleItem, filterNegatives, renderNegativePrompt, type NegativeStatus } from '../synthesize/core.js';
-import { inTransaction, openStageArtifact, resolveSourceArtifact } from './artifacts.js';
+import { inTransaction, openStageArtifact, qaRows, resolveSourceArtifact, type QaRow } from './artifacts.js';
 
 export interface BeginSynthesisInput {
   runId: string;
@@ -82,25 +82,6 @@ export interface SealSynthesisOutput {
 /** `<source item key>|<error type>|s<sample>`: a negative's request key inside the stage. */
 export function negativeKey(itemKey: string, errorType: string, sample: number): string {
   return `${itemKey}|${errorType}|s${sample}`;
-}
-
-interface QaRow {
-  idx: number;
-  item_key: string;
-  question: string;
-  answer: string;
-  image_hash: string | null;
-  mime: string | null;
-}
-
-async function qaRows(db: Db, artifactId: number, fromIdx: number, toIdx: number): Promise<QaRow[]> {
-  const res = await db.$client.query<QaRow>(
-    `select q.idx, q.item_key, q.question, q.answer, q.image_hash, b.mime
-     from qa_items q left join blobs b on b.hash = q.image_hash
-     where q.artifact_id = $1 and q.idx >= $2 and q.idx < $3 order by q.idx`,
-    [artifactId, fromIdx, toIdx],
-  );
-  return res.rows;
 }
 
 function negativeMessages(item: QaRow, template: string, errorType: string, params: SynthesizeParams): PreparedMessage[] {
