@@ -161,6 +161,51 @@ export function spawnDetached(opts: { command: string[]; logPath: string; env: N
   return { child, pid: child.pid, logOffset, ...(typeof ticks === 'number' && { startTicks: ticks }) };
 }
 
+/**
+ * Starts a service detached (see spawnDetached), writes its record, and waits for `ready` (given
+ * a "still running" check). When it is not ready, stops it with `stop`, removes the record and
+ * throws what `failure` makes of the error and the tail of this start's log.
+ */
+export async function startRecordedService(opts: {
+  stateDir: string;
+  service: ServiceName;
+  command: string[];
+  logPath: string;
+  env: NodeJS.ProcessEnv;
+  cwd?: string;
+  uid?: number;
+  gid?: number;
+  port: number;
+  uiPort?: number;
+  ready: (stillRunning: () => boolean) => Promise<Error | undefined>;
+  stop: { sig: NodeJS.Signals; group: boolean };
+  failure: (err: Error, logTail: string) => StackError;
+}): Promise<SpawnedService> {
+  const spawned = spawnDetached(opts);
+  const fresh: ServiceRecord = {
+    service: opts.service,
+    pid: spawned.pid,
+    ...(spawned.startTicks !== undefined && { startTicks: spawned.startTicks }),
+    port: opts.port,
+    ...(opts.uiPort !== undefined && { uiPort: opts.uiPort }),
+    command: opts.command,
+    logPath: opts.logPath,
+    startedAt: new Date().toISOString(),
+  };
+  writeRecord(opts.stateDir, fresh);
+  let exited = false;
+  spawned.child.once('exit', () => {
+    exited = true;
+  });
+  const err = await opts.ready(() => !exited && recordAlive(fresh));
+  if (err) {
+    await stopRecorded(fresh, { ...opts.stop, graceMs: 5_000 }).catch(() => undefined);
+    removeRecord(opts.stateDir, opts.service);
+    throw opts.failure(err, await logTail(fresh.logPath, spawned.logOffset));
+  }
+  return spawned;
+}
+
 /** The last `lines` lines written to `logPath` since `fromOffset`, secrets masked. */
 export async function logTail(logPath: string, fromOffset = 0, lines = 25, secrets: string[] = []): Promise<string> {
   let text: string;

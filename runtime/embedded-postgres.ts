@@ -18,17 +18,15 @@ import type { RuntimeConfig } from './config.js';
 import { envVarFor } from './config.js';
 import {
   liveRecord,
-  recordAlive,
   logDir,
-  logTail,
   PortInUseError,
   processStartTicks,
+  recordAlive,
   removeRecord,
-  spawnDetached,
   StackError,
+  startRecordedService,
   stopRecorded,
   writeRecord,
-  type ServiceRecord,
 } from './daemon.js';
 import { isTcpOpen } from './net.js';
 
@@ -300,35 +298,25 @@ export async function ensurePostgres(cfg: RuntimeConfig, log: (line: string) => 
     '-c',
     'unix_socket_directories=',
   ];
-  const spawned = spawnDetached({
+  const url = postgresUrl(cfg.stateDir, cfg.pgPort);
+  const spawned = await startRecordedService({
+    stateDir: cfg.stateDir,
+    service: 'postgres',
     command,
     logPath: logPath(cfg.stateDir),
     env: { ...process.env, LC_MESSAGES: 'C' },
     ...(owner && { uid: owner.uid, gid: owner.gid }),
-  });
-  const fresh: ServiceRecord = {
-    service: 'postgres',
-    pid: spawned.pid,
-    ...(spawned.startTicks !== undefined && { startTicks: spawned.startTicks }),
     port: cfg.pgPort,
-    command,
-    logPath: logPath(cfg.stateDir),
-    startedAt: new Date().toISOString(),
-  };
-  writeRecord(cfg.stateDir, fresh);
-  let exited = false;
-  spawned.child.once('exit', () => {
-    exited = true;
+    ready: async (stillRunning) => {
+      const check = await waitQueryable(postgresUrl(cfg.stateDir, cfg.pgPort, 'postgres'), timeoutMs, stillRunning);
+      return check.ok ? undefined : check.error;
+    },
+    stop: { sig: 'SIGINT', group: false },
+    failure: (err, tail) => {
+      const why = /already in use/i.test(tail) ? ` (is port ${cfg.pgPort} taken? set ${portVar} to a free port)` : '';
+      return new StackError(`the embedded PostgreSQL did not start${why}: ${err.message}\n--- ${logPath(cfg.stateDir)} ---\n${tail}`, { cause: err });
+    },
   });
-  const url = postgresUrl(cfg.stateDir, cfg.pgPort);
-  const check = await waitQueryable(postgresUrl(cfg.stateDir, cfg.pgPort, 'postgres'), timeoutMs, () => !exited && recordAlive(fresh));
-  if (!check.ok) {
-    await stopRecorded(fresh, { sig: 'SIGINT', group: false, graceMs: 5_000 }).catch(() => undefined);
-    removeRecord(cfg.stateDir, 'postgres');
-    const tail = await logTail(fresh.logPath, spawned.logOffset);
-    const why = /already in use/i.test(tail) ? ` (is port ${cfg.pgPort} taken? set ${portVar} to a free port)` : '';
-    throw new StackError(`the embedded PostgreSQL did not start${why}: ${check.error.message}\n--- ${fresh.logPath} ---\n${tail}`, { cause: check.error });
-  }
   await ensureDatabase(cfg.stateDir, cfg.pgPort);
   log(`postgres: started pid ${spawned.pid} on 127.0.0.1:${cfg.pgPort} (data ${dataDir}) in ${Date.now() - started} ms`);
   return { databaseUrl: url, started: true, reused: false };

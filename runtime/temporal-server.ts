@@ -7,19 +7,7 @@ import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import type { RuntimeConfig } from './config.js';
 import { envVarFor } from './config.js';
-import {
-  liveRecord,
-  logDir,
-  logTail,
-  PortInUseError,
-  recordAlive,
-  removeRecord,
-  spawnDetached,
-  StackError,
-  stopRecorded,
-  writeRecord,
-  type ServiceRecord,
-} from './daemon.js';
+import { liveRecord, logDir, PortInUseError, recordAlive, removeRecord, StackError, startRecordedService, stopRecorded } from './daemon.js';
 import { isTcpOpen } from './net.js';
 import { findTemporalCli } from './temporal-cli.js';
 
@@ -135,30 +123,22 @@ export async function ensureTemporal(cfg: RuntimeConfig, log: (line: string) => 
     'warn',
   ];
   const started = Date.now();
-  const spawned = spawnDetached({ command, logPath: logPath(cfg.stateDir), env: process.env, cwd: cfg.stateDir });
-  const fresh: ServiceRecord = {
+  const spawned = await startRecordedService({
+    stateDir: cfg.stateDir,
     service: 'temporal',
-    pid: spawned.pid,
-    ...(spawned.startTicks !== undefined && { startTicks: spawned.startTicks }),
-    port: cfg.temporalPort,
-    uiPort: cfg.temporalUiPort,
     command,
     logPath: logPath(cfg.stateDir),
-    startedAt: new Date().toISOString(),
-  };
-  writeRecord(cfg.stateDir, fresh);
-  let exited = false;
-  spawned.child.once('exit', () => {
-    exited = true;
+    env: process.env,
+    cwd: cfg.stateDir,
+    port: cfg.temporalPort,
+    ...(cfg.temporalUiPort !== undefined && { uiPort: cfg.temporalUiPort }),
+    ready: (stillRunning) => probeTemporal(address, cfg.namespace, timeoutMs, stillRunning),
+    stop: { sig: 'SIGTERM', group: true },
+    failure: (err, tail) => {
+      const why = /address already in use/i.test(tail) ? ` (a port is taken: set ${portVar} / ${uiVar} to free ports)` : '';
+      return new StackError(`the Temporal dev server (${bin}) did not start${why}: ${err.message}\n--- ${logPath(cfg.stateDir)} ---\n${tail}`, { cause: err });
+    },
   });
-  const err = await probeTemporal(address, cfg.namespace, timeoutMs, () => !exited && recordAlive(fresh));
-  if (err) {
-    await stopRecorded(fresh, { sig: 'SIGTERM', group: true, graceMs: 5_000 }).catch(() => undefined);
-    removeRecord(cfg.stateDir, 'temporal');
-    const tail = await logTail(fresh.logPath, spawned.logOffset);
-    const why = /address already in use/i.test(tail) ? ` (a port is taken: set ${portVar} / ${uiVar} to free ports)` : '';
-    throw new StackError(`the Temporal dev server (${bin}) did not start${why}: ${err.message}\n--- ${fresh.logPath} ---\n${tail}`, { cause: err });
-  }
   log(`temporal: started pid ${spawned.pid} on ${address}${uiUrl ? `, UI ${uiUrl}` : ''} in ${Date.now() - started} ms`);
   return { address, ...(uiUrl && { uiUrl }), started: true, reused: false };
 }
