@@ -95,6 +95,44 @@ export async function distillOutcomes(
   return { accepted, first, types, traces };
 }
 
+type Outcomes = Awaited<ReturnType<typeof distillOutcomes>>;
+const allTypes = (o: Outcomes) => [...new Set([...o.types.values()].flat())].sort();
+
+/** One distill stage's acceptance rates (95% Wilson CIs) from its outcomes. */
+export function summarizeDistill(s: StageSide, label: string, source: { id: number; name: string; hash: string | null }, o: Outcomes): DistillSideSummary {
+  const errorTypes: Record<string, Proportion> = {};
+  for (const t of allTypes(o)) {
+    const of = restrict(o.accepted, (k) => o.types.get(k)?.includes(t) ?? false);
+    errorTypes[t] = wilson(count(of), of.size);
+  }
+  return {
+    label,
+    runId: s.runId,
+    stageId: s.stageId,
+    axes: s.axes,
+    reusedFrom: s.origin.runId !== s.runId || s.origin.stageId !== s.stageId ? `${s.origin.runId}/${s.origin.stageId}` : undefined,
+    dataset: { artifactId: source.id, name: source.name, hash: source.hash ?? '' },
+    hint: s.params.hint === true,
+    maxAttempts: Number(s.params.max_attempts ?? 1),
+    accepted: wilson(count(o.accepted), o.accepted.size),
+    firstAttempt: wilson(count(o.first), o.first.size),
+    errorTypes,
+    traces: wilson(o.traces.accepted, o.traces.tried),
+    rejections: Object.fromEntries(
+      Object.keys(o.traces.rejected)
+        .sort()
+        .map((r) => [r, wilson(o.traces.rejected[r]!, o.traces.tried)]),
+    ),
+  };
+}
+
+/** A finished distill stage's summary on its own (the report and the dashboard). */
+export async function loadDistillSummary(db: Db, s: StageSide, label: string): Promise<DistillSideSummary | undefined> {
+  if (s.status !== 'succeeded' || s.ref.sourceArtifactId === undefined) return undefined;
+  const source = await loadArtifactInfo(db, Number(s.ref.sourceArtifactId));
+  return source ? summarizeDistill(s, label, source, await distillOutcomes(db, s)) : undefined;
+}
+
 const restrict = (m: Map<string, number>, keep: (k: string) => boolean) => new Map([...m].filter(([k]) => keep(k)));
 const count = (m: Map<string, number>) => [...m.values()].reduce((s, v) => s + v, 0);
 
@@ -126,34 +164,7 @@ export async function buildDistillComparison(
 
   const labels = sides.map((s) => labelOf(s, sides));
   const outcomes = await Promise.all(sides.map((s) => distillOutcomes(db, s)));
-  const allTypes = (o: (typeof outcomes)[number]) => [...new Set([...o.types.values()].flat())].sort();
-  const summaries: DistillSideSummary[] = sides.map((s, i) => {
-    const o = outcomes[i]!;
-    const errorTypes: Record<string, Proportion> = {};
-    for (const t of allTypes(o)) {
-      const of = restrict(o.accepted, (k) => o.types.get(k)?.includes(t) ?? false);
-      errorTypes[t] = wilson(count(of), of.size);
-    }
-    return {
-      label: labels[i]!,
-      runId: s.runId,
-      stageId: s.stageId,
-      axes: s.axes,
-      reusedFrom: s.origin.runId !== s.runId || s.origin.stageId !== s.stageId ? `${s.origin.runId}/${s.origin.stageId}` : undefined,
-      dataset: { artifactId: sources[i]!.id, name: sources[i]!.name, hash: sources[i]!.hash ?? '' },
-      hint: s.params.hint === true,
-      maxAttempts: Number(s.params.max_attempts ?? 1),
-      accepted: wilson(count(o.accepted), o.accepted.size),
-      firstAttempt: wilson(count(o.first), o.first.size),
-      errorTypes,
-      traces: wilson(o.traces.accepted, o.traces.tried),
-      rejections: Object.fromEntries(
-        Object.keys(o.traces.rejected)
-          .sort()
-          .map((r) => [r, wilson(o.traces.rejected[r]!, o.traces.tried)]),
-      ),
-    };
-  });
+  const summaries = sides.map((s, i) => summarizeDistill(s, labels[i]!, sources[i]!, outcomes[i]!));
 
   const seed = first.seed;
   const pairs: DistillPair[] = [];
