@@ -179,18 +179,37 @@ export interface CurveRow {
 
 const round = (v: number | null, digits = 1) => (v === null ? null : Math.round(v * 10 ** digits) / 10 ** digits);
 
-function curveSpec(rows: CurveRow[], x: { field: string; title: string; log: boolean }): Record<string, unknown> {
+function curveSpec(rows: CurveRow[], x: { field: string; title: string; log: boolean; ticks?: number[] }): Record<string, unknown> {
   const many = new Set(rows.map((r) => r.side)).size > 1;
-  const values = rows.map((r) => ({ ...r, score: round(r.score), lo: round(r.lo), hi: round(r.hi), costUsd: round(r.costUsd, 6), series: `${r.side} · ${r.strategy}` }));
-  const xEnc = { field: x.field, type: 'quantitative', title: x.title, scale: x.log ? { type: 'log', base: 2 } : { zero: false } };
+  const values = rows.map((r) => ({
+    ...r,
+    score: round(r.score),
+    lo: round(r.lo),
+    hi: round(r.hi),
+    costUsd: round(r.costUsd, 6),
+    series: `${r.side} · ${r.strategy}`,
+  }));
+  const xEnc = {
+    field: x.field,
+    type: 'quantitative',
+    title: x.title,
+    scale: x.log ? { type: 'log', base: 2 } : { zero: false },
+    ...(x.ticks ? { axis: { values: x.ticks, format: 'd' } } : {}),
+  };
   const sideEnc = many ? { strokeDash: { field: 'side', title: 'stage' } } : {};
   return {
     ...base,
     height: 260,
     data: { values },
     layer: [
-      { mark: { type: 'line', opacity: 0.8 }, encoding: { x: xEnc, y: { field: 'score', type: 'quantitative' }, color: { field: 'strategy' }, detail: { field: 'series' }, ...sideEnc } },
-      { mark: { type: 'rule', opacity: 0.5 }, encoding: { x: xEnc, y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' }, color: { field: 'strategy' } } },
+      {
+        mark: { type: 'line', opacity: 0.8 },
+        encoding: { x: xEnc, y: { field: 'score', type: 'quantitative' }, color: { field: 'strategy' }, detail: { field: 'series' }, ...sideEnc },
+      },
+      {
+        mark: { type: 'rule', opacity: 0.5 },
+        encoding: { x: xEnc, y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' }, color: { field: 'strategy' } },
+      },
       {
         mark: { type: 'point', filled: true, size: 40 },
         encoding: {
@@ -198,7 +217,16 @@ function curveSpec(rows: CurveRow[], x: { field: string; title: string; log: boo
           y: { field: 'score', type: 'quantitative', title: 'score (×100)' },
           color: { field: 'strategy', title: 'strategy' },
           ...(many ? { shape: { field: 'side', title: 'stage' } } : {}),
-          tooltip: [{ field: 'side' }, { field: 'strategy' }, { field: 'n', title: 'N' }, { field: 'score' }, { field: 'lo' }, { field: 'hi' }, { field: 'costUsd', title: 'USD' }, { field: 'tokens' }],
+          tooltip: [
+            { field: 'side' },
+            { field: 'strategy' },
+            { field: 'n', title: 'N' },
+            { field: 'score' },
+            { field: 'lo' },
+            { field: 'hi' },
+            { field: 'costUsd', title: 'USD' },
+            { field: 'tokens' },
+          ],
         },
       },
     ],
@@ -212,7 +240,7 @@ export function sweepCurveChart(rows: CurveRow[]): Chart | undefined {
     title: 'Best-of-N: score vs N (95% bootstrap CI over questions)',
     marks: rows.length,
     markType: 'symbol',
-    spec: curveSpec(rows, { field: 'n', title: 'N (log scale)', log: true }),
+    spec: curveSpec(rows, { field: 'n', title: 'N (log scale)', log: true, ticks: [...new Set(rows.map((r) => r.n))].sort((a, b) => a - b) }),
   };
 }
 
@@ -230,7 +258,10 @@ export function sweepCostChart(rows: CurveRow[]): Chart | undefined {
 }
 
 /** Differences B − A with their 95% CIs, one point per row (a pair of stages, or a pair at one N). */
-export function deltaChart(title: string, rows: { pair: string; delta: number; lo: number; hi: number; shared: number | null; p: number }[]): Chart | undefined {
+export function deltaChart(
+  title: string,
+  rows: { pair: string; delta: number; lo: number; hi: number; shared: number | null; p: number }[],
+): Chart | undefined {
   if (rows.length === 0) return undefined;
   return {
     title,
@@ -241,7 +272,14 @@ export function deltaChart(title: string, rows: { pair: string; delta: number; l
       height: Math.max(80, 24 * rows.length),
       data: { values: rows.map((r) => ({ ...r, delta: round(r.delta, 2), lo: round(r.lo, 2), hi: round(r.hi, 2) })) },
       layer: [
-        { mark: 'rule', encoding: { y: { field: 'pair', type: 'nominal', title: null, sort: null }, x: { field: 'lo', type: 'quantitative', title: 'B − A' }, x2: { field: 'hi' } } },
+        {
+          mark: 'rule',
+          encoding: {
+            y: { field: 'pair', type: 'nominal', title: null, sort: null, axis: { labelLimit: 360 } },
+            x: { field: 'lo', type: 'quantitative', title: 'B − A' },
+            x2: { field: 'hi' },
+          },
+        },
         {
           mark: { type: 'point', filled: true, size: 60 },
           encoding: {
@@ -250,7 +288,11 @@ export function deltaChart(title: string, rows: { pair: string; delta: number; l
             tooltip: [{ field: 'pair' }, { field: 'delta' }, { field: 'lo' }, { field: 'hi' }, { field: 'shared' }, { field: 'p' }],
           },
         },
-        { data: { values: [{ zero: 0 }] }, mark: { type: 'rule', strokeDash: [4, 4], color: '#888' }, encoding: { x: { field: 'zero', type: 'quantitative' } } },
+        {
+          data: { values: [{ zero: 0 }] },
+          mark: { type: 'rule', strokeDash: [4, 4], color: '#888' },
+          encoding: { x: { field: 'zero', type: 'quantitative' } },
+        },
       ],
     },
   };

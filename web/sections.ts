@@ -1,11 +1,13 @@
 /**
- * What a report or dashboard page shows of a set of stages, one builder per stage kind. A new
- * kind (sweep: scaling curves; distill: acceptance rates) plugs in by adding its builder to SECTIONS.
+ * What a report or dashboard page shows of a set of stages, one builder per stage kind (evaluate,
+ * synthesize, sweep: scaling curves, distill: acceptance rates). A new kind plugs in by adding its
+ * builder to SECTIONS.
  */
 import { buildComparison, CompareRefusedError, labelOf, summarize, type Comparison } from '../activities/compare/comparison.js';
 import { buildDistillComparison, loadDistillSummary, type DistillSideSummary } from '../activities/compare/distill.js';
 import type { Policy, Proportion } from '../activities/compare/stats.js';
-import { buildSweepComparison } from '../activities/compare/sweep.js';
+import { buildSweepComparison, strategyOrder } from '../activities/compare/sweep.js';
+import type { SweepParams } from '../spec/kinds/sweep.js';
 import type { Db } from '../db/client.js';
 import { runArtifacts } from '../db/artifacts.js';
 import { loadCurvePoints, type StageSide } from '../db/compare.js';
@@ -175,7 +177,7 @@ const sweepSections: SectionBuilder = async (db, sides, all) => {
     for (const p of await loadCurvePoints(db, Number(s.ref.artifactId)))
       if (p.capability === 'total')
         rows.push({ side: labels[i]!, strategy: p.strategy, n: p.n, score: p.score, lo: p.ciLow, hi: p.ciHigh, costUsd: p.costUsd, tokens: p.tokens });
-  const strategies = [...new Set(rows.map((r) => r.strategy))];
+  const strategies = [...new Set(done.flatMap((s) => strategyOrder(s.params as SweepParams, rows)))];
   const ns = [...new Set(rows.map((r) => r.n))].sort((a, b) => a - b);
   const table: Table = { headers: ['strategy', 'N', ...labels.flatMap((l) => [l, 'USD', 'tokens'])], rows: [] };
   for (const strategy of strategies)
@@ -186,14 +188,22 @@ const sweepSections: SectionBuilder = async (db, sides, all) => {
         strategy,
         n,
         ...cells.flatMap((c) =>
-          c ? [`${c.score.toFixed(1)}${c.lo !== null && c.hi !== null ? ` [${c.lo.toFixed(1)}, ${c.hi.toFixed(1)}]` : ''}`, c.costUsd.toFixed(5), Math.round(c.tokens)] : ['–', '', ''],
+          c
+            ? [
+                `${c.score.toFixed(1)}${c.lo !== null && c.hi !== null ? ` [${c.lo.toFixed(1)}, ${c.hi.toFixed(1)}]` : ''}`,
+                c.costUsd.toFixed(5),
+                Math.round(c.tokens),
+              ]
+            : ['–', '', ''],
         ),
       ]);
     }
   const out: Section[] = [
     {
       title: 'Best-of-N scaling curves',
-      notes: ['Score ×100 of the selected answers, 95% bootstrap CI over questions; USD and tokens of one best-of-N run over all questions (policy samples and judge calls).'],
+      notes: [
+        'Score ×100 of the selected answers, 95% bootstrap CI over questions; USD and tokens of one best-of-N run over all questions (policy samples and judge calls).',
+      ],
       tables: [table],
       charts: present([sweepCurveChart(rows), sweepCostChart(rows)]),
     },
@@ -224,7 +234,14 @@ const sweepSections: SectionBuilder = async (db, sides, all) => {
         charts: present([
           deltaChart(
             'Best-of-N: B − A at each N (points, 95% paired bootstrap CI)',
-            cmp.pairs.map((p) => ({ pair: `${p.strategy} N=${p.n}: ${p.b} vs ${p.a}`, delta: p.delta, lo: p.ci[0], hi: p.ci[1], shared: p.shared, p: p.pBootstrap })),
+            cmp.pairs.map((p) => ({
+              pair: `${p.strategy} N=${p.n}: ${p.b} vs ${p.a}`,
+              delta: p.delta,
+              lo: p.ci[0],
+              hi: p.ci[1],
+              shared: p.shared,
+              p: p.pBootstrap,
+            })),
           ),
         ]),
       });
@@ -236,7 +253,8 @@ const sweepSections: SectionBuilder = async (db, sides, all) => {
   return out;
 };
 
-const rateCell = (p: Proportion | undefined) => (p === undefined || p.n === 0 ? '–' : `${withCi({ value: p.rate, ciLow: p.ciLow, ciHigh: p.ciHigh })} (${p.k}/${p.n})`);
+const rateCell = (p: Proportion | undefined) =>
+  p === undefined || p.n === 0 ? '–' : `${withCi({ value: p.rate, ciLow: p.ciLow, ciHigh: p.ciHigh })} (${p.k}/${p.n})`;
 const rateRow = (side: string, measure: string, p: Proportion): RateRow => ({ side, measure, rate: p.rate, lo: p.ciLow, hi: p.ciHigh, k: p.k, n: p.n });
 
 const distillSections: SectionBuilder = async (db, sides, all) => {
@@ -303,7 +321,14 @@ const distillSections: SectionBuilder = async (db, sides, all) => {
         charts: present([
           deltaChart(
             'Distillation: B − A (points, 95% CI)',
-            cmp.pairs.map((p) => ({ pair: `${p.measure}: ${p.b} vs ${p.a}`, delta: p.delta * 100, lo: p.ci[0] * 100, hi: p.ci[1] * 100, shared: p.shared, p: p.p })),
+            cmp.pairs.map((p) => ({
+              pair: `${p.measure}: ${p.b} vs ${p.a}`,
+              delta: p.delta * 100,
+              lo: p.ci[0] * 100,
+              hi: p.ci[1] * 100,
+              shared: p.shared,
+              p: p.p,
+            })),
           ),
         ]),
       });

@@ -136,11 +136,7 @@ export async function loadDistillSummary(db: Db, s: StageSide, label: string): P
 const restrict = (m: Map<string, number>, keep: (k: string) => boolean) => new Map([...m].filter(([k]) => keep(k)));
 const count = (m: Map<string, number>) => [...m.values()].reduce((s, v) => s + v, 0);
 
-export async function buildDistillComparison(
-  db: Db,
-  input: StageSide[],
-  opts: { by?: string; resamples?: number } = {},
-): Promise<DistillComparison> {
+export async function buildDistillComparison(db: Db, input: StageSide[], opts: { by?: string; resamples?: number } = {}): Promise<DistillComparison> {
   const resamples = opts.resamples ?? 1000;
   const sides = input.filter((s) => s.kind === 'distill');
   if (sides.length < 2) throw new CompareRefusedError(`need at least two distill stages to compare, got ${sides.length}`);

@@ -7,7 +7,7 @@
 import type { Db } from '../../db/client.js';
 import { loadArtifactInfo, loadCurvePoints, loadItemKeys, loadSweepSelections, type CurvePointRow, type StageSide } from '../../db/compare.js';
 import { canonicalJson } from '../../spec/canonical.js';
-import { graderOf, nMaxOf, type SweepParams } from '../../spec/kinds/sweep.js';
+import { graderOf, nMaxOf, strategiesOf, type SweepParams } from '../../spec/kinds/sweep.js';
 import { baselinePairs, CompareRefusedError, labelOf } from './comparison.js';
 import { pairedBootstrap } from './stats.js';
 
@@ -78,11 +78,13 @@ export async function sweepItemScores(db: Db, side: StageSide): Promise<Map<stri
   return new Map([...sums].map(([k, per]) => [k, new Map([...per].map(([q, v]) => [q, (100 * v.s) / v.c]))]));
 }
 
-export async function buildSweepComparison(
-  db: Db,
-  input: StageSide[],
-  opts: { by?: string; resamples?: number } = {},
-): Promise<SweepComparison> {
+/** The strategies of a curve's points, in the order the stage's spec lists them. */
+export function strategyOrder(params: SweepParams, points: readonly { strategy: string }[]): string[] {
+  const present = new Set(points.map((p) => p.strategy));
+  return [...strategiesOf(params).map((s) => s.name), ...present].filter((n, i, all) => present.has(n) && all.indexOf(n) === i);
+}
+
+export async function buildSweepComparison(db: Db, input: StageSide[], opts: { by?: string; resamples?: number } = {}): Promise<SweepComparison> {
   const resamples = opts.resamples ?? 1000;
   const sides = input.filter((s) => s.kind === 'sweep');
   if (sides.length < 2) throw new CompareRefusedError(`need at least two sweep stages to compare, got ${sides.length}`);
@@ -117,7 +119,8 @@ export async function buildSweepComparison(
   for (const [i, s] of sides.entries()) {
     const params = s.params as SweepParams;
     const points = (await loadCurvePoints(db, Number(s.ref.artifactId))).filter((p) => p.capability === 'total');
-    const strategies = [...new Set(points.map((p) => p.strategy))];
+    // In the spec's order, as `judgeflow results` lists them.
+    const strategies = strategyOrder(params, points);
     summaries.push({
       label: labels[i]!,
       runId: s.runId,

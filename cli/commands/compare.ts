@@ -90,6 +90,8 @@ const pct = (v: number | null | undefined) => (v === null || v === undefined || 
 const ci = (lo: number | null | undefined, hi: number | null | undefined) =>
   lo === null || lo === undefined || hi === null || hi === undefined ? '' : ` [${pct(lo)}, ${pct(hi)}]`;
 const pval = (p: number) => (Number.isNaN(p) ? '' : p < 0.0001 ? p.toExponential(1) : p.toFixed(4));
+/** A bootstrap p of 0: no resample crossed zero, so p < 1/resamples. */
+const pboot = (p: number, resamples: number) => (p === 0 ? `< ${1 / resamples}` : pval(p));
 
 export function renderComparison(cmp: Comparison): string {
   const cats = [...new Set(cmp.sides.flatMap((s) => Object.keys(s.categories)))].sort();
@@ -121,7 +123,7 @@ export function renderComparison(cmp: Comparison): string {
           fmt(p.valueB),
           `${p.delta >= 0 ? '+' : ''}${fmt(p.delta)}`,
           `[${fmt(p.ci[0])}, ${fmt(p.ci[1])}]`,
-          pval(p.pBootstrap),
+          pboot(p.pBootstrap, cmp.resamples),
           ...(p.mcnemar ? [`${p.mcnemar.b}/${p.mcnemar.c} of ${p.mcnemar.items}`, pval(p.mcnemar.p)] : []),
         ]),
       ),
@@ -136,7 +138,9 @@ const usd = (v: number | null) => (v === null ? '' : v < 0.01 ? v.toFixed(5) : v
 
 export function renderSweepComparison(cmp: SweepComparison): string {
   const first = cmp.sides[0]!;
-  const out = [`score ×100 by N (95% bootstrap CI over questions) and USD of one best-of-N run; questions artifact ${first.dataset.artifactId} (${first.dataset.hash.slice(0, 12)}), grader ${first.grader}`];
+  const out = [
+    `score ×100 by N (95% bootstrap CI over questions) and USD of one best-of-N run; questions artifact ${first.dataset.artifactId} (${first.dataset.hash.slice(0, 12)}), grader ${first.grader}`,
+  ];
   const strategies = [...new Set(cmp.sides.flatMap((s) => s.strategies))];
   const ns = [...new Set(cmp.sides.flatMap((s) => s.n))].sort((a, b) => a - b);
   const rows: (string | number)[][] = [];
@@ -144,7 +148,11 @@ export function renderSweepComparison(cmp: SweepComparison): string {
     for (const n of ns) {
       const cells = cmp.sides.map((s) => s.points.find((p) => p.strategy === strategy && p.n === n));
       if (cells.every((c) => c === undefined)) continue;
-      rows.push([strategy, n, ...cells.flatMap((p) => (p ? [`${pts(p.score)}${p.ciLow !== null ? ` [${pts(p.ciLow)}, ${pts(p.ciHigh)}]` : ''}`, usd(p.costUsd)] : ['–', '']))]);
+      rows.push([
+        strategy,
+        n,
+        ...cells.flatMap((p) => (p ? [`${pts(p.score)}${p.ciLow !== null ? ` [${pts(p.ciLow)}, ${pts(p.ciHigh)}]` : ''}`, usd(p.costUsd)] : ['–', ''])),
+      ]);
     }
   out.push(table(['strategy', 'N', ...cmp.sides.flatMap((s) => [s.label + (s.reusedFrom ? ` (reused from ${s.reusedFrom})` : ''), '$'])], rows));
   if (cmp.pairs.length > 0) {
@@ -162,7 +170,7 @@ export function renderSweepComparison(cmp: SweepComparison): string {
           pts(p.valueB),
           signed(p.delta, pts),
           `[${pts(p.ci[0])}, ${pts(p.ci[1])}]`,
-          pval(p.pBootstrap),
+          pboot(p.pBootstrap, cmp.resamples),
           usd(p.costA),
           usd(p.costB),
         ]),
@@ -187,7 +195,13 @@ export function renderDistillComparison(cmp: DistillComparison): string {
   ];
   const out = [
     `acceptance % (95% Wilson CI) (count), source items artifact ${first.dataset.artifactId} (${first.dataset.hash.slice(0, 12)})`,
-    table(['measure', ...cmp.sides.map((s) => `${s.label} (hint ${s.hint ? 'on' : 'off'}, ≤${s.maxAttempts} attempts)${s.reusedFrom ? ` reused from ${s.reusedFrom}` : ''}`)], rows),
+    table(
+      [
+        'measure',
+        ...cmp.sides.map((s) => `${s.label} (hint ${s.hint ? 'on' : 'off'}, ≤${s.maxAttempts} attempts)${s.reusedFrom ? ` reused from ${s.reusedFrom}` : ''}`),
+      ],
+      rows,
+    ),
   ];
   if (cmp.pairs.length > 0) {
     out.push(

@@ -178,7 +178,9 @@ describe('compare on sweep stages', () => {
     expect(text.code).toBe(0);
     expect(text.stdout).toContain('paired on shared questions: B − A in points');
     const mc4 = cmp.pairs.find((p) => p.strategy === 'mc' && p.n === 4)!;
-    expect(text.stdout).toMatch(new RegExp(`judge=judge\\s+judge=judge-biased\\s+mc\\s+4\\s+${QUESTIONS}\\s+${mc4.valueA.toFixed(1)}\\s+${mc4.valueB.toFixed(1)}`));
+    expect(text.stdout).toMatch(
+      new RegExp(`judge=judge\\s+judge=judge-biased\\s+mc\\s+4\\s+${QUESTIONS}\\s+${mc4.valueA.toFixed(1)}\\s+${mc4.valueB.toFixed(1)}`),
+    );
   });
 
   it('pairs only the questions both sides scored, and says how many', async () => {
@@ -214,14 +216,17 @@ describe('compare on sweep stages', () => {
     const files = readdirSync(images).sort().slice(0, 10);
     writeFileSync(
       join(dir, 'qa.jsonl'),
-      files.map((f, i) => JSON.stringify({ id: `q${i}`, image: join(images, f), question: `What shape is in image ${i}?`, answer: 'circle' })).join('\n') + '\n',
+      files.map((f, i) => JSON.stringify({ id: `q${i}`, image: join(images, f), question: `What shape is in image ${i}?`, answer: 'circle' })).join('\n') +
+        '\n',
     );
     const spec = sweepSpec(kinds.sim, { name: uniqueName('cmp-sweep-qa'), seed: SEED, questions: 10 });
     (spec.datasets as Record<string, unknown>).easy = { path: join(dir, 'qa.jsonl'), format: 'qa-jsonl' };
     const other = await runOne(spec, { db, client, taskQueue: TQ });
     const d = await cli(['compare', `${runs[0]}/bon`, `${other}/bon`]);
     expect(d.code).toBe(2);
-    expect(d.stderr).toMatch(/refused: different question sets: .* swept artifact \d+ "easy" \(content [0-9a-f]{12}\), .* swept artifact \d+ "easy" \(content [0-9a-f]{12}\)/);
+    expect(d.stderr).toMatch(
+      /refused: different question sets: .* swept artifact \d+ "easy" \(content [0-9a-f]{12}\), .* swept artifact \d+ "easy" \(content [0-9a-f]{12}\)/,
+    );
   });
 });
 
@@ -325,6 +330,8 @@ describe('compare on distill stages', () => {
     const other = await runOne(distillSpec(kinds, { name: uniqueName('cmp-distill-60'), seed: SEED, items: 60 }), { db, client, taskQueue: TQ });
     const res = await cli(['compare', `${runs[0]}/distill`, `${other}/distill`]);
     expect(res.code).toBe(2);
-    expect(res.stderr).toMatch(/refused: different source items: .* distilled artifact \d+ "items" \(content [0-9a-f]{12}\), .*; compare stages that read the same items/);
+    expect(res.stderr).toMatch(
+      /refused: different source items: .* distilled artifact \d+ "items" \(content [0-9a-f]{12}\), .*; compare stages that read the same items/,
+    );
   });
 });

@@ -114,7 +114,15 @@ export async function runGroup(opts: {
   const group = await planGroup(loaded, { sets: [] });
   const runs: string[] = [];
   for (const m of group.members) {
-    const { runId } = await launchRun({ loaded: m.loaded, db: opts.db.db, client: opts.client, taskQueue: opts.taskQueue, runId: m.runId, groupId: group.groupId, axes: m.axes });
+    const { runId } = await launchRun({
+      loaded: m.loaded,
+      db: opts.db.db,
+      client: opts.client,
+      taskQueue: opts.taskQueue,
+      runId: m.runId,
+      groupId: group.groupId,
+      axes: m.axes,
+    });
     runs.push(runId);
   }
   for (const id of runs) await opts.client.workflow.getHandle(id).result();

@@ -116,7 +116,9 @@ try {
       await launchRun({ loaded, db: db.db, client, taskQueue: tq, runId: second });
       await client.workflow.getHandle(first).result();
       await client.workflow.getHandle(second).result();
-      const reused = await db.pool.query<{ reused_from_run: string | null }>("select reused_from_run from stages where run_id = $1 and stage_id = 'eval'", [second]);
+      const reused = await db.pool.query<{ reused_from_run: string | null }>("select reused_from_run from stages where run_id = $1 and stage_id = 'eval'", [
+        second,
+      ]);
       if (reused.rows[0]?.reused_from_run !== first) throw new Error(`the second run did not reuse the first's stage: ${JSON.stringify(reused.rows)}`);
       write(`${rname}-run`, await client.workflow.getHandle(first).fetchHistory());
       write(`${rname}-reused`, await client.workflow.getHandle(second).fetchHistory());
