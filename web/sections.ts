@@ -45,6 +45,9 @@ const pct = (v: number | null | undefined) => (v === null || v === undefined || 
 const withCi = (v: { value: number; ciLow: number | null; ciHigh: number | null } | null) =>
   v ? `${pct(v.value)}${v.ciLow !== null && v.ciHigh !== null ? ` [${pct(v.ciLow)}, ${pct(v.ciHigh)}]` : ''}` : '';
 
+/** A bootstrap p of 0: no resample crossed zero, so p < 1/resamples. */
+const pBoot = (p: number, resamples: number) => (p === 0 ? `< ${1 / resamples}` : p.toPrecision(3));
+
 const evaluateSections: SectionBuilder = async (db, sides, all) => {
   const done = sides.filter((s) => s.status === 'succeeded');
   if (done.length === 0) return [];
@@ -109,7 +112,7 @@ const evaluateSections: SectionBuilder = async (db, sides, all) => {
               pct(p.valueB),
               pct(p.delta),
               `[${pct(p.ci[0])}, ${pct(p.ci[1])}]`,
-              p.pBootstrap.toPrecision(3),
+              pBoot(p.pBootstrap, cmp.resamples),
               p.mcnemar ? `${p.mcnemar.b}/${p.mcnemar.c}` : '',
               p.mcnemar ? p.mcnemar.p.toPrecision(3) : '',
             ]),
@@ -227,7 +230,7 @@ const sweepSections: SectionBuilder = async (db, sides, all) => {
               p.valueB.toFixed(1),
               p.delta.toFixed(1),
               `[${p.ci[0].toFixed(1)}, ${p.ci[1].toFixed(1)}]`,
-              p.pBootstrap.toPrecision(3),
+              pBoot(p.pBootstrap, cmp.resamples),
             ]),
           },
         ],

@@ -200,6 +200,18 @@ describe('compare on sweep stages', () => {
     }
   });
 
+  it('--kind picks the kind; an unknown kind or one with no stages here exits 2', async () => {
+    const bad = await cli(['compare', '--group', groupId, '--kind', 'bogus']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--kind bogus: use one of evaluate, sweep, distill/);
+    const none = await cli(['compare', '--group', groupId, '--kind', 'distill']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('refused: need at least two distill stages to compare, got 0');
+    const sweepKind = await cli(['compare', '--group', groupId, '--kind', 'sweep', '--resamples', '10', '--json']);
+    expect(sweepKind.code, sweepKind.stderr).toBe(0);
+    expect((JSON.parse(sweepKind.stdout) as SweepComparison).pairs.length).toBeGreaterThan(0);
+  });
+
   it('refuses different graders and different question sets (exit 2)', async () => {
     const exact = await runOne(sweepSpec(kinds.sim, { name: uniqueName('cmp-sweep-exact'), seed: SEED, questions: 20, grader: 'exact' }), {
       db,
