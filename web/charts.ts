@@ -164,3 +164,183 @@ export function acceptanceChart(rows: { side: string; errorType: string; request
     },
   };
 }
+
+/** A point of a sweep curve as the plots draw it. */
+export interface CurveRow {
+  side: string;
+  strategy: string;
+  n: number;
+  score: number;
+  lo: number | null;
+  hi: number | null;
+  costUsd: number;
+  tokens: number;
+}
+
+const round = (v: number | null, digits = 1) => (v === null ? null : Math.round(v * 10 ** digits) / 10 ** digits);
+
+function curveSpec(rows: CurveRow[], x: { field: string; title: string; log: boolean; ticks?: number[] }): Record<string, unknown> {
+  const many = new Set(rows.map((r) => r.side)).size > 1;
+  const values = rows.map((r) => ({
+    ...r,
+    score: round(r.score),
+    lo: round(r.lo),
+    hi: round(r.hi),
+    costUsd: round(r.costUsd, 6),
+    series: `${r.side} · ${r.strategy}`,
+  }));
+  const xEnc = {
+    field: x.field,
+    type: 'quantitative',
+    title: x.title,
+    scale: x.log ? { type: 'log', base: 2 } : { zero: false },
+    ...(x.ticks ? { axis: { values: x.ticks, format: 'd' } } : {}),
+  };
+  const sideEnc = many ? { strokeDash: { field: 'side', title: 'stage' } } : {};
+  return {
+    ...base,
+    height: 260,
+    data: { values },
+    layer: [
+      {
+        mark: { type: 'line', opacity: 0.8 },
+        encoding: { x: xEnc, y: { field: 'score', type: 'quantitative' }, color: { field: 'strategy' }, detail: { field: 'series' }, ...sideEnc },
+      },
+      {
+        mark: { type: 'rule', opacity: 0.5 },
+        encoding: { x: xEnc, y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' }, color: { field: 'strategy' } },
+      },
+      {
+        mark: { type: 'point', filled: true, size: 40 },
+        encoding: {
+          x: xEnc,
+          y: { field: 'score', type: 'quantitative', title: 'score (×100)' },
+          color: { field: 'strategy', title: 'strategy' },
+          ...(many ? { shape: { field: 'side', title: 'stage' } } : {}),
+          tooltip: [
+            { field: 'side' },
+            { field: 'strategy' },
+            { field: 'n', title: 'N' },
+            { field: 'score' },
+            { field: 'lo' },
+            { field: 'hi' },
+            { field: 'costUsd', title: 'USD' },
+            { field: 'tokens' },
+          ],
+        },
+      },
+    ],
+  };
+}
+
+/** sweep: score vs N per strategy (and stage), with 95% CIs as rules; one point per (stage, strategy, N). */
+export function sweepCurveChart(rows: CurveRow[]): Chart | undefined {
+  if (rows.length === 0) return undefined;
+  return {
+    title: 'Best-of-N: score vs N (95% bootstrap CI over questions)',
+    marks: rows.length,
+    markType: 'symbol',
+    spec: curveSpec(rows, { field: 'n', title: 'N (log scale)', log: true, ticks: [...new Set(rows.map((r) => r.n))].sort((a, b) => a - b) }),
+  };
+}
+
+/** sweep: score vs what one best-of-N run over the questions costs (USD; tokens when no endpoint has a price). */
+export function sweepCostChart(rows: CurveRow[]): Chart | undefined {
+  if (rows.length === 0) return undefined;
+  const priced = rows.some((r) => r.costUsd > 0);
+  const field = priced ? 'costUsd' : 'tokens';
+  return {
+    title: `Best-of-N: score vs ${priced ? 'cost (USD' : 'tokens (no prices set'} for one run over the questions)`,
+    marks: rows.length,
+    markType: 'symbol',
+    spec: curveSpec(rows, { field, title: priced ? 'USD (log scale)' : 'tokens (log scale)', log: rows.every((r) => (priced ? r.costUsd : r.tokens) > 0) }),
+  };
+}
+
+/** Differences B − A with their 95% CIs, one point per row (a pair of stages, or a pair at one N). */
+export function deltaChart(
+  title: string,
+  rows: { pair: string; delta: number; lo: number; hi: number; shared: number | null; p: number }[],
+): Chart | undefined {
+  if (rows.length === 0) return undefined;
+  return {
+    title,
+    marks: rows.length,
+    markType: 'symbol',
+    spec: {
+      ...base,
+      height: Math.max(80, 24 * rows.length),
+      data: { values: rows.map((r) => ({ ...r, delta: round(r.delta, 2), lo: round(r.lo, 2), hi: round(r.hi, 2) })) },
+      layer: [
+        {
+          mark: 'rule',
+          encoding: {
+            y: { field: 'pair', type: 'nominal', title: null, sort: null, axis: { labelLimit: 360 } },
+            x: { field: 'lo', type: 'quantitative', title: 'B − A' },
+            x2: { field: 'hi' },
+          },
+        },
+        {
+          mark: { type: 'point', filled: true, size: 60 },
+          encoding: {
+            y: { field: 'pair', type: 'nominal', sort: null },
+            x: { field: 'delta', type: 'quantitative' },
+            tooltip: [{ field: 'pair' }, { field: 'delta' }, { field: 'lo' }, { field: 'hi' }, { field: 'shared' }, { field: 'p' }],
+          },
+        },
+        {
+          data: { values: [{ zero: 0 }] },
+          mark: { type: 'rule', strokeDash: [4, 4], color: '#888' },
+          encoding: { x: { field: 'zero', type: 'quantitative' } },
+        },
+      ],
+    },
+  };
+}
+
+/** A rate of one stage as the bar plots draw it (0–1 with its 95% CI). */
+export interface RateRow {
+  side: string;
+  measure: string;
+  rate: number;
+  lo: number | null;
+  hi: number | null;
+  k: number;
+  n: number;
+}
+
+function rateBars(title: string, yTitle: string, rows: RateRow[]): Chart | undefined {
+  if (rows.length === 0) return undefined;
+  const values = rows.map((r) => ({ ...r, rate: pct(r.rate), lo: pct(r.lo), hi: pct(r.hi) }));
+  return {
+    title,
+    marks: rows.length,
+    markType: 'rect',
+    spec: {
+      ...base,
+      data: { values },
+      encoding: { x: { field: 'measure', type: 'nominal', title: null, sort: null }, xOffset: { field: 'side' } },
+      layer: [
+        {
+          mark: 'bar',
+          encoding: {
+            y: { field: 'rate', type: 'quantitative', title: yTitle, scale: { domain: [0, 100] } },
+            color: { field: 'side', title: 'stage' },
+            tooltip: [{ field: 'side' }, { field: 'measure' }, { field: 'rate' }, { field: 'lo' }, { field: 'hi' }, { field: 'k' }, { field: 'n' }],
+          },
+        },
+        { mark: { type: 'rule', color: '#222' }, encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } } },
+      ],
+    },
+  };
+}
+
+/** distill: items accepted (overall, at the first attempt, per error type), per stage, with 95% Wilson CIs. */
+export function distillAcceptanceChart(rows: RateRow[]): Chart | undefined {
+  return rateBars('Distill: items with an accepted trace (%, 95% Wilson CI)', 'accepted %', rows);
+}
+
+/** distill: traces accepted and rejected per reason, as shares of the traces tried, per stage. */
+export function distillTracesChart(rows: RateRow[]): Chart | undefined {
+  return rateBars('Distill: traces accepted and rejected by reason (% of traces tried, 95% Wilson CI)', '% of traces', rows);
+}

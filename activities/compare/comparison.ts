@@ -51,6 +51,7 @@ export interface PairResult {
 }
 
 export interface Comparison {
+  kind: 'evaluate';
   metric: CompareMetric;
   policy: Policy;
   seed: number;
@@ -134,28 +135,7 @@ export async function buildComparison(db: Db, input: StageSide[], opts: { metric
     values.set(s, itemValues(await loadJudgments(db, s.origin.runId, s.origin.stageId), best, policy));
   }
 
-  const pairsOf: [number, number][] = [];
-  if (opts.by) {
-    const by = opts.by;
-    if (!sides.every((s) => s.axes && by in s.axes))
-      throw new CompareRefusedError(
-        `--by ${by}: not an axis of every run compared; axes: ${[...new Set(sides.flatMap((s) => Object.keys(s.axes ?? {})))].join(', ') || '(none: not a group)'}`,
-      );
-    const baseValue = sides[0]!.axes![by];
-    const rest = (s: StageSide) =>
-      JSON.stringify(
-        Object.entries(s.axes!)
-          .filter(([k]) => k !== by)
-          .sort(),
-      ) + s.stageId;
-    sides.forEach((s, i) => {
-      if (s.axes![by] === baseValue) return;
-      const j = sides.findIndex((o) => o.axes![by] === baseValue && rest(o) === rest(s));
-      if (j >= 0) pairsOf.push([j, i]);
-    });
-  } else {
-    for (let i = 1; i < sides.length; i++) pairsOf.push([0, i]);
-  }
+  const pairsOf = baselinePairs(sides, opts.by);
   const seed = first.seed;
   const pairs: PairResult[] = pairsOf.map(([i, j]) => {
     const va = values.get(sides[i]!)!;
@@ -189,7 +169,37 @@ export async function buildComparison(db: Db, input: StageSide[], opts: { metric
     };
   });
 
-  return { metric, policy, seed, resamples, by: opts.by, sides: sides.map((s, i) => summarize(s, labels[i]!, policy)), pairs };
+  return { kind: 'evaluate', metric, policy, seed, resamples, by: opts.by, sides: sides.map((s, i) => summarize(s, labels[i]!, policy)), pairs };
+}
+
+/**
+ * Which sides are compared with which, as index pairs [baseline, other]: without `by`, the first
+ * side against every other; with `by` (an axis of a group), each side against the side with the
+ * same other axis values, the same stage, and the axis's first value.
+ */
+export function baselinePairs(sides: StageSide[], by: string | undefined): [number, number][] {
+  const pairsOf: [number, number][] = [];
+  if (by) {
+    if (!sides.every((s) => s.axes && by in s.axes))
+      throw new CompareRefusedError(
+        `--by ${by}: not an axis of every run compared; axes: ${[...new Set(sides.flatMap((s) => Object.keys(s.axes ?? {})))].join(', ') || '(none: not a group)'}`,
+      );
+    const baseValue = sides[0]!.axes![by];
+    const rest = (s: StageSide) =>
+      JSON.stringify(
+        Object.entries(s.axes!)
+          .filter(([k]) => k !== by)
+          .sort(),
+      ) + s.stageId;
+    sides.forEach((s, i) => {
+      if (s.axes![by] === baseValue) return;
+      const j = sides.findIndex((o) => o.axes![by] === baseValue && rest(o) === rest(s));
+      if (j >= 0) pairsOf.push([j, i]);
+    });
+  } else {
+    for (let i = 1; i < sides.length; i++) pairsOf.push([0, i]);
+  }
+  return pairsOf;
 }
 
 /** One stage's headline numbers (metrics rows) as compare, the report and the dashboard show them. */

@@ -193,3 +193,80 @@ function paired(
     mcnemar: { items: binary, b: bCount, c: cCount, p: mcnemarExact(bCount, cCount) },
   };
 }
+
+/** Standard normal CDF Φ(x), from erfc (Numerical Recipes' Chebyshev fit, |relative error| < 1.2e-7). */
+export function normalCdf(x: number): number {
+  return 0.5 * erfc(-x / Math.SQRT2);
+}
+
+function erfc(x: number): number {
+  const z = Math.abs(x);
+  const t = 1 / (1 + 0.5 * z);
+  const r =
+    t *
+    Math.exp(
+      -z * z -
+        1.26551223 +
+        t *
+          (1.00002368 +
+            t *
+              (0.37409196 +
+                t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+    );
+  return x >= 0 ? r : 2 - r;
+}
+
+/** A share k/n with its 95% Wilson score interval (null bounds when n = 0). */
+export interface Proportion {
+  k: number;
+  n: number;
+  rate: number;
+  ciLow: number | null;
+  ciHigh: number | null;
+}
+
+const Z95 = 1.959963984540054;
+
+export function wilson(k: number, n: number): Proportion {
+  if (n === 0) return { k, n, rate: Number.NaN, ciLow: null, ciHigh: null };
+  const p = k / n;
+  const z2 = Z95 * Z95;
+  const centre = (p + z2 / (2 * n)) / (1 + z2 / n);
+  const half = (Z95 * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n))) / (1 + z2 / n);
+  return { k, n, rate: p, ciLow: Math.max(0, centre - half), ciHigh: Math.min(1, centre + half) };
+}
+
+export interface TwoProportion {
+  /** pB − pA. */
+  delta: number;
+  /** 95% Wald interval of the difference (unpooled variance). */
+  ci: [number, number];
+  /** Two-sided z-test with the pooled proportion; 1 when both shares are 0 or both 1. */
+  p: number;
+}
+
+/** Two independent shares kA/nA and kB/nB (different denominators: e.g. traces tried on each side). */
+export function twoProportion(kA: number, nA: number, kB: number, nB: number): TwoProportion {
+  if (nA === 0 || nB === 0) return { delta: Number.NaN, ci: [Number.NaN, Number.NaN], p: Number.NaN };
+  const pA = kA / nA;
+  const pB = kB / nB;
+  const delta = pB - pA;
+  const se = Math.sqrt((pA * (1 - pA)) / nA + (pB * (1 - pB)) / nB);
+  const pooled = (kA + kB) / (nA + nB);
+  const sePooled = Math.sqrt(pooled * (1 - pooled) * (1 / nA + 1 / nB));
+  const p = sePooled === 0 ? 1 : Math.min(1, 2 * (1 - normalCdf(Math.abs(delta) / sePooled)));
+  return { delta, ci: [delta - Z95 * se, delta + Z95 * se], p };
+}
+
+/**
+ * Paired 0/1 outcomes (or any per-item values) of two sides on the items both have, in sorted key
+ * order: means, paired bootstrap of the difference, and exact McNemar on the 0/1 pairs.
+ */
+export function pairedValues(
+  a: ReadonlyMap<string, number>,
+  b: ReadonlyMap<string, number>,
+  opts: { resamples: number; seed: number | string },
+): PairedAccuracy {
+  const wrap = (m: ReadonlyMap<string, number>) => new Map([...m].map(([k, v]) => [k, { accuracy: v, outputTokens: Number.NaN }]));
+  return paired(wrap(a), wrap(b), 'accuracy', opts);
+}

@@ -10,7 +10,9 @@ const USAGE = `usage: judgeflow report <run|run/stage>... | --group G --out repo
 
 Writes ONE self-contained HTML file (the plotting library inline: it opens with no network) with
 the runs' tables and plots: accuracy by category with 95% CIs, position bias, tokens and cost,
-paired differences on shared items, negatives kept per error type; each stage kind adds its own.`;
+paired differences on shared items (evaluate); negatives kept per error type (synthesize); score vs
+N and vs cost with CIs, and paired differences per N (sweep); acceptance and rejection rates with
+CIs, and their differences (distill).`;
 
 export async function reportCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, { group: { type: 'string' }, out: { type: 'string' }, title: { type: 'string' } }, USAGE);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { itemValues, mcnemarExact, pairedAccuracy, pairedBootstrap } from '../../activities/compare/stats.js';
+import { itemValues, mcnemarExact, normalCdf, pairedAccuracy, pairedBootstrap, pairedValues, twoProportion, wilson } from '../../activities/compare/stats.js';
 import { expandAblations, pathExists } from '../../spec/ablations.js';
 
 describe('exact McNemar', () => {
@@ -77,5 +77,55 @@ describe('ablations', () => {
       'ablations.combinations[0].judge: "c" is not among the axis values ["a","b"]',
       'ablations.combinations[1]: no value for axis "nope"',
     ]);
+  });
+});
+
+describe('shares: Wilson interval, two-proportion test, normal CDF', () => {
+  it('Φ matches tabulated values', () => {
+    expect(normalCdf(0)).toBeCloseTo(0.5, 7);
+    expect(normalCdf(1.959963984540054)).toBeCloseTo(0.975, 7);
+    expect(normalCdf(-1)).toBeCloseTo(0.15865525393145707, 7);
+    expect(normalCdf(-3)).toBeCloseTo(0.0013498980316301, 8);
+    expect(normalCdf(4)).toBeCloseTo(0.9999683287581669, 8);
+  });
+
+  it('Wilson 95% intervals match published values and stay inside [0, 1]', () => {
+    // 8/10: (0.4902, 0.9433); 0/20: (0, 0.1611) (Newcombe 1998, table I).
+    const a = wilson(8, 10);
+    expect([a.rate, a.ciLow!, a.ciHigh!].map((x) => x.toFixed(4))).toEqual(['0.8000', '0.4902', '0.9433']);
+    const b = wilson(0, 20);
+    expect([b.ciLow, b.ciHigh!.toFixed(4)]).toEqual([0, '0.1611']);
+    expect(wilson(0, 0)).toEqual({ k: 0, n: 0, rate: Number.NaN, ciLow: null, ciHigh: null });
+  });
+
+  it('two-proportion z-test: pooled z for p, unpooled Wald interval for the difference', () => {
+    // 30/100 vs 45/100: pooled 0.375, z = 0.15 / sqrt(0.375·0.625·0.02) = 2.1909, two-sided p = 0.02846.
+    const r = twoProportion(30, 100, 45, 100);
+    expect(r.delta).toBeCloseTo(0.15, 12);
+    expect(r.p).toBeCloseTo(0.028459, 5);
+    const se = Math.sqrt((0.3 * 0.7) / 100 + (0.45 * 0.55) / 100);
+    expect(r.ci[0]).toBeCloseTo(0.15 - 1.959963984540054 * se, 12);
+    expect(r.ci[1]).toBeCloseTo(0.15 + 1.959963984540054 * se, 12);
+    expect(twoProportion(0, 10, 0, 12).p).toBe(1);
+    expect(Number.isNaN(twoProportion(1, 0, 1, 5).p)).toBe(true);
+  });
+
+  it('paired 0/1 values: shared keys only, McNemar on the discordant ones', () => {
+    const a = new Map([
+      ['x', 1],
+      ['y', 0],
+      ['z', 1],
+      ['only-a', 1],
+    ]);
+    const b = new Map([
+      ['x', 0],
+      ['y', 1],
+      ['z', 1],
+      ['only-b', 0],
+    ]);
+    const r = pairedValues(a, b, { resamples: 50, seed: 1 });
+    expect([r.shared, r.a, r.b]).toEqual([3, 2 / 3, 2 / 3]);
+    expect(r.mcnemar).toEqual({ items: 3, b: 1, c: 1, p: 1 });
+    expect(r.bootstrap.delta).toBe(0);
   });
 });

@@ -5,7 +5,10 @@
  *   DATABASE_URL=… TEMPORAL_ADDRESS=… npx tsx test/replay/record-stage-histories.ts <out dir> <case>…
  * A case is `evaluate:<items>:<chunk_size>:<name>` (an experiment with one evaluate stage over
  * <items> two-candidate items, positions none, writes <name>.json (the stage) and
- * <name>-experiment.json) or `inference:<rows>:<chunk size>:<name>` (runInference over <rows> requests).
+ * <name>-experiment.json), `inference:<rows>:<chunk size>:<name>` (runInference over <rows> requests)
+ * or `reuse:<items>:<name>` (stage reuse: two runs of one experiment with one slow evaluate stage,
+ * the second launched while the first's stage runs: it waits, then reuses; writes <name>-run.json
+ * and <name>-reused.json, the two experiments' histories).
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -41,7 +44,11 @@ writeFileSync(join(dir, 'truth.jsonl'), truthLines.join('\n') + '\n');
 const sim = await startSimulator({
   seed: 5,
   truth: join(dir, 'truth.jsonl'),
-  models: { judge: { behaviour: 'judge', accuracy: 0.9 }, policy: { behaviour: 'policy' } },
+  models: {
+    judge: { behaviour: 'judge', accuracy: 0.9 },
+    'judge-slow': { behaviour: 'judge', accuracy: 0.9, latency: { kind: 'fixed', ms: 250 } },
+    policy: { behaviour: 'policy' },
+  },
 });
 const tq = uniqueName('record-stages');
 const worker = await startWorker({
@@ -82,6 +89,39 @@ try {
       await client.workflow.getHandle(runId).result();
       write(name!, await client.workflow.getHandle(`${runId}/eval`).fetchHistory());
       write(`${name}-experiment`, await client.workflow.getHandle(runId).fetchHistory());
+    } else if (what === 'reuse') {
+      // reuse:<items>:<name>
+      const rname = size!;
+      const data = join(dir, `${rname}.jsonl`);
+      const lines = Array.from({ length: count }, (_, i) =>
+        JSON.stringify({ id: `q-${i}`, query: `Question ${i}: which answer is right?`, candidates: candidates(i), best: i % 2, category: 'a' }),
+      );
+      writeFileSync(data, lines.join('\n') + '\n');
+      const loaded = await specFromObject({
+        name: uniqueName(rname),
+        seed: 11,
+        // One request at a time, 250 ms each: the stage runs long enough for the second run to find it running.
+        endpoints: { judge: { base_url: sim.url, model: 'judge-slow', concurrency: 1 } },
+        datasets: { qa: { path: data, format: 'mc-jsonl' } },
+        stages: [{ id: 'eval', uses: 'evaluate', with: { dataset: 'qa', judge: 'judge', positions: 'none', temperature: 0, bootstrap: 10 } }],
+      });
+      const first = `${loaded.spec.name}-first`;
+      const second = `${loaded.spec.name}-second`;
+      await launchRun({ loaded, db: db.db, client, taskQueue: tq, runId: first });
+      for (;;) {
+        const r = await db.pool.query<{ status: string }>("select status from stages where run_id = $1 and stage_id = 'eval'", [first]);
+        if (r.rows[0]?.status === 'running') break;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      await launchRun({ loaded, db: db.db, client, taskQueue: tq, runId: second });
+      await client.workflow.getHandle(first).result();
+      await client.workflow.getHandle(second).result();
+      const reused = await db.pool.query<{ reused_from_run: string | null }>("select reused_from_run from stages where run_id = $1 and stage_id = 'eval'", [
+        second,
+      ]);
+      if (reused.rows[0]?.reused_from_run !== first) throw new Error(`the second run did not reuse the first's stage: ${JSON.stringify(reused.rows)}`);
+      write(`${rname}-run`, await client.workflow.getHandle(first).fetchHistory());
+      write(`${rname}-reused`, await client.workflow.getHandle(second).fetchHistory());
     } else if (what === 'inference') {
       const runId = uniqueName(name!);
       const ep = endpoint(sim.url, { concurrency: 16 });

@@ -105,6 +105,32 @@ const STAGE_HISTORIES: {
     expected: { stages: 1, recordTasks: 0, localActivities: 4, workflowTasks: 4 },
   },
   {
+    // 'stage-reuse' taken, the stage claimed and run: one claimStage, then the stage's child workflow.
+    file: 'evaluate-stage-reuse-run.json.gz',
+    recorded: 'current',
+    patches: ['records-local', 'endpoint-check-per-queue', 'stage-reuse'],
+    counts: (h) => ({
+      claims: activities(h, 'claimStage'),
+      timers: (h.events ?? []).filter((e) => e.timerStartedEventAttributes).length,
+      stages: (h.events ?? []).filter((e) => e.startChildWorkflowExecutionInitiatedEventAttributes).length,
+    }),
+    expected: { claims: 1, timers: 0, stages: 1 },
+  },
+  {
+    // The same stage in a second run of the experiment, launched while the first ran it: claims
+    // answered "wait" (a 2 s timer each) until the first run's stage succeeded, then "reused": no
+    // child workflow at all.
+    file: 'evaluate-stage-reuse-reused.json.gz',
+    recorded: 'current',
+    patches: ['records-local', 'endpoint-check-per-queue', 'stage-reuse'],
+    counts: (h) => ({
+      claims: activities(h, 'claimStage'),
+      timers: (h.events ?? []).filter((e) => e.timerStartedEventAttributes).length,
+      stages: (h.events ?? []).filter((e) => e.startChildWorkflowExecutionInitiatedEventAttributes).length,
+    }),
+    expected: { claims: 5, timers: 4, stages: 0 },
+  },
+  {
     // 401 requests, chunk size 1: 2 a chunk (unpatched: 401 chunks).
     file: 'inference-max-chunks.json.gz',
     recorded: 'current',
@@ -203,6 +229,7 @@ describe('replay of evaluate and runInference histories, before and after each p
     ['evaluate-before-max-chunks.json.gz', 'evaluate-max-chunks'],
     ['inference-before-max-chunks.json.gz', 'inference-max-chunks'],
     ['evaluate-max-chunks-experiment.json.gz', 'records-local'],
+    ['evaluate-records-local-experiment.json.gz', 'stage-reuse'],
   ];
   it('a history recorded before a patch takes the unpatched branch: the patched one fails replay', async () => {
     const control = await bundle('no-such-patch');
