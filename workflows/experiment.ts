@@ -60,6 +60,12 @@ const PREFLIGHT_OPTIONS: ActivityOptions = {
   retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['EndpointError'] },
 };
 const preflight = proxyActivities<PreflightActivities>(PREFLIGHT_OPTIONS);
+// The check of the endpoints called from the run's own queue, as a local activity: in this worker,
+// within the workflow task that then starts the first stage (no round trip of its own).
+const localPreflight = proxyLocalActivities<PreflightActivities>({
+  startToCloseTimeout: PREFLIGHT_OPTIONS.startToCloseTimeout!,
+  retry: PREFLIGHT_OPTIONS.retry,
+});
 
 export function errorMessage(err: unknown): string {
   // Child failures wrap the stage's own error: report the innermost message.
@@ -167,10 +173,11 @@ export async function experimentWorkflow({ runId }: ExperimentInput): Promise<Ex
     }
     const checks = [...byQueue].filter(([, endpoints]) => Object.keys(endpoints).length > 0);
     if (checks.length > 0) {
+      const onRunQueue = patched('endpoint-check-local') ? localPreflight : preflight;
       try {
         await Promise.all(
           checks.map(([queue, endpoints]) =>
-            (queue ? proxyActivities<PreflightActivities>({ ...PREFLIGHT_OPTIONS, taskQueue: queue }) : preflight).checkEndpoints({ endpoints }),
+            (queue ? proxyActivities<PreflightActivities>({ ...PREFLIGHT_OPTIONS, taskQueue: queue }) : onRunQueue).checkEndpoints({ endpoints }),
           ),
         );
       } catch (err) {
