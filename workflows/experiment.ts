@@ -50,10 +50,14 @@ const taskRecords = proxyActivities<RecordActivities>(RECORD_OPTIONS);
 // each (about 5 of a short run's workflow tasks). Runs begun before 'records-local' keep tasks.
 const localRecords = proxyLocalActivities<RecordActivities>(RECORD_OPTIONS);
 
-const reuse = proxyActivities<ReuseActivities>({
+const REUSE_OPTIONS = {
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
-});
+};
+const reuse = proxyActivities<ReuseActivities>(REUSE_OPTIONS);
+// A claim is one short transaction: as a local activity it runs within the workflow task that then
+// starts the stage ('claim-local'; runs begun before keep the activity task).
+const localReuse = proxyLocalActivities<ReuseActivities>(REUSE_OPTIONS);
 
 const PREFLIGHT_OPTIONS: ActivityOptions = {
   startToCloseTimeout: '2 minutes',
@@ -108,8 +112,9 @@ export async function experimentWorkflow({ runId }: ExperimentInput): Promise<Ex
     // Stage reuse (activities/reuse.ts): take an identical earlier stage's artifacts, or wait while
     // another run computes them, or claim the stage and run it.
     if (patched('stage-reuse') && stage.reuse !== false) {
+      const claims = patched('claim-local') ? localReuse : reuse;
       for (;;) {
-        const claim = await reuse.claimStage({ runId, seed: plan.seed, stage, inputs });
+        const claim = await claims.claimStage({ runId, seed: plan.seed, stage, inputs });
         if (claim.action === 'run') break;
         if (claim.action === 'reused') {
           outputs[stage.id] = claim.output;

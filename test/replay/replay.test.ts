@@ -138,6 +138,19 @@ const STAGE_HISTORIES: {
     expected: { checkTasks: 0, localActivities: 'beginRun,checkEndpoints,markStageRunning,finishStage,finishRun' },
   },
   {
+    // An experiment with 'claim-local' (stage reuse on): the claim too is a local activity, so
+    // everything up to the stage's start is one workflow task (3 in all; 4 in the fixture above).
+    file: 'experiment-claim-local.json.gz',
+    recorded: 'current',
+    patches: ['records-local', 'endpoint-check-per-queue', 'endpoint-check-local', 'stage-reuse', 'claim-local'],
+    counts: (h) => ({
+      activityTasks: (h.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes).length,
+      localActivities: localActivities(h).join(','),
+      workflowTasks: (h.events ?? []).filter((e) => e.workflowTaskCompletedEventAttributes).length,
+    }),
+    expected: { activityTasks: 0, localActivities: 'beginRun,checkEndpoints,claimStage,markStageRunning,finishStage,finishRun', workflowTasks: 3 },
+  },
+  {
     // 401 requests, chunk size 1: 2 a chunk (unpatched: 401 chunks).
     file: 'inference-max-chunks.json.gz',
     recorded: 'current',
@@ -238,6 +251,7 @@ describe('replay of evaluate and runInference histories, before and after each p
     ['evaluate-max-chunks-experiment.json.gz', 'records-local'],
     ['evaluate-views.json.gz', 'evaluate-short-steps'],
     ['evaluate-records-local-experiment.json.gz', 'endpoint-check-local'],
+    ['evaluate-short-steps-experiment.json.gz', 'claim-local'],
   ];
   it('a history recorded before a patch takes the unpatched branch: the patched one fails replay', async () => {
     const control = await bundle('no-such-patch');
