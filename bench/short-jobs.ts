@@ -3,7 +3,7 @@
  * many times a day, with the CLI compiled (bin/judgeflow.mjs running dist/) beside the same CLI
  * transpiled by tsx at every start (`node --import tsx cli/main.ts`, what bin/ ran before dist/).
  *
- *   npx tsx bench/short-jobs.ts [--rounds 5] [--requests 1000] [--latency 50] [--concurrency 32] [--worker-rounds 2]
+ *   npx tsx bench/short-jobs.ts [--rounds 5] [--requests 1000] [--latency 50] [--concurrency 32] [--worker-rounds 2] [--baseline DIR]
  *
  * Against an already-up stack: a scratch database on DATABASE_URL's server, a Temporal dev server
  * (or TEMPORAL_ADDRESS), the simulator (fixed latency) and one compiled worker, all started first.
@@ -17,6 +17,11 @@
  *    `node --import tsx worker.ts` (webpack bundles the workflows at every start).
  * Medians are printed, with the min-max (the machine's noise) and the CLI process's CPU time (user +
  * sys, from the shell's `times`), which contention on a shared machine changes far less than wall time.
+ *
+ * `--baseline DIR`: another checkout of judgeflow, built (`npm run build` there), e.g. the commit
+ * before a change (`git archive <commit> | tar -x -C DIR`, node_modules linked). Its compiled CLI
+ * and its own worker (on a queue of its own, same database and Temporal) run the same jobs in the
+ * same rounds, in place of the tsx CLI: old and new code side by side under the same load.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,8 +40,10 @@ const { values: args } = parseArgs({
     latency: { type: 'string', default: '50' },
     concurrency: { type: 'string', default: '32' },
     'worker-rounds': { type: 'string', default: '2' },
+    baseline: { type: 'string' },
   },
 });
+const BASELINE = args.baseline;
 const ROUNDS = Number(args.rounds);
 const REQUESTS = Number(args.requests);
 const LATENCY = Number(args.latency);
@@ -45,11 +52,13 @@ const WORKER_ROUNDS = Number(args['worker-rounds']);
 const DATA = join(REPO, 'data', 'vl-rewardbench', 'data.jsonl');
 const IDEAL_S = (Math.ceil(REQUESTS / CONCURRENCY) * LATENCY) / 1000;
 
+// The second column: this checkout's CLI through tsx, or with --baseline the other checkout's compiled CLI.
 type Cli = 'compiled' | 'tsx';
 const CLI: Record<Cli, string[]> = {
   compiled: [join(REPO, 'bin', 'judgeflow.mjs')],
-  tsx: ['--import', 'tsx', join(REPO, 'cli', 'main.ts')],
+  tsx: BASELINE ? [join(BASELINE, 'bin', 'judgeflow.mjs')] : ['--import', 'tsx', join(REPO, 'cli', 'main.ts')],
 };
+const OTHER = BASELINE ? 'baseline' : 'tsx';
 
 interface Exit {
   seconds: number;
@@ -113,6 +122,8 @@ const fmt = (xs: number[]) => `${median(xs).toFixed(2)} s (${Math.min(...xs).toF
 async function main(cleanups: Cleanups): Promise<void> {
   const stale = staleReason();
   if (stale !== undefined) throw new Error(`dist/ is not usable (${stale}): run \`npm run build\` first`);
+  const staleBaseline = BASELINE ? staleReason(BASELINE) : undefined;
+  if (staleBaseline !== undefined) throw new Error(`${BASELINE}/dist/ is not usable (${staleBaseline}): run \`npm run build\` there first`);
 
   const databaseUrl = await temporaryDatabase(cleanups);
   const db = new pg.Client({ connectionString: databaseUrl });
@@ -143,22 +154,30 @@ async function main(cleanups: Cleanups): Promise<void> {
     }
   }
 
-  // The stack's worker: compiled, started once, up for every job below.
-  const worker = spawn(process.execPath, [join(REPO, 'bin', 'worker.mjs')], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'ignore'] });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    worker.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (/judgeflow worker: task queue/.test(out)) resolve();
+  // The stack's worker: compiled, started once, up for every job below (and the baseline's, on its own queue).
+  const startStackWorker = async (root: string, workerEnv: NodeJS.ProcessEnv) => {
+    const worker = spawn(process.execPath, [join(root, 'bin', 'worker.mjs')], { cwd: root, env: workerEnv, stdio: ['ignore', 'pipe', 'ignore'] });
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      worker.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (/judgeflow worker: task queue/.test(out)) resolve();
+      });
+      worker.once('exit', (code) => reject(new Error(`the worker exited (${code}):\n${out}`)));
     });
-    worker.once('exit', (code) => reject(new Error(`the worker exited (${code}):\n${out}`)));
-  });
-  worker.removeAllListeners('exit');
-  cleanups.add(async () => {
-    const exited = new Promise((r) => worker.once('exit', r));
-    worker.kill('SIGTERM');
-    await exited;
-  });
+    worker.removeAllListeners('exit');
+    cleanups.add(async () => {
+      const exited = new Promise((r) => worker.once('exit', r));
+      worker.kill('SIGTERM');
+      await exited;
+    });
+  };
+  await startStackWorker(REPO, env);
+  const envOf: Record<Cli, NodeJS.ProcessEnv> = { compiled: env, tsx: env };
+  if (BASELINE) {
+    envOf.tsx = { ...env, JUDGEFLOW_TASK_QUEUE: `${taskQueue}-baseline` };
+    await startStackWorker(BASELINE, envOf.tsx);
+  }
 
   const spec = join(dir, 'short-job.yaml');
   writeFileSync(
@@ -183,13 +202,13 @@ async function main(cleanups: Cleanups): Promise<void> {
     return res;
   };
   const kinds = async (cli: Cli) => {
-    const res = await timed([...CLI[cli], 'kinds'], env);
+    const res = await timed([...CLI[cli], 'kinds'], envOf[cli]);
     if (res.code !== 0 || !/evaluate/.test(res.stdout)) throw new Error(`kinds exited ${res.code}:\n${res.stderr}`);
     return res;
   };
   // Where a compiled job's time goes, from its own rows' timestamps (the run row is written at launch).
   const segments: number[][] = [];
-  const timeline = async (res: Exit): Promise<void> => {
+  const timeline = async (res: Exit, into: number[][]): Promise<void> => {
     const runId = /run (\S+): started/.exec(res.stderr)?.[1];
     const { rows } = await db.query<Record<string, string>>(
       `select extract(epoch from r.created_at) * 1000 as launched,
@@ -202,14 +221,16 @@ async function main(cleanups: Cleanups): Promise<void> {
     const t = rows[0];
     if (!t) throw new Error(`no run row for ${runId}`);
     const points = [res.startedAt, Number(t.launched), Number(t.first_result), Number(t.last_result), Number(t.finished), res.exitedAt];
-    segments.push(points.slice(1).map((p, i) => p - points[i]!));
+    into.push(points.slice(1).map((p, i) => p - points[i]!));
   };
+  const otherSegments: number[][] = [];
   const job = async (cli: Cli) => {
-    const res = check('job', await timed([...CLI[cli], 'run', spec, '--set', `seed=${seed++}`], env), false);
-    if (cli === 'compiled') await timeline(res);
+    const res = check('job', await timed([...CLI[cli], 'run', spec, '--set', `seed=${seed++}`], envOf[cli]), false);
+    if (cli === 'compiled') await timeline(res, segments);
+    else if (BASELINE) await timeline(res, otherSegments);
     return res;
   };
-  const rerun = async (cli: Cli) => check('re-run', await timed([...CLI[cli], 'run', spec, '--label', `again-${label++}`], env), true);
+  const rerun = async (cli: Cli) => check('re-run', await timed([...CLI[cli], 'run', spec, '--label', `again-${label++}`], envOf[cli]), true);
 
   console.log(
     `short-jobs benchmark: ${REQUESTS} calls (${REQUESTS / 2} items x 2 orders) at ${LATENCY} ms, concurrency ${CONCURRENCY}; ideal network time ${IDEAL_S.toFixed(2)} s; ${ROUNDS} rounds`,
@@ -218,6 +239,7 @@ async function main(cleanups: Cleanups): Promise<void> {
   check('warm-up', await timed([...CLI.compiled, 'run', spec], env), false);
   for (const cli of ['compiled', 'tsx'] as Cli[]) await job(cli);
   segments.length = 0;
+  otherSegments.length = 0;
 
   const both = () => ({ compiled: [] as number[], tsx: [] as number[] });
   const times = { kinds: both(), job: both(), rerun: both() };
@@ -235,7 +257,7 @@ async function main(cleanups: Cleanups): Promise<void> {
     console.log(
       `  round ${r + 1}: ` +
         (['kinds', 'job', 'rerun'] as const).map((k) => `${k} ${times[k].compiled.at(-1)!.toFixed(2)} / ${times[k].tsx.at(-1)!.toFixed(2)} s`).join(', ') +
-        ' (compiled / tsx)',
+        ` (compiled / ${OTHER})`,
     );
   }
 
@@ -243,20 +265,24 @@ async function main(cleanups: Cleanups): Promise<void> {
     `| ${what} | ${fmt(xs.compiled)} | ${fmt(xs.tsx)} | ${(median(xs.tsx) / median(xs.compiled)).toFixed(2)}x | ` +
     `${cpus ? `${median(cpus.compiled).toFixed(2)} / ${median(cpus.tsx).toFixed(2)} s` : ''} | ${target} |`;
   console.log("\nwhole process, wall time median (min-max); the CLI process's CPU time (user + sys) median:");
-  console.log('| what | compiled CLI | tsx CLI | tsx / compiled | CPU compiled / tsx | target (compiled, wall) |');
+  console.log(`| what | compiled CLI | ${OTHER} CLI | ${OTHER} / compiled | CPU compiled / ${OTHER} | target (compiled, wall) |`);
   console.log('|---|---|---|---|---|---|');
   console.log(row('`judgeflow kinds` (CLI start)', times.kinds, '≤ 0.30 s', cpu.kinds));
   console.log(row(`the ${REQUESTS}-call job (ideal ${IDEAL_S.toFixed(2)} s)`, times.job, `≤ ${(1.3 * IDEAL_S).toFixed(2)} s (1.3x ideal)`, cpu.job));
   console.log(row('its cached re-run', times.rerun, '≤ 1.00 s', cpu.rerun));
-  console.log(row(`worker start to polling (${WORKER_ROUNDS} rounds)`, workerTimes, 'none'));
+  if (WORKER_ROUNDS > 0) console.log(row(`worker start to polling (${WORKER_ROUNDS} rounds, this checkout: compiled / tsx)`, workerTimes, 'none'));
   console.log(
-    `\nthe job / its ideal network time: ${(median(times.job.compiled) / IDEAL_S).toFixed(2)}x compiled, ${(median(times.job.tsx) / IDEAL_S).toFixed(2)}x tsx`,
+    `\nthe job / its ideal network time: ${(median(times.job.compiled) / IDEAL_S).toFixed(2)}x compiled, ${(median(times.job.tsx) / IDEAL_S).toFixed(2)}x ${OTHER}`,
   );
-  const seg = (i: number) => `${median(segments.map((s) => s[i]!)).toFixed(0)} ms`;
-  console.log(
-    `where the compiled job's time goes (medians): spawn → run row ${seg(0)}, → first result ${seg(1)}, ` +
-      `first → last result ${seg(2)} (ideal ${(IDEAL_S * 1000).toFixed(0)}), → run finished ${seg(3)}, → process exit ${seg(4)}`,
-  );
+  const where = (what: string, segs: number[][]) => {
+    const seg = (i: number) => `${median(segs.map((s) => s[i]!)).toFixed(0)} ms`;
+    console.log(
+      `where the ${what} job's time goes (medians): spawn → run row ${seg(0)}, → first result ${seg(1)}, ` +
+        `first → last result ${seg(2)} (ideal ${(IDEAL_S * 1000).toFixed(0)}), → run finished ${seg(3)}, → process exit ${seg(4)}`,
+    );
+  };
+  where('compiled', segments);
+  if (BASELINE) where('baseline', otherSegments);
 }
 
 const cleanups = new Cleanups();

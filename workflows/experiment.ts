@@ -50,16 +50,26 @@ const taskRecords = proxyActivities<RecordActivities>(RECORD_OPTIONS);
 // each (about 5 of a short run's workflow tasks). Runs begun before 'records-local' keep tasks.
 const localRecords = proxyLocalActivities<RecordActivities>(RECORD_OPTIONS);
 
-const reuse = proxyActivities<ReuseActivities>({
+const REUSE_OPTIONS = {
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
-});
+};
+const reuse = proxyActivities<ReuseActivities>(REUSE_OPTIONS);
+// A claim is one short transaction: as a local activity it runs within the workflow task that then
+// starts the stage ('claim-local'; runs begun before keep the activity task).
+const localReuse = proxyLocalActivities<ReuseActivities>(REUSE_OPTIONS);
 
 const PREFLIGHT_OPTIONS: ActivityOptions = {
   startToCloseTimeout: '2 minutes',
   retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['EndpointError'] },
 };
 const preflight = proxyActivities<PreflightActivities>(PREFLIGHT_OPTIONS);
+// The check of the endpoints called from the run's own queue, as a local activity: in this worker,
+// within the workflow task that then starts the first stage (no round trip of its own).
+const localPreflight = proxyLocalActivities<PreflightActivities>({
+  startToCloseTimeout: PREFLIGHT_OPTIONS.startToCloseTimeout!,
+  retry: PREFLIGHT_OPTIONS.retry,
+});
 
 export function errorMessage(err: unknown): string {
   // Child failures wrap the stage's own error: report the innermost message.
@@ -102,8 +112,9 @@ export async function experimentWorkflow({ runId }: ExperimentInput): Promise<Ex
     // Stage reuse (activities/reuse.ts): take an identical earlier stage's artifacts, or wait while
     // another run computes them, or claim the stage and run it.
     if (patched('stage-reuse') && stage.reuse !== false) {
+      const claims = patched('claim-local') ? localReuse : reuse;
       for (;;) {
-        const claim = await reuse.claimStage({ runId, seed: plan.seed, stage, inputs });
+        const claim = await claims.claimStage({ runId, seed: plan.seed, stage, inputs });
         if (claim.action === 'run') break;
         if (claim.action === 'reused') {
           outputs[stage.id] = claim.output;
@@ -167,10 +178,11 @@ export async function experimentWorkflow({ runId }: ExperimentInput): Promise<Ex
     }
     const checks = [...byQueue].filter(([, endpoints]) => Object.keys(endpoints).length > 0);
     if (checks.length > 0) {
+      const onRunQueue = patched('endpoint-check-local') ? localPreflight : preflight;
       try {
         await Promise.all(
           checks.map(([queue, endpoints]) =>
-            (queue ? proxyActivities<PreflightActivities>({ ...PREFLIGHT_OPTIONS, taskQueue: queue }) : preflight).checkEndpoints({ endpoints }),
+            (queue ? proxyActivities<PreflightActivities>({ ...PREFLIGHT_OPTIONS, taskQueue: queue }) : onRunQueue).checkEndpoints({ endpoints }),
           ),
         );
       } catch (err) {

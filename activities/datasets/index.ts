@@ -11,7 +11,7 @@ import { artifacts } from '../../db/schema/index.js';
 import { DATASET_FORMATS, type ArtifactKind, type DatasetFormat } from '../../spec/artifacts.js';
 import type { DatasetRef, StagePlan } from '../../workflows/types.js';
 import { storeImage } from '../inference/store.js';
-import { DatasetError, loadDataset, type LoadResult, type McFormat, type RowIssue } from './mc.js';
+import { DatasetError, fileIdentity, loadDataset, type LoadResult, type McFormat, type RowIssue } from './mc.js';
 import { looksLikeMmvet } from './mmvet.js';
 import { loadQaDataset, type QaFormat, type QaLoadResult } from './qa.js';
 
@@ -88,17 +88,25 @@ const ROW_BATCH = 1000;
  * The whole file is imported: a dataset's `limit` is applied by the stages that read it.
  */
 export async function importSource(db: Db, ref: DatasetSource & { name: string }): Promise<ImportedSource> {
-  // The whole file: `limit` is applied by the stages that read the artifact.
-  const loaded = await loadSource({ ...ref, limit: undefined });
-  const find = async () => {
+  const find = async (kind: ArtifactKind, format: string, contentHash: string) => {
     const res = await db.$client.query<{ id: number; rows: number; issues: unknown[] }>(
       'select id, rows, issues from artifacts where run_id is null and kind = $1 and format = $2 and content_hash = $3',
-      [loaded.kind, loaded.format, loaded.contentHash],
+      [kind, format, contentHash],
     );
     const r = res.rows[0];
-    return r ? { artifactId: r.id, kind: loaded.kind, rows: r.rows, skipped: r.issues.length } : undefined;
+    return r ? { artifactId: r.id, kind, rows: r.rows, skipped: r.issues.length } : undefined;
   };
-  const existing = await find();
+  // Already imported? A multiple-choice file whose load reads no image is identified by its bytes'
+  // hash: found by that, it is not parsed again (what a re-launch of the same spec mostly does).
+  const format = ref.format ?? inferSourceFormat(ref.path);
+  if (format === undefined || DATASET_FORMATS[format] === 'mc-items') {
+    const id = await fileIdentity({ path: ref.path, format: format as McFormat | undefined, imagesDir: ref.images });
+    const known = id && (await find('mc-items', id.format, id.contentHash));
+    if (known) return known;
+  }
+  // The whole file: `limit` is applied by the stages that read the artifact.
+  const loaded = await loadSource({ ...ref, limit: undefined });
+  const existing = await find(loaded.kind, loaded.format, loaded.contentHash);
   if (existing) return existing;
 
   const imageHashes = new Map<Uint8Array, string>();
@@ -151,7 +159,7 @@ export async function importSource(db: Db, ref: DatasetSource & { name: string }
       }
     }
   });
-  return (await find())!;
+  return (await find(loaded.kind, loaded.format, loaded.contentHash))!;
 }
 
 /** A JS array as one bound parameter (drizzle would otherwise expand it into a list). */

@@ -145,6 +145,27 @@ export function vlrbCategory(subset: VlrbSubset): VlrbCategory {
   }
 }
 
+/**
+ * The `format` and `contentHash` that `loadDataset(opts)` would return, from the file's bytes alone
+ * (no parsing), when that load would read no image: its content hash is then the file's sha256,
+ * unless a row names a URL image (downloaded whatever the options say), in which case the hash of
+ * that load differs from the file's and a look-up by this one finds nothing. Undefined when the
+ * load would read image files or the file is unreadable (the full load reports that).
+ */
+export async function fileIdentity(
+  opts: Pick<LoadDatasetOptions, 'path' | 'format' | 'imagesDir' | 'readImages'>,
+): Promise<{ format: McFormat; contentHash: string } | undefined> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(opts.path);
+  } catch {
+    return undefined;
+  }
+  const format = opts.format ?? inferFormat(opts.path, bytes);
+  if ((opts.readImages ?? opts.imagesDir !== undefined) && format !== 'vl-rewardbench-parquet') return undefined;
+  return { format, contentHash: createHash('sha256').update(bytes).digest('hex') };
+}
+
 /** Loads a dataset file into items; bad rows are reported in `issues` and skipped. */
 export async function loadDataset(opts: LoadDatasetOptions): Promise<LoadResult> {
   const { path } = opts;

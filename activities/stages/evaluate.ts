@@ -182,7 +182,7 @@ async function failedClasses(db: Db, runId: string, stageId: string): Promise<st
 }
 
 export function createEvaluateActivities({ db }: { db: Db }) {
-  return {
+  const acts = {
     /** Resolves the stage's mc-items artifact (importing a file only for plans from before artifacts); returns its id and how many items the stage uses. */
     async importEvaluationDataset({ dataset, artifactId }: ImportEvaluationDatasetInput): Promise<ImportEvaluationDatasetOutput> {
       const art = await resolveSourceArtifact(db, { artifactId, dataset, kind: 'mc-items', reader: 'evaluate' });
@@ -368,6 +368,24 @@ export function createEvaluateActivities({ db }: { db: Db }) {
         });
       }
       return { judgments: records.length, accuracy: headline?.value ?? null, macroAccuracy: macro?.value ?? null };
+    },
+  };
+  return {
+    ...acts,
+    /**
+     * The stage's last step in one activity: the chunk whose inference ended last is judged, then
+     * the metrics are computed over every judgment (the other chunks' judging has ended). One
+     * activity round trip and workflow task fewer at the end of every stage than the two steps.
+     */
+    async judgeAndScoreEvaluation({
+      judge,
+      metrics,
+    }: {
+      judge: JudgeEvaluationChunkInput;
+      metrics: ComputeEvaluationMetricsInput;
+    }): Promise<ComputeEvaluationMetricsOutput> {
+      await acts.judgeEvaluationChunk(judge);
+      return await acts.computeEvaluationMetrics(metrics);
     },
   };
 }

@@ -53,11 +53,11 @@ export async function runCommand(argv: string[]): Promise<number> {
     }
     if (group) return await runGroup(conn, group, { detach: Boolean(values.detach), json: Boolean(values.json), log });
     const queues = [conn.cfg.taskQueue, ...loaded.plan.flatMap((s) => (s.taskQueue ? [s.taskQueue] : []))];
-    // The worker check and the launch at once (a run with no worker waits for one: the check only warns).
-    const [idle, launched] = await Promise.all([
-      queuesWithoutWorkers(conn, queues),
-      launchRun({ loaded, label: values.label, db: conn.db.db, client: conn.client, taskQueue: conn.cfg.taskQueue }),
-    ]);
+    // The launch first, then the worker check: a run with no worker waits for one, so the check only
+    // warns, and its calls (each the first of its kind for the gRPC client to encode) are not in the
+    // way of the run's start.
+    const launched = await launchRun({ loaded, label: values.label, db: conn.db.db, client: conn.client, taskQueue: conn.cfg.taskQueue });
+    const idle = await queuesWithoutWorkers(conn, queues);
     for (const queue of idle) log(`warning: ${noWorkerHint(conn, queue)}`);
     if (!values.json) {
       if (launched.attached) console.error(`run ${launched.runId} already exists for this spec version: attaching to it (no second run started)`);

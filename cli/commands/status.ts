@@ -124,6 +124,9 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
   const tty = process.stderr.isTTY && !opts.json;
   const say = (line: string) => process.stderr.write(`${line}\n`);
   const maxReconnectMs = reconnectTimeoutMs();
+  // The results table's code loads while the run goes on, not after it ended.
+  const resultsModule = import('./results.js');
+  resultsModule.catch(() => {}); // awaited (and its failure reported) at the end; never unhandled
   let last = '';
   let lastStates = '';
   let lastLine = 0;
@@ -274,15 +277,14 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
     // Clear the pending redraw pause, so it never holds the exit.
     wake();
   }
-  const final = await progressFromDb(conn, runId);
+  const [final, run] = await Promise.all([progressFromDb(conn, runId), opts.json ? undefined : getRun(conn.db.db, runId)]);
   if (opts.json) {
     console.log(JSON.stringify(final));
   } else {
     if (tty && last) process.stderr.write(`\x1b[${last.split('\n').length}A\x1b[0J`);
     console.log(renderProgress(final));
-    const run = await getRun(conn.db.db, runId);
     if (run?.run.error) console.log(`error: ${run.run.error}`);
-    const { printRunResults } = await import('./results.js');
+    const { printRunResults } = await resultsModule;
     await printRunResults(conn, runId);
   }
   return final.status === 'succeeded' ? EXIT.ok : EXIT.runFailed;

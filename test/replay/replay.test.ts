@@ -49,6 +49,13 @@ function patches(h: History): string[] {
     .map((e) => JSON.parse(new TextDecoder().decode(e.markerRecordedEventAttributes!.details!['patch-data']!.payloads![0]!.data!)).id as string);
 }
 const activities = (h: History, type: string) => (h.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === type).length;
+const localActivities = (h: History) =>
+  (h.events ?? [])
+    .filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity')
+    .map(
+      (e) =>
+        (JSON.parse(new TextDecoder().decode(e.markerRecordedEventAttributes!.details!.data!.payloads![0]!.data!)) as { activity_type: string }).activity_type,
+    );
 const signalsSent = (h: History) => (h.events ?? []).filter((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes).length;
 const signalsReceived = (h: History) => (h.events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes).length;
 
@@ -63,8 +70,8 @@ const STAGE_HISTORIES: {
   file: string;
   recorded: string;
   patches: string[];
-  counts: (h: History) => Record<string, number>;
-  expected: Record<string, number>;
+  counts: (h: History) => Record<string, number | string>;
+  expected: Record<string, number | string>;
 }[] = [
   {
     // 8 items, chunk_size 4, one view: 4 items a chunk (unpatched: 2 views, 2 items a chunk, 4 chunks).
@@ -129,6 +136,45 @@ const STAGE_HISTORIES: {
       stages: (h.events ?? []).filter((e) => e.startChildWorkflowExecutionInitiatedEventAttributes).length,
     }),
     expected: { claims: 5, timers: 4, stages: 0 },
+  },
+  {
+    // 'evaluate-short-steps' taken: 100 items, chunk_size 64, one view: a first chunk of 16 items, then
+    // 64 and 20 (unpatched: 64 and 36); the artifact look-up a local activity; the last chunk judged
+    // and scored by one activity (unpatched: a judge activity per chunk, then the metrics).
+    file: 'evaluate-short-steps.json.gz',
+    recorded: 'current',
+    patches: ['evaluate-short-steps', ...ALL],
+    counts: (h) => ({
+      chunks: activities(h, 'prepareEvaluationChunk'),
+      imports: activities(h, 'importEvaluationDataset'),
+      judged: activities(h, 'judgeEvaluationChunk'),
+      judgedAndScored: activities(h, 'judgeAndScoreEvaluation'),
+      metrics: activities(h, 'computeEvaluationMetrics'),
+      localActivities: localActivities(h).join(','),
+    }),
+    expected: { chunks: 3, imports: 0, judged: 2, judgedAndScored: 1, metrics: 0, localActivities: 'importEvaluationDataset' },
+  },
+  {
+    // Its experiment, with 'endpoint-check-local': the run queue's endpoint check is a local activity
+    // of the first workflow task (an activity task in evaluate-records-local-experiment).
+    file: 'evaluate-short-steps-experiment.json.gz',
+    recorded: 'current',
+    patches: ['records-local', 'endpoint-check-per-queue', 'endpoint-check-local', 'stage-reuse'],
+    counts: (h) => ({ checkTasks: activities(h, 'checkEndpoints'), localActivities: localActivities(h).join(',') }),
+    expected: { checkTasks: 0, localActivities: 'beginRun,checkEndpoints,markStageRunning,finishStage,finishRun' },
+  },
+  {
+    // An experiment with 'claim-local' (stage reuse on): the claim too is a local activity, so
+    // everything up to the stage's start is one workflow task (3 in all; 4 in the fixture above).
+    file: 'experiment-claim-local.json.gz',
+    recorded: 'current',
+    patches: ['records-local', 'endpoint-check-per-queue', 'endpoint-check-local', 'stage-reuse', 'claim-local'],
+    counts: (h) => ({
+      activityTasks: (h.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes).length,
+      localActivities: localActivities(h).join(','),
+      workflowTasks: (h.events ?? []).filter((e) => e.workflowTaskCompletedEventAttributes).length,
+    }),
+    expected: { activityTasks: 0, localActivities: 'beginRun,checkEndpoints,claimStage,markStageRunning,finishStage,finishRun', workflowTasks: 3 },
   },
   {
     // 401 requests, chunk size 1: 2 a chunk (unpatched: 401 chunks).
@@ -230,6 +276,9 @@ describe('replay of evaluate and runInference histories, before and after each p
     ['inference-before-max-chunks.json.gz', 'inference-max-chunks'],
     ['evaluate-max-chunks-experiment.json.gz', 'records-local'],
     ['evaluate-records-local-experiment.json.gz', 'stage-reuse'],
+    ['evaluate-views.json.gz', 'evaluate-short-steps'],
+    ['evaluate-records-local-experiment.json.gz', 'endpoint-check-local'],
+    ['evaluate-short-steps-experiment.json.gz', 'claim-local'],
   ];
   it('a history recorded before a patch takes the unpatched branch: the patched one fails replay', async () => {
     const control = await bundle('no-such-patch');

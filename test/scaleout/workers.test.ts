@@ -108,12 +108,18 @@ interface ActivityRun {
 }
 
 /** Every finished activity attempt of a workflow and who ran it, and who ran its workflow tasks. */
-async function whoRanWhat(client: Client, workflowId: string): Promise<{ activities: ActivityRun[]; workflowTasks: Set<string> }> {
+async function whoRanWhat(client: Client, workflowId: string): Promise<{ activities: ActivityRun[]; localActivities: string[]; workflowTasks: Set<string> }> {
   const history = await client.workflow.getHandle(workflowId).fetchHistory();
   const scheduled = new Map<number, { type: string; queue: string; heartbeatTimeoutS: number }>();
   const activities: ActivityRun[] = [];
   const workflowTasks = new Set<string>();
+  // Local activities run inside a workflow task (so on a worker among `workflowTasks`): a marker each.
+  const localActivities: string[] = [];
   for (const e of history.events ?? []) {
+    const m = e.markerRecordedEventAttributes;
+    if (m?.markerName === 'core_local_activity') {
+      localActivities.push((JSON.parse(new TextDecoder().decode(m.details!.data!.payloads![0]!.data!)) as { activity_type: string }).activity_type);
+    }
     const s = e.activityTaskScheduledEventAttributes;
     if (s) {
       scheduled.set(Number(e.eventId), {
@@ -127,7 +133,7 @@ async function whoRanWhat(client: Client, workflowId: string): Promise<{ activit
     const wt = e.workflowTaskStartedEventAttributes;
     if (wt) workflowTasks.add(wt.identity!);
   }
-  return { activities, workflowTasks };
+  return { activities, localActivities, workflowTasks };
 }
 
 function spec(name: string, simUrl: string, gpuSimUrl: string) {
@@ -264,12 +270,11 @@ describe('scale-out: two workers on the run queue, one on an inference pool', ()
     // The pool's inference ran only on the pool's worker.
     expect(inferenceOf(pool.activities).length).toBeGreaterThan(0);
     expect(inferenceOf(pool.activities).map((r) => [r.queue, r.identity])).toEqual(inferenceOf(pool.activities).map(() => [GPU, gpu]));
-    // Each endpoint was checked where its requests go: the pool's, with its key, by the pool's worker.
+    // Each endpoint was checked where its requests go: the pool's, with its key, by the pool's worker;
+    // the default queue's by a local activity of the experiment's workflow task (a default-queue worker).
     const checks = experiment.activities.filter((r) => r.type === 'checkEndpoints');
-    expect(checks.map((r) => [r.queue, r.identity === gpu]).sort()).toEqual([
-      [GPU, true],
-      [TQ, false],
-    ]);
+    expect(checks.map((r) => [r.queue, r.identity === gpu])).toEqual([[GPU, true]]);
+    expect(experiment.localActivities.filter((t) => t === 'checkEndpoints')).toHaveLength(1);
     // Everything else (workflows, bookkeeping, import/prepare/judge/metrics) ran on the default queue.
     const others = [
       ...main.activities,

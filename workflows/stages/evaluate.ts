@@ -1,8 +1,8 @@
-import { condition, patched, proxyActivities } from '@temporalio/workflow';
+import { condition, patched, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { EvaluateActivities, RequestRange } from '../../activities/stages/evaluate.js';
 import type { EvaluateParams } from '../../spec/kinds/evaluate.js';
 import { resolveDataRef } from '../artifacts.js';
-import { chunkSizeFor, runInference } from '../inference.js';
+import { MAX_CHUNKS, chunkSizeFor, runInference } from '../inference.js';
 import { reportProgress } from '../progress.js';
 import type { StageInput, StageOutput } from '../types.js';
 
@@ -13,6 +13,15 @@ const acts = proxyActivities<EvaluateActivities>({
   heartbeatTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: ['DatasetError', 'MetricsInputError'] },
 });
+// Steps of a query or two run as local activities: in the worker running this workflow, within its
+// workflow task, instead of a round trip through the server and a workflow task of their own.
+const local = proxyLocalActivities<EvaluateActivities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '1 second', maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: ['DatasetError', 'MetricsInputError'] },
+});
+
+/** Requests a chunk must have for the first chunk to be cut to a quarter (16 or more requests). */
+const SPLIT_FIRST_CHUNK_FROM = 64;
 
 /**
  * The `evaluate` stage. Items are cut into chunks of about `chunk_size` requests, and three lanes
@@ -23,15 +32,32 @@ const acts = proxyActivities<EvaluateActivities>({
 export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<StageOutput> {
   const { runId, stageId, params, seed } = input;
   const endpoint = input.endpoints[params.judge]!;
-  const { datasetId, items, maxCandidates } = await acts.importEvaluationDataset(resolveDataRef(input, params.dataset, 'mc-items'));
+  // Sooner to the first request and from the last result ('evaluate-short-steps'): an artifact
+  // imported at launch is resolved by a local activity, a large first chunk is cut to a quarter, and
+  // the chunk whose inference ends last is judged and scored in one activity.
+  const short = patched('evaluate-short-steps');
+  const ref = resolveDataRef(input, params.dataset, 'mc-items');
+  // (A plan from before artifacts names a file, whose import may take long: that stays an activity.)
+  const { datasetId, items, maxCandidates } = await (short && ref.artifactId !== undefined ? local : acts).importEvaluationDataset(ref);
 
   // Requests per item: views x samples, where swap shows K orders and the other modes one. (Runs
   // begun before this was known keep sizing chunks for 2 views, so their histories replay.)
   const viewsPerItem = patched('evaluate-chunks-by-views') && maxCandidates !== undefined ? (params.positions === 'swap' ? maxCandidates : 1) : 2;
   const wantedItems = Math.max(1, Math.floor(params.chunk_size / (viewsPerItem * params.samples)));
   const itemsPerChunk = patched('evaluate-max-chunks') ? chunkSizeFor(items, wantedItems) : wantedItems;
+  // The first chunk a quarter of the others ('evaluate-short-steps'), when chunks are large: the
+  // first requests go out after a quarter of the writing, and the next chunk is written meanwhile.
+  let firstChunk = itemsPerChunk;
+  if (short && itemsPerChunk * viewsPerItem * params.samples >= SPLIT_FIRST_CHUNK_FROM) {
+    const small = Math.floor(itemsPerChunk / 4);
+    if (small >= 1 && small < items && 1 + Math.ceil((items - small) / itemsPerChunk) <= MAX_CHUNKS) firstChunk = small;
+  }
   const chunks: [number, number][] = [];
-  for (let a = 0; a < items; a += itemsPerChunk) chunks.push([a, Math.min(items, a + itemsPerChunk)]);
+  for (let a = 0; a < items;) {
+    const b = Math.min(items, a + (a === 0 ? firstChunk : itemsPerChunk));
+    chunks.push([a, b]);
+    a = b;
+  }
 
   const totals = { total: 0, done: 0, failed: 0 };
   const estimatedTotal = items * viewsPerItem * params.samples;
@@ -53,6 +79,8 @@ export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<
 
   // Lane 2: inference, `parallel` chunks at once; lane 3: judging, started as each chunk ends.
   const judging: Promise<unknown>[] = [];
+  let inferred = 0;
+  let last: number | undefined;
   const infer = async (i: number): Promise<void> => {
     await condition(() => ranges[i] !== undefined || prepareError !== undefined);
     if (prepareError !== undefined) throw prepareError;
@@ -74,6 +102,10 @@ export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<
       totals.failed += out.failed;
     }
     const [fromIdx, toIdx] = chunks[i]!;
+    if (short && ++inferred === chunks.length) {
+      last = i; // judged with the metrics, after the others' judging
+      return;
+    }
     judging.push(acts.judgeEvaluationChunk({ runId, stageId, seed, params, datasetId, fromIdx, toIdx }).then(report));
   };
   const inflight = new Map<number, Promise<number>>();
@@ -89,7 +121,14 @@ export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<
   }
   await Promise.all(judging);
 
-  const scored = await acts.computeEvaluationMetrics({ runId, stageId, datasetId, seed, params, price: endpoint.price });
+  const scoring = { runId, stageId, datasetId, seed, params, price: endpoint.price };
+  let scored;
+  if (last === undefined) scored = await acts.computeEvaluationMetrics(scoring);
+  else {
+    const [fromIdx, toIdx] = chunks[last]!;
+    scored = await acts.judgeAndScoreEvaluation({ judge: { runId, stageId, seed, params, datasetId, fromIdx, toIdx }, metrics: scoring });
+    await report();
+  }
   return {
     ref: { datasetId, items, judgments: scored.judgments, accuracy: scored.accuracy, macroAccuracy: scored.macroAccuracy },
     items: { total: totals.total, done: totals.done, failed: totals.failed },
