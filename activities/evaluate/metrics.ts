@@ -397,3 +397,31 @@ function quantile(sorted: Float64Array, q: number): number {
   const hi = Math.min(lo + 1, sorted.length - 1);
   return sorted[lo]! + (h - lo) * (sorted[hi]! - sorted[lo]!);
 }
+
+/** The 95% Wilson score interval of a proportion k/n (n > 0). */
+export function wilsonInterval(k: number, n: number, z = 1.959963984540054): { low: number; high: number } {
+  if (n <= 0) throw new RangeError('wilsonInterval: n must be positive');
+  const p = k / n;
+  const z2 = z * z;
+  const centre = (p + z2 / (2 * n)) / (1 + z2 / n);
+  const half = (z / (1 + z2 / n)) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
+  return { low: Math.max(0, centre - half), high: Math.min(1, centre + half) };
+}
+
+/**
+ * `parseable_rate` (a choice was read) and `format_rate` (the output matches `answerFormat`, a
+ * trained judge's answer format, e.g. `<answer>\s*([A-Z])\s*</answer>`), over the samples whose
+ * request did not fail, each with its 95% Wilson interval.
+ */
+export function formatMetrics(samples: readonly { parsed: boolean; content: string }[], answerFormat: string): MetricRow[] {
+  const n = samples.length;
+  if (n === 0) return [];
+  const re = new RegExp(answerFormat);
+  const parsed = samples.filter((s) => s.parsed).length;
+  const formatted = samples.filter((s) => re.test(s.content)).length;
+  const row = (metric: string, k: number): MetricRow => {
+    const ci = wilsonInterval(k, n);
+    return { metric, scope: 'overall', policy: '', value: k / n, ciLow: ci.low, ciHigh: ci.high, n };
+  };
+  return [row('parseable_rate', parsed), row('format_rate', formatted)];
+}

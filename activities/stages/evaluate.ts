@@ -7,9 +7,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import { and, asc, eq, gte, isNotNull, lt } from 'drizzle-orm';
 import type { Db } from '../../db/client.js';
 import { mcItems, metrics } from '../../db/schema/index.js';
-import { DEFAULT_MAX_FAILED_SHARE, type EvaluateParams } from '../../spec/kinds/evaluate.js';
+import { DEFAULT_MAX_FAILED_SHARE, judgeEndpointName, type EvaluateParams } from '../../spec/kinds/evaluate.js';
 import type { DatasetRef, EndpointSpec } from '../../workflows/types.js';
-import { computeMetrics, type JudgmentRecord, type MetricRow } from '../evaluate/metrics.js';
+import { computeMetrics, formatMetrics, type JudgmentRecord, type MetricRow } from '../evaluate/metrics.js';
 import { parseChoice } from '../evaluate/parse.js';
 import { renderJudgePrompt } from '../evaluate/prompt.js';
 import { viewsFor } from '../evaluate/views.js';
@@ -213,11 +213,11 @@ export function createEvaluateActivities({ db }: { db: Db }) {
             params: { temperature: params.temperature, max_tokens: params.max_tokens, seed, ...(params.top_p !== undefined ? { top_p: params.top_p } : {}) },
           };
           for (let s = 0; s < params.samples; s++) {
-            rows.push({ runId, stageId, itemKey: requestKey(item.itemKey, v, s), endpoint: params.judge, sampleIndex: s, request });
+            rows.push({ runId, stageId, itemKey: requestKey(item.itemKey, v, s), endpoint: judgeEndpointName(params), sampleIndex: s, request });
           }
         }
       }
-      await prepareRequests(db, rows, { [params.judge]: endpoint });
+      await prepareRequests(db, rows, { [judgeEndpointName(params)]: endpoint });
       return requestRangeOf(
         db,
         runId,
@@ -319,6 +319,21 @@ export function createEvaluateActivities({ db }: { db: Db }) {
         if (!scored.has(r.item_key)) scored.set(r.item_key, { itemKey: r.item_key, best: r.best, category: r.category, subset: r.subset });
       }
       const computed: MetricRow[] = computeMetrics(records, scored.values(), { seed, bootstrap: params.bootstrap });
+      if (params.answer_format !== undefined) {
+        const outs = await db.$client.query<{ status: string; content: string | null }>(
+          `select j.status, c.content from judgments j
+           join inference_requests q on q.id = j.request_id
+           left join inference_cache c on c.key = q.cache_key
+           where j.run_id = $1 and j.stage_id = $2 and j.status <> 'failed'`,
+          [runId, stageId],
+        );
+        const have = new Set(computed.map((m) => `${m.metric}\u0000${m.scope}\u0000${m.policy}`));
+        const rows = formatMetrics(
+          outs.rows.map((o) => ({ parsed: o.status === 'parsed', content: o.content ?? '' })),
+          params.answer_format,
+        );
+        computed.push(...rows.filter((m) => !have.has(`${m.metric}\u0000${m.scope}\u0000${m.policy}`)));
+      }
       const headline = computed.find((m) => m.metric === 'accuracy' && m.scope === 'overall' && m.policy === params.headline_policy);
       const macro = computed.find((m) => m.metric === 'accuracy' && m.scope === 'macro' && m.policy === params.headline_policy);
       const usage = await stageUsage(db, runId, stageId, price);

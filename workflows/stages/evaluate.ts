@@ -1,7 +1,7 @@
 import { condition, patched, proxyActivities } from '@temporalio/workflow';
 import type { EvaluateActivities, RequestRange } from '../../activities/stages/evaluate.js';
 import type { EvaluateParams } from '../../spec/kinds/evaluate.js';
-import { resolveDataRef } from '../artifacts.js';
+import { resolveDataRef, servedEndpoint } from '../artifacts.js';
 import { chunkSizeFor, runInference } from '../inference.js';
 import { reportProgress } from '../progress.js';
 import type { StageInput, StageOutput } from '../types.js';
@@ -22,7 +22,9 @@ const acts = proxyActivities<EvaluateActivities>({
  */
 export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<StageOutput> {
   const { runId, stageId, params, seed } = input;
-  const endpoint = input.endpoints[params.judge]!;
+  // A served model (`judge: { from: <serve stage> }`) is an endpoint built from that stage's output.
+  const endpointName = typeof params.judge === 'string' ? params.judge : params.judge.from;
+  const endpoint = typeof params.judge === 'string' ? input.endpoints[params.judge]! : servedEndpoint(input, params.judge.from);
   const { datasetId, items, maxCandidates } = await acts.importEvaluationDataset(resolveDataRef(input, params.dataset, 'mc-items'));
 
   // Requests per item: views x samples, where swap shows K orders and the other modes one. (Runs
@@ -61,7 +63,7 @@ export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<
       const out = await runInference({
         runId,
         stageId,
-        endpointName: params.judge,
+        endpointName,
         endpoint,
         fromId: range.fromId,
         toId: range.toId,
