@@ -38,6 +38,8 @@ export function servedEndpoint(input: StageInput, from: string): EndpointSpec {
     timeout_s: Number(ref.timeout_s),
     max_attempts: Number(ref.max_attempts),
     max_retry_after_s: 30,
+    // A server restarted elsewhere is found sooner: the activity fails (retryably) and reads the new URL.
+    down_after_s: 20,
     served: { runId: input.runId, stageId: from, identity: String(ref.identity) },
   };
 }

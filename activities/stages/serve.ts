@@ -260,23 +260,22 @@ export function createServeActivities(deps: ServeDeps) {
         )
       ).rows[0];
       if (!prev) throw ApplicationFailure.nonRetryable(`stage ${stageId}: no server record (prepareServer did not run)`, 'ServeError');
-      const early = await stopReason(runId, stageId);
-      if (early !== undefined && prev.attempt > 0) {
-        await event(runId, stageId, 'stopped', `not restarted: ${early}`, { stopped: true });
+      // A previous start whose worker died: its process (on this host) is stopped first.
+      let killed = '';
+      if (prev.attempt > 0 && prev.pid && prev.host === host && alive(prev.pid)) {
+        try {
+          process.kill(-prev.pid, 'SIGKILL');
+        } catch {
+          process.kill(prev.pid, 'SIGKILL');
+        }
+        killed = ` (killed its process ${prev.pid})`;
+      }
+      const early = prev.attempt > 0 ? await stopReason(runId, stageId) : undefined;
+      if (early !== undefined) {
+        await event(runId, stageId, 'stopped', `not restarted: ${early}${killed}`, { stopped: true });
         return { reason: early };
       }
-      if (prev.attempt > 0) {
-        let note = `start ${prev.attempt + 1}: the previous server stopped answering for its worker`;
-        if (prev.pid && prev.host === host && alive(prev.pid)) {
-          try {
-            process.kill(-prev.pid, 'SIGKILL');
-          } catch {
-            process.kill(prev.pid, 'SIGKILL');
-          }
-          note += ` (killed its process ${prev.pid})`;
-        }
-        await event(runId, stageId, 'restarting', note);
-      }
+      if (prev.attempt > 0) await event(runId, stageId, 'restarting', `start ${prev.attempt + 1}: the previous server's worker stopped heartbeating${killed}`);
 
       const port = await freePort();
       const argv = params.command.map((a) => fill(a, { python: params.python, model: modelPath, host: params.host, port: String(port) }));

@@ -144,7 +144,7 @@ describe('experiments/judge-data.yaml: easy-vqa → synthesize → evaluate, →
     const get = (stage: string, metric: string) => rows.find((r) => r.stage_id === stage && r.metric === metric)!;
     const items = (await db.pool.query<{ n: number }>("select count(*)::int as n from judgments where run_id = $1 and stage_id = 'eval-base'", [runId]))
       .rows[0]!.n;
-    expect(items).toBeGreaterThanOrEqual(30);
+    expect(items).toBeGreaterThanOrEqual(25);
     for (const stage of ['eval-base', 'eval-trained']) {
       for (const metric of ['format_rate', 'parseable_rate', 'accuracy']) {
         const m = get(stage, metric);
