@@ -63,6 +63,10 @@ describe('experiments/judge-data.yaml: easy-vqa → synthesize → evaluate, →
       `endpoints.reasoner-brief.base_url=${sim.url}`,
       `endpoints.rewriter.base_url=${sim.url}`,
       'datasets.easy.limit=200',
+      // SmolLM2 elsewhere than the checkout's .cache (scripts/prepare-smollm2.py honours the same variable).
+      ...(process.env.JF_SMOLLM2_DIR
+        ? [`stages.train.with.base_model=${process.env.JF_SMOLLM2_DIR}`, `stages.serve-base.with.model.path=${process.env.JF_SMOLLM2_DIR}`]
+        : []),
     ];
     const loaded = await loadSpec(join(REPO, 'experiments', 'judge-data.yaml'), { sets });
     ({ runId } = await launchRun({ loaded, db: db.db, client, taskQueue: TQ }));
