@@ -33,7 +33,7 @@ export interface WorkerConfig {
   maxConcurrentActivityTaskExecutions?: number;
   /** The worker's inference gateway (one per process: limits are shared by all its batches). */
   gateway?: InferenceGateway;
-  /** Folder of the train stage's local jobs and outputs (default: JUDGEFLOW_STATE_DIR, else ./.judgeflow). */
+  /** Folder of the train stage's local jobs and outputs, and of serve stages' server logs (default: JUDGEFLOW_STATE_DIR, else ./.judgeflow). */
   trainStateDir?: string;
 }
 
@@ -49,7 +49,10 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   await applyMigrations(handle.db);
   const connection = await NativeConnection.connect({ address: cfg.temporalAddress });
   const gateway = cfg.gateway ?? new InferenceGateway();
-  const activities = { ...createActivities({ db: handle.db, gateway, train: { stateDir: cfg.trainStateDir } }), ...(cfg.extraActivities?.(handle) ?? {}) };
+  const activities = {
+    ...createActivities({ db: handle.db, gateway, train: { stateDir: cfg.trainStateDir }, serve: { stateDir: cfg.trainStateDir } }),
+    ...(cfg.extraActivities?.(handle) ?? {}),
+  };
   const prebuilt = process.env.JUDGEFLOW_WORKFLOW_BUNDLE;
   const workflowBundle = cfg.workflowBundle ?? (cfg.workflowsPath === undefined && prebuilt ? { codePath: prebuilt } : undefined);
   const worker = await Worker.create({

@@ -9,12 +9,15 @@ import { createSweepActivities } from './stages/sweep.js';
 import { createSynthesizeActivities } from './stages/synthesize.js';
 import { createDistillActivities } from './stages/distill.js';
 import { createTrainActivities, type TrainDeps } from './stages/train.js';
+import { createServeActivities, type ServeDeps } from './stages/serve.js';
 
 export interface ActivityDeps {
   db: Db;
   gateway: InferenceGateway;
   /** train: state folder, sft-set exporter and backends (defaults: JUDGEFLOW_STATE_DIR, ./train/). */
   train?: Omit<TrainDeps, 'db'>;
+  /** serve: state folder (server logs) and how often a server checks whether it is still needed. */
+  serve?: Omit<ServeDeps, 'db'>;
 }
 
 /** Every activity the worker registers, built over injected dependencies (tests pass their own). */
@@ -29,6 +32,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createSweepActivities(deps),
     ...createDistillActivities(deps),
     ...createTrainActivities({ ...deps.train, db: deps.db }),
+    ...createServeActivities({ ...deps.serve, db: deps.db }),
   };
 }
 

@@ -7,7 +7,7 @@ import type { SpecIssue } from './kinds.js';
 import type { ExperimentSpec } from './schema.js';
 
 /** What an artifact holds; its rows live in a table per kind. */
-export const ARTIFACT_KINDS = ['mc-items', 'qa-items', 'sft-set', 'rl-set', 'checkpoint', 'curve'] as const;
+export const ARTIFACT_KINDS = ['mc-items', 'qa-items', 'sft-set', 'rl-set', 'checkpoint', 'curve', 'endpoint'] as const;
 export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
 
 /** Dataset formats (`datasets.<name>.format`) and the artifact kind each imports into. */

@@ -4,3 +4,4 @@ import './kinds/synthesize.js';
 import './kinds/sweep.js';
 import './kinds/distill.js';
 import './kinds/train.js';
+import './kinds/serve.js';

@@ -39,7 +39,18 @@ export const endpointSchema = z
   })
   .strict();
 
-export type EndpointSpec = z.infer<typeof endpointSchema>;
+/**
+ * The endpoint of a `serve` stage, as the stages after it receive it (never written in a spec): its
+ * URL is read from Postgres at the start of each activity (the server may have been restarted at
+ * another port), and the cache keys on `identity` (the weights' digest) instead of the URL.
+ */
+export interface ServedEndpointRef {
+  runId: string;
+  stageId: string;
+  identity: string;
+}
+
+export type EndpointSpec = z.infer<typeof endpointSchema> & { served?: ServedEndpointRef };
 
 /** `down_after_s` when a spec leaves it out. */
 export const DEFAULT_DOWN_AFTER_S = 60;

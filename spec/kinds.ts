@@ -38,6 +38,8 @@ export interface StageKind<S extends z.ZodType = z.ZodType> {
   /** Bump when the kind's results change for the same params: stage reuse never crosses versions. Default 1. */
   version?: number;
   params: S;
+  /** false: the stage is never reused from another run (what it makes lives only with its run, e.g. a server). */
+  reusable?: boolean;
   /** Names of spec endpoints the stage calls (health-checked at run start). */
   endpoints?: (params: z.output<S>) => string[];
   /** The stage's data parameters: a dataset name or `{ from: <stage> }`, and the artifact kind each takes. */

@@ -233,7 +233,7 @@ export async function loadSpec(
       params: params.data,
       taskQueue: stage.task_queue,
       version: kind.version ?? 1,
-      ...(stage.reuse === false ? { reuse: false } : {}),
+      ...(stage.reuse === false || kind.reusable === false ? { reuse: false } : {}),
       endpoints: Object.fromEntries(endpointNames.filter((e) => spec.endpoints[e]).map((e) => [e, spec.endpoints[e]!])),
       datasets,
     });

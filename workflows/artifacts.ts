@@ -1,6 +1,6 @@
 /** Resolving a stage's data parameters to artifact ids (workflow-safe: no I/O). */
 import { ApplicationFailure } from '@temporalio/workflow';
-import type { ArtifactKind, DataRef, DatasetRef, StageInput } from './types.js';
+import type { ArtifactKind, DataRef, DatasetRef, EndpointSpec, StageInput } from './types.js';
 
 /**
  * What a data parameter names: a file dataset (its artifact id when imported at launch) or an
@@ -21,4 +21,25 @@ export function resolveDataRef(input: StageInput, ref: DataRef, kind: ArtifactKi
     );
   }
   return { artifactId: produced[0]![1].id };
+}
+
+/**
+ * The endpoint a `serve` stage hands over (`judge: { from: <serve stage> }`). Its base URL is a
+ * placeholder: activities read the server's current URL from Postgres when they start.
+ */
+export function servedEndpoint(input: StageInput, from: string): EndpointSpec {
+  resolveDataRef(input, { from }, 'endpoint');
+  const ref = input.inputs[from]!.ref;
+  return {
+    base_url: `http://served.invalid/${from}/v1`,
+    model: String(ref.model),
+    concurrency: Number(ref.concurrency),
+    revision: '',
+    timeout_s: Number(ref.timeout_s),
+    max_attempts: Number(ref.max_attempts),
+    max_retry_after_s: 30,
+    // A server restarted elsewhere is found sooner: the activity fails (retryably) and reads the new URL.
+    down_after_s: 20,
+    served: { runId: input.runId, stageId: from, identity: String(ref.identity) },
+  };
 }

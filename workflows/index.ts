@@ -5,3 +5,4 @@ export { synthesizeStage } from './stages/synthesize.js';
 export { sweepStage } from './stages/sweep.js';
 export { distillStage } from './stages/distill.js';
 export { trainStage } from './stages/train.js';
+export { serveStage, serverWorkflow } from './stages/serve.js';

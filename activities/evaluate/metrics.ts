@@ -17,6 +17,8 @@ export interface JudgmentRecord {
   failed?: boolean;
   outputTokens?: number;
   latencyMs?: number;
+  /** The output matches the stage's `answer_format` (a trained judge's format); unset when there is none. */
+  formatted?: boolean;
 }
 
 /** What metrics need to know of an item: its key and best candidate (and, if known, its groups). */
@@ -72,6 +74,7 @@ interface ItemAgg {
   samples: number;
   unparseable: number;
   parseable: number;
+  formatted: number;
 }
 
 interface ViewAgg {
@@ -111,6 +114,8 @@ export function computeMetrics(judgments: Iterable<JudgmentRecord>, items: Itera
   let failedSamples = 0;
   let unparseableSamples = 0;
   let parseableSamples = 0;
+  let formattedSamples = 0;
+  let formatChecked = false;
   let firstPosition = 0;
   let tokenSum = 0;
   let tokenN = 0;
@@ -132,6 +137,7 @@ export function computeMetrics(judgments: Iterable<JudgmentRecord>, items: Itera
         samples: 0,
         unparseable: 0,
         parseable: 0,
+        formatted: 0,
       };
       aggs.set(j.itemKey, agg);
     }
@@ -148,6 +154,11 @@ export function computeMetrics(judgments: Iterable<JudgmentRecord>, items: Itera
 
     samples++;
     agg.samples++;
+    if (j.formatted !== undefined) formatChecked = true;
+    if (j.formatted === true && !j.failed) {
+      formattedSamples++;
+      agg.formatted++;
+    }
     if (j.failed) {
       failedSamples++;
     } else {
@@ -265,6 +276,9 @@ export function computeMetrics(judgments: Iterable<JudgmentRecord>, items: Itera
     const rateCis = bootstrap > 0 ? bootstrapSampleRates([...aggs.values()], bootstrap, options.seed) : undefined;
     rows.push(withCi({ metric: 'unparseable_rate', scope: 'overall', policy: '', value: unparseableSamples / samples, n: samples }, rateCis?.unparseable));
     rows.push(withCi({ metric: 'parseable_rate', scope: 'overall', policy: '', value: parseableSamples / samples, n: samples }, rateCis?.parseable));
+    if (formatChecked) {
+      rows.push(withCi({ metric: 'format_rate', scope: 'overall', policy: '', value: formattedSamples / samples, n: samples }, rateCis?.formatted));
+    }
     rows.push({ metric: 'failed_rate', scope: 'overall', policy: '', value: failedSamples / samples, n: samples });
   }
   if (views > 0) rows.push({ metric: 'unparseable_view_rate', scope: 'overall', policy: '', value: unparseableViews / views, n: views });
@@ -403,34 +417,39 @@ function bootstrapAccuracies(scores: readonly ItemScore[], categories: readonly 
 }
 
 /**
- * 95% percentile bootstrap of the unparseable and parseable sample rates, resampling items (an
+ * 95% percentile bootstrap of the unparseable, parseable and (with an answer format) formatted sample rates, resampling items (an
  * item's samples and views are not independent of each other): rate = Σ counts / Σ samples over
  * the drawn items. Its own random stream, so adding it left the accuracy intervals unchanged.
  */
-function bootstrapSampleRates(aggs: readonly ItemAgg[], resamples: number, seed: number | string): { unparseable: Ci; parseable: Ci } {
+function bootstrapSampleRates(aggs: readonly ItemAgg[], resamples: number, seed: number | string): { unparseable: Ci; parseable: Ci; formatted: Ci } {
   const n = aggs.length;
   const s = Float64Array.from(aggs, (a) => a.samples);
   const u = Float64Array.from(aggs, (a) => a.unparseable);
   const p = Float64Array.from(aggs, (a) => a.parseable);
+  const f = Float64Array.from(aggs, (a) => a.formatted);
   const rng = createRng('judgeflow/bootstrap/sample-rates', seed);
   const unparseable: number[] = [];
   const parseable: number[] = [];
+  const formatted: number[] = [];
   for (let b = 0; b < resamples; b++) {
     let sS = 0;
     let sU = 0;
     let sP = 0;
+    let sF = 0;
     for (let i = 0; i < n; i++) {
       const d = rng.nextInt(n);
       sS += s[d]!;
       sU += u[d]!;
       sP += p[d]!;
+      sF += f[d]!;
     }
     if (sS > 0) {
       unparseable.push(sU / sS);
       parseable.push(sP / sS);
+      formatted.push(sF / sS);
     }
   }
-  return { unparseable: percentileCi(unparseable), parseable: percentileCi(parseable) };
+  return { unparseable: percentileCi(unparseable), parseable: percentileCi(parseable), formatted: percentileCi(formatted) };
 }
 
 function percentileCi(values: number[]): Ci {

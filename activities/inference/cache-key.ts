@@ -10,9 +10,12 @@ function normalizedBaseUrl(baseUrl: string): string {
 
 /**
  * Identity of the weights behind an endpoint: base URL, served model id and revision. Two specs
- * naming the same server and model share cache entries, whatever the endpoint is called.
+ * naming the same server and model share cache entries, whatever the endpoint is called. A served
+ * endpoint (a `serve` stage) keys on its weights' digest instead: its port changes between starts.
  */
-export function endpointFingerprint(endpoint: Pick<EndpointSpec, 'base_url' | 'model' | 'revision'>): string {
+export function endpointFingerprint(endpoint: Pick<EndpointSpec, 'base_url' | 'model' | 'revision' | 'served'>): string {
+  if (endpoint.served)
+    return sha256Hex(canonicalJson({ identity: endpoint.served.identity, model: endpoint.model, revision: endpoint.revision ?? '' })).slice(0, 32);
   return sha256Hex(canonicalJson({ base_url: normalizedBaseUrl(endpoint.base_url), model: endpoint.model, revision: endpoint.revision ?? '' })).slice(0, 32);
 }
 

@@ -15,6 +15,7 @@ import type { Db } from '../../db/client.js';
 import { cacheKey, endpointFingerprint } from './cache-key.js';
 import { EndpointFatalError, InferenceAbortedError, toApplicationFailure } from './errors.js';
 import { CallGroup, toDataUrl, type CompletionResult, type InferenceGateway } from './gateway.js';
+import { resolveServedEndpoint } from './served.js';
 import { loadBlobs, loadPendingRows, lookupCache, rangeCounts, writeResults, type PendingRow, type RowResult } from './store.js';
 import type { ExecuteRequestsInput, ExecuteRequestsOutput, ExecuteRequestsProgress, PreparedRequest } from './types.js';
 
@@ -103,8 +104,10 @@ function imageHashes(request: PreparedRequest, into: Set<string>): void {
 
 export async function executeRequests(deps: { db: Db; gateway: InferenceGateway }, input: ExecuteRequestsInput): Promise<ExecuteRequestsOutput> {
   const { db, gateway } = deps;
-  const { runId, stageId, endpointName, endpoint, fromId, toId } = input;
+  const { runId, stageId, endpointName, fromId, toId } = input;
   const ctx = Context.current();
+  // A served endpoint's URL is where its server listens now (it may have moved since the workflow began).
+  const endpoint = await resolveServedEndpoint(db, input.endpoint);
   const resumed = ctx.info.heartbeatDetails as ExecuteRequestsProgress | undefined;
   const start = Math.max(fromId - 1, typeof resumed?.cursor === 'number' ? resumed.cursor : fromId - 1);
   // A fresh activity sends the range's failed rows again (a resumed stage retries what failed, e.g.
@@ -314,6 +317,11 @@ export async function executeRequests(deps: { db: Db; gateway: InferenceGateway 
   }
   heartbeat();
 
+  if (fatal && endpoint.served && (fatal.type === 'EndpointDownError' || fatal.type === 'EndpointUnreachableError')) {
+    // A served model's server went away: its serve stage starts it again elsewhere; a retry of this
+    // activity reads the new URL.
+    throw ApplicationFailure.create({ type: 'ServedEndpointRestarting', message: fatal.message, nonRetryable: false });
+  }
   if (fatal) throw toApplicationFailure(fatal);
   if (failure !== undefined) throw failure;
   if (crash !== undefined) throw crash;

@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { and, asc, eq, gte, isNotNull, lt } from 'drizzle-orm';
 import type { Db } from '../../db/client.js';
 import { mcItems, metrics } from '../../db/schema/index.js';
-import { DEFAULT_MAX_FAILED_SHARE, type EvaluateParams } from '../../spec/kinds/evaluate.js';
+import { DEFAULT_MAX_FAILED_SHARE, judgeEndpointName, type EvaluateParams } from '../../spec/kinds/evaluate.js';
 import type { DatasetRef, EndpointSpec } from '../../workflows/types.js';
 import { computeMetrics, type JudgmentRecord, type MetricRow } from '../evaluate/metrics.js';
 import { parseChoice } from '../evaluate/parse.js';
@@ -213,11 +213,11 @@ export function createEvaluateActivities({ db }: { db: Db }) {
             params: { temperature: params.temperature, max_tokens: params.max_tokens, seed, ...(params.top_p !== undefined ? { top_p: params.top_p } : {}) },
           };
           for (let s = 0; s < params.samples; s++) {
-            rows.push({ runId, stageId, itemKey: requestKey(item.itemKey, v, s), endpoint: params.judge, sampleIndex: s, request });
+            rows.push({ runId, stageId, itemKey: requestKey(item.itemKey, v, s), endpoint: judgeEndpointName(params), sampleIndex: s, request });
           }
         }
       }
-      await prepareRequests(db, rows, { [params.judge]: endpoint });
+      await prepareRequests(db, rows, { [judgeEndpointName(params)]: endpoint });
       return requestRangeOf(
         db,
         runId,
@@ -282,6 +282,7 @@ export function createEvaluateActivities({ db }: { db: Db }) {
 
     /** Metrics over every judgment of the stage, replacing any earlier ones of the stage. */
     async computeEvaluationMetrics({ runId, stageId, datasetId, seed, params, price }: ComputeEvaluationMetricsInput): Promise<ComputeEvaluationMetricsOutput> {
+      const format = params.answer_format !== undefined ? new RegExp(params.answer_format) : undefined;
       const res = await db.$client.query<{
         item_key: string;
         view: number;
@@ -294,9 +295,13 @@ export function createEvaluateActivities({ db }: { db: Db }) {
         best: number;
         category: string;
         subset: string;
+        content: string | null;
       }>(
-        `select j.item_key, j.view, j.sample, j.permutation, j.status, j.chosen_position, j.output_tokens, j.latency_ms, i.best, i.category, i.subset
+        // With an answer format, each output is read too (to test it against the format).
+        `select j.item_key, j.view, j.sample, j.permutation, j.status, j.chosen_position, j.output_tokens, j.latency_ms, i.best, i.category, i.subset,
+                ${format ? 'c.content' : 'null::text'} as content
          from judgments j join mc_items i on i.artifact_id = $3 and i.item_key = j.item_key
+         ${format ? 'left join inference_requests q on q.id = j.request_id left join inference_cache c on c.key = q.cache_key' : ''}
          where j.run_id = $1 and j.stage_id = $2
          order by i.idx, j.view, j.sample`,
         [runId, stageId, datasetId],
@@ -315,6 +320,7 @@ export function createEvaluateActivities({ db }: { db: Db }) {
           failed: r.status === 'failed',
           outputTokens: r.output_tokens ?? undefined,
           latencyMs: r.latency_ms ?? undefined,
+          ...(format && { formatted: format.test(r.content ?? '') }),
         });
         if (!scored.has(r.item_key)) scored.set(r.item_key, { itemKey: r.item_key, best: r.best, category: r.category, subset: r.subset });
       }

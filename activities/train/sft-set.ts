@@ -2,14 +2,14 @@
  * The seam to `distill`: an sft-set artifact written as TRL conversational JSONL, one
  * `{ "messages": [{ "role", "content": [{ "type": "text", "text" } | { "type": "image" }] }],
  * "images": [<path>, …] }` per line (image paths relative to the file, or absolute). The trainer
- * reads exactly this. A stage-produced sft-set goes through `exportArtifact(…, { format: 'trl' })`
- * (the distill stage adds that format); an sft-set imported from a file (`format: trl-jsonl`) is
- * copied with its image paths made absolute.
+ * reads exactly this. A stage-produced sft-set (distill's) is written by distill's own `trl` export
+ * (the rows of its `train` split: `validation` rows are held out); an sft-set imported from a file
+ * (`format: trl-jsonl`) is copied with its image paths made absolute.
  */
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Db } from '../../db/client.js';
-import { exportArtifact, type ExportFormat } from '../datasets/export.js';
+import { TrainingExportError, exportTrainingSet } from '../distill/export.js';
 
 export type SftSetExporter = (db: Db, artifactId: number, out: string) => Promise<{ rows: number }>;
 
@@ -44,7 +44,11 @@ export const exportSftSet: SftSetExporter = async (db, artifactId, out) => {
     await writeFile(out, rewritten.map((l) => `${l}\n`).join(''));
     return { rows: rewritten.length };
   }
-  // `trl` is the distill stage's export format (sft-set → TRL conversational JSONL).
-  const written = await exportArtifact(db, artifactId, { format: 'trl' as ExportFormat, out });
-  return { rows: written.rows };
+  try {
+    const written = await exportTrainingSet(db, artifactId, { format: 'trl', out, split: 'train' });
+    return { rows: written.rows };
+  } catch (err) {
+    if (err instanceof TrainingExportError) throw new SftSetError(err.message, { cause: err });
+    throw err;
+  }
 };

@@ -86,6 +86,8 @@ async function printMetricsTable(conn: Connected, runId: string, stageId: string
   const categories = [
     ...new Set(rows.filter((r) => r.metric === 'accuracy' && r.scope.startsWith('category:')).map((r) => r.scope.slice('category:'.length))),
   ].sort();
+  // Stages with a trained answer format (`answer_format`) add its share and the parseable share, with CIs.
+  const formats = rows.some((r) => r.metric === 'format_rate');
   const out: (string | number)[][] = [];
   for (const [stage, list] of byStage) {
     const get = (metric: string, scope = 'overall', policy = '') => list.find((r) => r.metric === metric && r.scope === scope && r.policy === policy);
@@ -105,6 +107,7 @@ async function printMetricsTable(conn: Connected, runId: string, stageId: string
       get('position_consistency') ? pct(get('position_consistency')!.value) : '',
       get('first_position_rate') ? pct(get('first_position_rate')!.value) : '',
       withCi(get('unparseable_rate')),
+      ...(formats ? [withCi(get('parseable_rate')), withCi(get('format_rate'))] : []),
       get('mean_output_tokens') ? Math.round(get('mean_output_tokens')!.value) : '',
       `${requests} (${cached} cached)`,
       cost > 0 ? `$${cost.toFixed(2)}` : '',
@@ -125,6 +128,7 @@ async function printMetricsTable(conn: Connected, runId: string, stageId: string
     'consistency',
     'first-pos',
     'unparseable',
+    ...(formats ? ['parseable', 'answer format'] : []),
     'out tok',
     'requests',
     'cost',

@@ -11,7 +11,7 @@ export const artifacts = pgTable(
   'artifacts',
   {
     id: serial().primaryKey(),
-    /** spec/artifacts.ts ARTIFACT_KINDS: mc-items | qa-items | sft-set | rl-set | checkpoint | curve. */
+    /** spec/artifacts.ts ARTIFACT_KINDS: mc-items | qa-items | sft-set | rl-set | checkpoint | curve | endpoint. */
     kind: text().notNull(),
     /** The artifact's name within its producer (`items`), or the dataset's name for an import. */
     name: text().notNull(),

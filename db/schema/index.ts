@@ -5,3 +5,4 @@ export * from './artifacts.js';
 export * from './sweep.js';
 export * from './distill.js';
 export * from './training.js';
+export * from './serving.js';

@@ -14,13 +14,17 @@ import { registerStageKind, type SpecIssue } from '../kinds.js';
  *     uses: evaluate
  *     needs: [synth]
  *     with: { dataset: { from: synth }, judge: my-judge }
+ *   - id: eval-trained
+ *     uses: evaluate
+ *     needs: [serve-trained, synth]
+ *     with: { dataset: { from: synth }, judge: { from: serve-trained } }
  */
 export const evaluateParams = z
   .object({
     /** mc-items: a dataset under `datasets:`, or `{ from: <stage> }` (an upstream stage's artifact). */
     dataset: dataRefSchema,
-    /** Name of the judge endpoint under `endpoints:`. */
-    judge: z.string().min(1),
+    /** Name of the judge endpoint under `endpoints:`, or `{ from: <serve stage> }` (a model that stage serves). */
+    judge: z.union([z.string().min(1), z.strictObject({ from: z.string().min(1) })]),
     /** swap: every cyclic shift of the candidates (both orders for K=2); random: one seeded order per item; none: as stored. */
     positions: z.enum(['swap', 'random', 'none']).default('swap'),
     /** Judge samples per item and order; the majority vote decides. */
@@ -46,9 +50,20 @@ export const evaluateParams = z
      * keep their hash.)
      */
     max_failed_share: z.number().min(0).max(1).optional(),
+    /**
+     * A regular expression an output in a trained judge's answer format matches, e.g.
+     * `<answer>\\s*[A-D]\\s*</answer>`: adds `format_rate` and `parseable_rate` with 95% Wilson
+     * intervals (shown by `judgeflow results`). Optional.
+     */
+    answer_format: z.string().min(1).optional(),
   })
   .strict();
 export type EvaluateParams = z.infer<typeof evaluateParams>;
+
+/** The name a stage's requests are filed under: the endpoint's, or the serve stage's id. */
+export function judgeEndpointName(params: Pick<EvaluateParams, 'judge'>): string {
+  return typeof params.judge === 'string' ? params.judge : params.judge.from;
+}
 
 /** `max_failed_share` when a spec leaves it out. */
 export const DEFAULT_MAX_FAILED_SHARE = 0.02;
@@ -58,11 +73,21 @@ registerStageKind({
   description: 'judge evaluation on VL-RewardBench / multiple-choice data: swapped positions, majority vote, metrics with bootstrap CIs',
   workflowType: 'evaluateStage',
   params: evaluateParams,
-  endpoints: (p) => [p.judge],
-  consumes: (p) => [{ param: 'dataset', ref: p.dataset, kind: 'mc-items' }],
+  endpoints: (p) => (typeof p.judge === 'string' ? [p.judge] : []),
+  consumes: (p) => [
+    { param: 'dataset', ref: p.dataset, kind: 'mc-items' },
+    ...(typeof p.judge === 'object' ? [{ param: 'judge', ref: p.judge, kind: 'endpoint' as const }] : []),
+  ],
   produces: {},
   check({ index, params }) {
     const issues: SpecIssue[] = [];
+    if (params.answer_format !== undefined) {
+      try {
+        new RegExp(params.answer_format);
+      } catch (err) {
+        issues.push({ path: `stages[${index}].with.answer_format`, message: `not a regular expression: ${(err as Error).message}` });
+      }
+    }
     if (params.template !== undefined) {
       try {
         validateJudgeTemplate(params.template);

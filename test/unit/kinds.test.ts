@@ -24,5 +24,16 @@ describe('stage kind registry', () => {
     expect(getStageKind('evaluate')!.consumes!({ dataset: { from: 'synth' } } as never)).toEqual([
       { param: 'dataset', ref: { from: 'synth' }, kind: 'mc-items' },
     ]);
+    // A served model as the judge: an `endpoint` from a serve stage, and no spec endpoint to check.
+    const served = { dataset: 'vlrb', judge: { from: 'serve-trained' } } as never;
+    expect(getStageKind('evaluate')!.consumes!(served)).toEqual([
+      { param: 'dataset', ref: 'vlrb', kind: 'mc-items' },
+      { param: 'judge', ref: { from: 'serve-trained' }, kind: 'endpoint' },
+    ]);
+    expect(getStageKind('evaluate')!.endpoints!(served)).toEqual([]);
+    expect(getStageKind('serve')!.produces).toEqual({ endpoint: 'endpoint' });
+    expect(getStageKind('serve')!.reusable).toBe(false);
+    expect(getStageKind('serve')!.consumes!({ model: { from: 'train' } } as never)).toEqual([{ param: 'model', ref: { from: 'train' }, kind: 'checkpoint' }]);
+    expect(getStageKind('serve')!.consumes!({ model: { path: '/m' } } as never)).toEqual([]);
   });
 });

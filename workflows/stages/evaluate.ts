@@ -1,7 +1,7 @@
 import { condition, patched, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { EvaluateActivities, RequestRange } from '../../activities/stages/evaluate.js';
 import type { EvaluateParams } from '../../spec/kinds/evaluate.js';
-import { resolveDataRef } from '../artifacts.js';
+import { resolveDataRef, servedEndpoint } from '../artifacts.js';
 import { MAX_CHUNKS, chunkSizeFor, runInference } from '../inference.js';
 import { reportProgress } from '../progress.js';
 import type { StageInput, StageOutput } from '../types.js';
@@ -31,7 +31,9 @@ const SPLIT_FIRST_CHUNK_FROM = 64;
  */
 export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<StageOutput> {
   const { runId, stageId, params, seed } = input;
-  const endpoint = input.endpoints[params.judge]!;
+  // A served model (`judge: { from: <serve stage> }`) is an endpoint built from that stage's output.
+  const endpointName = typeof params.judge === 'string' ? params.judge : params.judge.from;
+  const endpoint = typeof params.judge === 'string' ? input.endpoints[params.judge]! : servedEndpoint(input, params.judge.from);
   // Sooner to the first request and from the last result ('evaluate-short-steps'): an artifact
   // imported at launch is resolved by a local activity, a large first chunk is cut to a quarter, and
   // the chunk whose inference ends last is judged and scored in one activity.
@@ -89,7 +91,7 @@ export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<
       const out = await runInference({
         runId,
         stageId,
-        endpointName: params.judge,
+        endpointName,
         endpoint,
         fromId: range.fromId,
         toId: range.toId,

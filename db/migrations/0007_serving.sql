@@ -1,0 +1,22 @@
+CREATE TABLE "servers" (
+	"run_id" text NOT NULL,
+	"stage_id" text NOT NULL,
+	"artifact_id" integer NOT NULL,
+	"state" text DEFAULT 'starting' NOT NULL,
+	"model" text NOT NULL,
+	"identity" text NOT NULL,
+	"base_url" text,
+	"host" text,
+	"port" integer,
+	"pid" integer,
+	"attempt" integer DEFAULT 0 NOT NULL,
+	"command" jsonb,
+	"log_path" text,
+	"log_tail" text DEFAULT '' NOT NULL,
+	"events" jsonb DEFAULT '[]'::jsonb NOT NULL,
+	"error" text,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"stopped_at" timestamp with time zone,
+	CONSTRAINT "servers_pk" PRIMARY KEY("run_id","stage_id")
+);
