@@ -58,6 +58,8 @@ interface SftRow {
   response: string;
   answer: string;
   split: string;
+  /** The caption distill read in place of the row's image (with `captions`). */
+  caption?: string | null;
 }
 interface RlRow {
   idx: number;
@@ -85,12 +87,14 @@ const IMAGES_SCHEMA = [...LIST('images'), STRUCT('item', 2), { name: 'bytes', ty
 
 /**
  * Writes a training-set artifact in `format` to `out`; with `split`, only that split's rows
- * (default: every row; verl and the RL columns carry the split either way).
+ * (default: every row; verl and the RL columns carry the split either way). With `captions` (trl
+ * JSONL of an sft-set), each row also carries `captions`: the caption distill's reasoner read in
+ * place of each image, which a text model trains on instead of the image (trainers/sft.py).
  */
 export async function exportTrainingSet(
   db: Db,
   artifactId: number,
-  opts: { format: TrainingFormat; out: string; split?: 'train' | 'validation' },
+  opts: { format: TrainingFormat; out: string; split?: 'train' | 'validation'; captions?: boolean },
 ): Promise<TrainingExportResult> {
   const art = (
     await db.$client.query<{ kind: string; sealed: boolean; name: string }>('select kind, name, sealed_at is not null as sealed from artifacts where id = $1', [
@@ -122,7 +126,16 @@ export async function exportTrainingSet(
     art.kind === 'sft-set'
       ? (
           await db.$client.query<SftRow>(
-            'select idx, item_key, image_hash, prompt, response, answer, split from sft_rows where artifact_id = $1 and ($2::text is null or split = $2) order by idx',
+            `select s.idx, s.item_key, s.image_hash, s.prompt, s.response, s.answer, s.split${
+              opts.captions
+                ? `, (select c.content from artifacts a
+                      join distill_attempts d on d.run_id = a.run_id and d.stage_id = a.stage_id and d.item_key = s.item_key and d.attempt = s.attempt
+                      join inference_requests q on q.id = (d.requests->>'caption')::bigint
+                      join inference_cache c on c.key = q.cache_key
+                    where a.id = s.artifact_id) as caption`
+                : ''
+            }
+             from sft_rows s where s.artifact_id = $1 and ($2::text is null or s.split = $2) order by s.idx`,
             [artifactId, opts.split ?? null],
           )
         ).rows
@@ -202,6 +215,7 @@ export async function exportTrainingSet(
                 { role: 'assistant', content: [{ type: 'text', text: r.response }] },
               ],
               images: imageList(r).map(rel),
+              ...(opts.captions && r.image_hash && r.caption ? { captions: [r.caption] } : {}),
             }),
           )
         : (rows as RlRow[]).map((r) => JSON.stringify({ prompt: [{ role: 'user', content: userParts(r) }], images: imageList(r).map(rel), answer: r.answer }));

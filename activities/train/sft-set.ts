@@ -3,7 +3,8 @@
  * `{ "messages": [{ "role", "content": [{ "type": "text", "text" } | { "type": "image" }] }],
  * "images": [<path>, …] }` per line (image paths relative to the file, or absolute). The trainer
  * reads exactly this. A stage-produced sft-set (distill's) is written by distill's own `trl` export
- * (the rows of its `train` split: `validation` rows are held out); an sft-set imported from a file
+ * (the rows of its `train` split: `validation` rows are held out), each row with the caption distill
+ * read in place of its image (`captions`: a text model trains on it instead of the image); an sft-set imported from a file
  * (`format: trl-jsonl`) is copied with its image paths made absolute.
  */
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
@@ -45,7 +46,7 @@ export const exportSftSet: SftSetExporter = async (db, artifactId, out) => {
     return { rows: rewritten.length };
   }
   try {
-    const written = await exportTrainingSet(db, artifactId, { format: 'trl', out, split: 'train' });
+    const written = await exportTrainingSet(db, artifactId, { format: 'trl', out, split: 'train', captions: true });
     return { rows: written.rows };
   } catch (err) {
     if (err instanceof TrainingExportError) throw new SftSetError(err.message, { cause: err });

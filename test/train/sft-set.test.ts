@@ -18,6 +18,8 @@ let db: DbHandle;
 let sftId: number;
 let unsealedId: number;
 
+const CAPTION = 'A red square in the middle of a white image.';
+
 function onePixelPng(): Buffer {
   const chunk = (type: string, data: Buffer) => {
     const len = Buffer.alloc(4);
@@ -59,7 +61,20 @@ beforeAll(async () => {
        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0)`,
       [sftId, idx, r.key, r.image, `Question ${r.key}? A or B`, `<think>reason ${r.key}</think><answer>${r.answer}</answer>`, r.answer, r.split, `h-${r.key}`],
     );
-  }
+  } // Distill's caption of item a's image: the request its attempt 0 made, answered from the cache.
+  await db.pool.query("insert into request_bodies (hash, body) values ($1, '{}')", [`body-${run}`]);
+  await db.pool.query("insert into inference_cache (key, endpoint_fingerprint, model, content) values ($1, 'f', 'captioner', $2)", [`key-${run}`, CAPTION]);
+  const caption = (
+    await db.pool.query<{ id: number }>(
+      "insert into inference_requests (run_id, stage_id, item_key, endpoint, body_hash, cache_key) values ($1, 'distill', 'a|caption', 'captioner', $2, $3) returning id",
+      [run, `body-${run}`, `key-${run}`],
+    )
+  ).rows[0]!.id;
+  await db.pool.query(
+    `insert into distill_attempts (run_id, stage_id, item_key, attempt, status, hint, best, trace, requests)
+     values ($1, 'distill', 'a', 0, 'accepted', false, 0, '', $2)`,
+    [run, JSON.stringify({ caption, reason: caption, rewrites: {} })],
+  );
 });
 afterAll(async () => {
   await db?.close();
@@ -72,10 +87,12 @@ describe('exportSftSet on a distill sft-set', () => {
     const lines = readFileSync(out, 'utf8')
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l) as { messages: { role: string }[]; images: string[] });
+      .map((l) => JSON.parse(l) as { messages: { role: string }[]; images: string[]; captions?: string[] });
     expect(lines).toHaveLength(2);
     expect(lines[0]!.images).toHaveLength(1);
+    expect(lines[0]!.captions).toEqual([CAPTION]);
     expect(lines[1]!.images).toEqual([]);
+    expect(lines[1]!.captions).toBeUndefined();
     const py = `
 import json, sys
 sys.path.insert(0, ${JSON.stringify(join(REPO, 'trainers'))})
@@ -86,7 +103,8 @@ print(json.dumps([sft.to_example(r, False) for r in rows]))`;
       prompt: { role: string; content: string }[];
       completion: { role: string; content: string }[];
     }[];
-    expect(examples.map((e) => e.prompt[0]!.content)).toEqual(['Question a? A or B', 'Question b? A or B']);
+    // A text model reads the caption where the image was, as distill's reasoner did.
+    expect(examples.map((e) => e.prompt[0]!.content)).toEqual([`${CAPTION}\n\nQuestion a? A or B`, 'Question b? A or B']);
     expect(examples.map((e) => e.completion[0]!.content)).toEqual(['<think>reason a</think><answer>A</answer>', '<think>reason b</think><answer>B</answer>']);
   });
 
