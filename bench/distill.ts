@@ -20,7 +20,6 @@ import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { crc32, deflateSync } from 'node:zlib';
 import OpenAI from 'openai';
 import YAML from 'yaml';
 import { DEFAULT_CAPTION_TEMPLATE, DEFAULT_REASON_TEMPLATE, judgeReasoning, renderReasonPrompt } from '../activities/distill/core.js';
@@ -28,6 +27,7 @@ import { launchRun } from '../cli/launch.js';
 import '../spec/builtin.js';
 import { loadSpec } from '../spec/load.js';
 import { Cleanups, startJudgeflowBench, median } from './lib.js';
+import { solidPng } from '../test/helpers/png.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -45,23 +45,7 @@ const IMAGES = Number(args.images);
 const ATTEMPTS = Number(args.attempts);
 const CONCURRENCY = Number(args.concurrency);
 
-function png(i: number): Buffer {
-  const chunk = (type: string, data: Buffer) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(td));
-    return Buffer.concat([len, td, crc]);
-  };
-  const row = Buffer.from([0, i & 255, (i >> 8) & 255, 7]);
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', Buffer.from([0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0])),
-    chunk('IDAT', deflateSync(row)),
-    chunk('IEND', Buffer.alloc(0)),
-  ]);
-}
+const png = (i: number): Buffer => solidPng(1, [i & 255, (i >> 8) & 255, 7]);
 
 interface Item {
   id: string;

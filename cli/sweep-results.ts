@@ -1,20 +1,9 @@
 /** `judgeflow results` for a `sweep` stage: its curve as a table (score vs N per strategy, per capability, costs). */
+import type { CurvePoint } from '../activities/sweep/curve.js';
 import type { ArtifactListing } from '../db/artifacts.js';
 import { table } from './render.js';
 
-interface Point {
-  strategy: string;
-  n: number;
-  capability: string;
-  questions: number;
-  score: number;
-  ciLow: number | null;
-  ciHigh: number | null;
-  policySamples: number;
-  judgeCalls: number;
-  tokens: number;
-  costUsd: number;
-}
+type Point = CurvePoint;
 interface Role {
   rows: number;
   cached: number;

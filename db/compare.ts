@@ -1,6 +1,7 @@
 /** What `judgeflow compare`, the report and the dashboard read of stages (evaluate, sweep, distill). */
 import type { Db } from './client.js';
 import type { JudgmentSample } from '../activities/compare/stats.js';
+import type { CurvePoint } from '../activities/sweep/curve.js';
 
 export interface StageSide {
   runId: string;
@@ -184,19 +185,8 @@ export async function loadCurvePoints(db: Db, artifactId: number): Promise<Curve
   }));
 }
 
-export interface CurvePointRow {
-  strategy: string;
-  n: number;
-  capability: string;
-  questions: number;
-  score: number;
-  ciLow: number | null;
-  ciHigh: number | null;
-  policySamples: number;
-  judgeCalls: number;
-  tokens: number;
-  costUsd: number;
-}
+/** A stored point of a sweep curve (`curve_points`). */
+export type CurvePointRow = CurvePoint;
 
 /** A distill stage's attempts: per item and attempt, its fate and the item's error types. */
 export async function loadDistillAttempts(

@@ -8,13 +8,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { crc32, deflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportArtifact } from '../../activities/datasets/export.js';
 import { sha256Hex } from '../../activities/inference/cache-key.js';
 import { storeImage } from '../../activities/inference/store.js';
 import type { DbHandle } from '../../db/client.js';
 import { REPO, openTestDb, uniqueName } from '../helpers/env.js';
+import { solidPng } from '../helpers/png.js';
 
 const GOLDEN = join(REPO, 'test', 'distill', 'golden');
 let db: DbHandle;
@@ -22,25 +22,8 @@ let sftId: number;
 let rlId: number;
 const images: string[] = [];
 
-/** A valid 2×2 RGB PNG of one colour (zlib output is fixed for a fixed input and level). */
-function tinyPng(r: number, g: number, b: number): Buffer {
-  const chunk = (type: string, data: Buffer) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(td));
-    return Buffer.concat([len, td, crc]);
-  };
-  const ihdr = Buffer.from([0, 0, 0, 2, 0, 0, 0, 2, 8, 2, 0, 0, 0]);
-  const row = Buffer.from([0, r, g, b, r, g, b]);
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr),
-    chunk('IDAT', deflateSync(Buffer.concat([row, row]), { level: 9 })),
-    chunk('IEND', Buffer.alloc(0)),
-  ]);
-}
+/** A 2×2 PNG of one colour (level 9: the golden files hold its hash). */
+const tinyPng = (r: number, g: number, b: number): Buffer => solidPng(2, [r, g, b], 9);
 
 const PROMPT = (q: string) => `[Question]\n${q}\n\n[Response A]\nred\n\n[Response B]\nblue\n\nWhich response is the best: A or B?`;
 

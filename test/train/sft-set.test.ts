@@ -7,12 +7,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deflateSync, crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeImage } from '../../activities/inference/store.js';
 import { SftSetError, exportSftSet } from '../../activities/train/sft-set.js';
 import type { DbHandle } from '../../db/client.js';
 import { REPO, openTestDb, uniqueName } from '../helpers/env.js';
+import { solidPng } from '../helpers/png.js';
 
 let db: DbHandle;
 let sftId: number;
@@ -20,22 +20,7 @@ let unsealedId: number;
 
 const CAPTION = 'A red square in the middle of a white image.';
 
-function onePixelPng(): Buffer {
-  const chunk = (type: string, data: Buffer) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(td));
-    return Buffer.concat([len, td, crc]);
-  };
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', Buffer.from([0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0])),
-    chunk('IDAT', deflateSync(Buffer.from([0, 10, 200, 30]))),
-    chunk('IEND', Buffer.alloc(0)),
-  ]);
-}
+const onePixelPng = (): Buffer => solidPng(1, [10, 200, 30]);
 
 beforeAll(async () => {
   db = await openTestDb();
