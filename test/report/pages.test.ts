@@ -8,7 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Client } from '@temporalio/client';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium, openPage, plotMarks } from '../helpers/browser.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planGroup } from '../../cli/ablation-group.js';
 import { currentProgress } from '../../cli/commands/status.js';
@@ -80,7 +81,7 @@ beforeAll(async () => {
     groupRunIds.push(runId);
   }
   for (const id of groupRunIds) await client.workflow.getHandle(id).result();
-  browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
+  browser = await launchChromium();
   const conn = { client, db } as unknown as Connected;
   const app = createDashboardApp({
     db: db.db,
@@ -110,33 +111,6 @@ async function categories(): Promise<number> {
   return r.rows[0]!.n;
 }
 
-/** Opens a page, collecting console errors and page errors. */
-async function open(url: string, opts: { offline?: boolean } = {}): Promise<{ page: Page; errors: string[]; requests: string[] }> {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  const errors: string[] = [];
-  const requests: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(m.text());
-  });
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('request', (r) => requests.push(r.url()));
-  if (opts.offline) await page.route(/^https?:/, (route) => route.abort());
-  await page.goto(url);
-  return { page, errors, requests };
-}
-
-/** Every `.plot` has its SVG with as many marks of its main layer as the chart says. */
-async function plotMarks(page: Page): Promise<{ id: string; expected: number; drawn: number }[]> {
-  await page.waitForFunction(() => (window as unknown as { plotsDrawn?: boolean }).plotsDrawn === true, undefined, { timeout: 30_000 });
-  return page.$$eval('.plot', (els) =>
-    els.map((el) => ({
-      id: el.id,
-      expected: Number(el.getAttribute('data-marks')),
-      drawn: el.querySelectorAll(`svg g.mark-${el.getAttribute('data-mark-type')}.role-mark path`).length,
-    })),
-  );
-}
-
 describe('the HTML report', () => {
   it('opens offline with every plot drawn and no console errors', async () => {
     const { sides } = await loadStageSides(
@@ -147,7 +121,7 @@ describe('the HTML report', () => {
     const file = join(ARTIFACTS, 'report.html');
     writeFileSync(file, html);
     expect(html).not.toMatch(/<script[^>]+src=/);
-    const { page, errors, requests } = await open(`file://${file}`, { offline: true });
+    const { page, errors, requests } = await openPage(browser, `file://${file}`, { offline: true });
     const marks = await plotMarks(page);
     // Accuracy by category, position bias, tokens, paired difference.
     expect(plots).toBe(4);
@@ -183,7 +157,7 @@ describe('the dashboard', () => {
       exp,
     ]);
     const started = performance.now();
-    const { page, errors } = await open(`${base}/`);
+    const { page, errors } = await openPage(browser, `${base}/`);
     await page.waitForSelector('#runs');
     const ms = performance.now() - started;
     const listed = await page.$$eval('#runs tbody tr td:first-child', (tds) => tds.map((td) => td.textContent ?? ''));
@@ -197,11 +171,11 @@ describe('the dashboard', () => {
   });
 
   it('a group page compares its runs with plots drawn; a run page links stages to the Temporal Web UI', async () => {
-    const groups = await open(`${base}/groups`);
+    const groups = await openPage(browser, `${base}/groups`);
     expect(await groups.page.getAttribute(`a[href="/groups/${encodeURIComponent(groupId)}"]`, 'href')).toBe(`/groups/${encodeURIComponent(groupId)}`);
     expect(groups.errors).toEqual([]);
     await groups.page.close();
-    const { page, errors } = await open(`${base}/groups/${encodeURIComponent(groupId)}`);
+    const { page, errors } = await openPage(browser, `${base}/groups/${encodeURIComponent(groupId)}`);
     const marks = await plotMarks(page);
     expect(marks.map((m) => m.expected)).toEqual([2 * (2 + (await categories())), 2, 2, 1]);
     for (const m of marks) expect(m.drawn, m.id).toBe(m.expected);
@@ -209,7 +183,7 @@ describe('the dashboard', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-group.png'), fullPage: true });
     await page.close();
 
-    const run = await open(`${base}/runs/${encodeURIComponent(groupRunIds[0]!)}`);
+    const run = await openPage(browser, `${base}/runs/${encodeURIComponent(groupRunIds[0]!)}`);
     const href = await run.page.getAttribute('#stages a', 'href');
     expect(href).toBe(`http://127.0.0.1:8233/namespaces/default/workflows/${encodeURIComponent(`${groupRunIds[0]}/eval`)}`);
     const runMarks = await plotMarks(run.page);
@@ -228,7 +202,7 @@ describe('the dashboard', () => {
     // A revision nobody used: nothing comes from the cache, every request takes the simulator's latency.
     (s.endpoints['judge-slow'] as Record<string, unknown>).revision = uniqueName('rev');
     const { runId } = await launchRun({ loaded: await specFromObject(s), db: db.db, client, taskQueue: TQ });
-    const { page, errors } = await open(`${base}/runs/${encodeURIComponent(runId)}`);
+    const { page, errors } = await openPage(browser, `${base}/runs/${encodeURIComponent(runId)}`);
     const seen = new Set<string>();
     const cell = '[data-progress="eval"]';
     await page

@@ -9,7 +9,8 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Client } from '@temporalio/client';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium, openPage, plotMarks } from '../helpers/browser.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentProgress } from '../../cli/commands/status.js';
 import type { Connected } from '../../cli/connect.js';
@@ -58,7 +59,7 @@ beforeAll(async () => {
     client,
     taskQueue: TQ,
   });
-  browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
+  browser = await launchChromium();
   const conn = { client, db } as unknown as Connected;
   const app = createDashboardApp({ db: db.db, progress: (runId) => currentProgress(conn, runId) });
   server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
@@ -98,32 +99,6 @@ async function distillShape(runId: string): Promise<{ types: string[]; reasons: 
   return { types: types.map((r) => r.t), reasons: reasons.map((r) => r.status) };
 }
 
-async function open(url: string, opts: { offline?: boolean } = {}): Promise<{ page: Page; errors: string[]; requests: string[] }> {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  const errors: string[] = [];
-  const requests: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(m.text());
-  });
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('request', (r) => requests.push(r.url()));
-  if (opts.offline) await page.route(/^https?:/, (route) => route.abort());
-  await page.goto(url);
-  return { page, errors, requests };
-}
-
-/** Per plot: its caption, the marks it should have and the marks its SVG has. */
-async function plotMarks(page: Page): Promise<{ title: string; expected: number; drawn: number }[]> {
-  await page.waitForFunction(() => (window as unknown as { plotsDrawn?: boolean }).plotsDrawn === true, undefined, { timeout: 30_000 });
-  return page.$$eval('.plot', (els) =>
-    els.map((el) => ({
-      title: el.parentElement?.querySelector('figcaption')?.textContent ?? '',
-      expected: Number(el.getAttribute('data-marks')),
-      drawn: el.querySelectorAll(`svg g.mark-${el.getAttribute('data-mark-type')}.role-mark path`).length,
-    })),
-  );
-}
-
 describe('the HTML report over a sweep group and a distill group', () => {
   it('draws the scaling curves, the paired differences per N and the acceptance bars, offline, with no console errors', async () => {
     const { sides } = await loadStageSides(
@@ -134,7 +109,7 @@ describe('the HTML report over a sweep group and a distill group', () => {
     const file = join(ARTIFACTS, 'report-sweep-distill.html');
     writeFileSync(file, html);
     expect(html).not.toMatch(/<script[^>]+src=/);
-    const { page, errors, requests } = await open(`file://${file}`, { offline: true });
+    const { page, errors, requests } = await openPage(browser, `file://${file}`, { offline: true });
     const marks = await plotMarks(page);
 
     const [p0, p1] = [await curvePoints(sweep.runs[0]!), await curvePoints(sweep.runs[1]!)];
@@ -178,7 +153,7 @@ describe('the HTML report over a sweep group and a distill group', () => {
 
 describe('the dashboard', () => {
   it('a sweep group page draws both curves and the paired differences', async () => {
-    const { page, errors } = await open(`${base}/groups/${encodeURIComponent(sweep.groupId)}`);
+    const { page, errors } = await openPage(browser, `${base}/groups/${encodeURIComponent(sweep.groupId)}`);
     const marks = await plotMarks(page);
     const p = await curvePoints(sweep.runs[0]!);
     expect(marks.map((m) => m.expected)).toEqual([2 * p, 2 * p, p]);
@@ -190,7 +165,7 @@ describe('the dashboard', () => {
 
   it('a distill run page draws its acceptance bars; the compare page of two distill stages adds the differences', async () => {
     const shape = await distillShape(distill.runs[1]!);
-    const run = await open(`${base}/runs/${encodeURIComponent(distill.runs[1]!)}`);
+    const run = await openPage(browser, `${base}/runs/${encodeURIComponent(distill.runs[1]!)}`);
     const runMarks = await plotMarks(run.page);
     expect(runMarks.map((m) => m.expected)).toEqual([3, 2 + shape.types.length, 1 + shape.reasons.length]);
     for (const m of runMarks) expect(m.drawn, m.title).toBe(m.expected);
@@ -200,7 +175,10 @@ describe('the dashboard', () => {
 
     const other = await distillShape(distill.runs[0]!);
     const reasons = [...new Set([...shape.reasons, ...other.reasons])];
-    const cmp = await open(`${base}/compare?ref=${encodeURIComponent(`${distill.runs[0]}/distill`)}&ref=${encodeURIComponent(`${distill.runs[1]}/distill`)}`);
+    const cmp = await openPage(
+      browser,
+      `${base}/compare?ref=${encodeURIComponent(`${distill.runs[0]}/distill`)}&ref=${encodeURIComponent(`${distill.runs[1]}/distill`)}`,
+    );
     const cmpMarks = await plotMarks(cmp.page);
     expect(cmpMarks.map((m) => m.expected)).toEqual([2 * (2 + shape.types.length), 2 * (1 + reasons.length), 2 + shape.types.length + 1 + reasons.length]);
     for (const m of cmpMarks) expect(m.drawn, m.title).toBe(m.expected);
