@@ -4,7 +4,7 @@
  * numbers that do not compare: different datasets or versions, scoring policies or category mappings.
  */
 import type { Db } from '../../db/client.js';
-import { loadItems, loadJudgments, type StageSide } from '../../db/compare.js';
+import { loadArtifactInfo, loadItems, loadJudgments, type StageSide } from '../../db/compare.js';
 import { sha256Hex } from '../../spec/canonical.js';
 import { itemValues, pairedAccuracy, pairedMean, type ItemValues, type PairedAccuracy, type Policy } from './stats.js';
 
@@ -230,4 +230,40 @@ export function summarize(s: StageSide, label: string, policy: Policy): SideSumm
     requestsCached: get('requests_cached')?.value ?? null,
     costUsd: get('cost_usd')?.value ?? null,
   };
+}
+
+/**
+ * The `kind` stages of `input`, refused unless there are two or more, all succeeded (`ready`) and
+ * all read the same source artifact (by content hash); with the source artifacts, in side order.
+ * `words` fills the refusals: what a stage has once done, what the sides read, how a stage read
+ * it (`<verb> artifact N`) and what to compare instead.
+ */
+export async function sidesOnOneSource(
+  db: Db,
+  input: StageSide[],
+  kind: string,
+  words: { ready: (s: StageSide) => boolean; result: string; differ: string; verb: string; fix: string },
+): Promise<{ sides: StageSide[]; sources: NonNullable<Awaited<ReturnType<typeof loadArtifactInfo>>>[] }> {
+  const sides = input.filter((s) => s.kind === kind);
+  if (sides.length < 2) throw new CompareRefusedError(`need at least two ${kind} stages to compare, got ${sides.length}`);
+  const notDone = sides.filter((s) => s.status !== 'succeeded' || !words.ready(s));
+  if (notDone.length > 0)
+    throw new CompareRefusedError(
+      `${notDone.map((s) => `${s.runId}/${s.stageId} (${s.status})`).join(', ')} has no ${words.result} yet: compare succeeded stages`,
+    );
+  const sources = await Promise.all(
+    sides.map(async (s) => {
+      const info = await loadArtifactInfo(db, Number(s.ref.sourceArtifactId));
+      if (!info) throw new Error(`${kind} stage ${s.runId}/${s.stageId}: source artifact ${String(s.ref.sourceArtifactId)} is gone`);
+      return info;
+    }),
+  );
+  const first = sides[0]!;
+  sides.forEach((s, i) => {
+    if (i === 0 || sources[i]!.hash === sources[0]!.hash) return;
+    throw new CompareRefusedError(
+      `${words.differ}: ${first.runId}/${first.stageId} ${words.verb} artifact ${sources[0]!.id} "${sources[0]!.name}" (content ${short(sources[0]!.hash)}), ${s.runId}/${s.stageId} ${words.verb} artifact ${sources[i]!.id} "${sources[i]!.name}" (content ${short(sources[i]!.hash)}); ${words.fix}`,
+    );
+  });
+  return { sides, sources };
 }

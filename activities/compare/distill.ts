@@ -9,7 +9,7 @@
  */
 import type { Db } from '../../db/client.js';
 import { loadArtifactInfo, loadDistillAttempts, loadItemKeys, type StageSide } from '../../db/compare.js';
-import { baselinePairs, CompareRefusedError, labelOf } from './comparison.js';
+import { baselinePairs, labelOf, sidesOnOneSource } from './comparison.js';
 import { pairedValues, twoProportion, wilson, type Proportion } from './stats.js';
 
 export interface DistillSideSummary {
@@ -61,8 +61,6 @@ export interface DistillComparison {
   sides: DistillSideSummary[];
   pairs: DistillPair[];
 }
-
-const short = (h: string | null) => (h ? h.slice(0, 12) : '?');
 
 /** Per item of a distill stage (the items it read): accepted at all, at the first attempt, its error types; and its traces. */
 export async function distillOutcomes(
@@ -138,25 +136,14 @@ const count = (m: Map<string, number>) => [...m.values()].reduce((s, v) => s + v
 
 export async function buildDistillComparison(db: Db, input: StageSide[], opts: { by?: string; resamples?: number } = {}): Promise<DistillComparison> {
   const resamples = opts.resamples ?? 1000;
-  const sides = input.filter((s) => s.kind === 'distill');
-  if (sides.length < 2) throw new CompareRefusedError(`need at least two distill stages to compare, got ${sides.length}`);
-  const notDone = sides.filter((s) => s.status !== 'succeeded' || s.ref.sourceArtifactId === undefined);
-  if (notDone.length > 0)
-    throw new CompareRefusedError(`${notDone.map((s) => `${s.runId}/${s.stageId} (${s.status})`).join(', ')} has no results yet: compare succeeded stages`);
-  const sources = await Promise.all(
-    sides.map(async (s) => {
-      const info = await loadArtifactInfo(db, Number(s.ref.sourceArtifactId));
-      if (!info) throw new Error(`distill stage ${s.runId}/${s.stageId}: source artifact ${String(s.ref.sourceArtifactId)} is gone`);
-      return info;
-    }),
-  );
-  const first = sides[0]!;
-  sides.forEach((s, i) => {
-    if (i === 0 || sources[i]!.hash === sources[0]!.hash) return;
-    throw new CompareRefusedError(
-      `different source items: ${first.runId}/${first.stageId} distilled artifact ${sources[0]!.id} "${sources[0]!.name}" (content ${short(sources[0]!.hash)}), ${s.runId}/${s.stageId} distilled artifact ${sources[i]!.id} "${sources[i]!.name}" (content ${short(sources[i]!.hash)}); compare stages that read the same items`,
-    );
+  const { sides, sources } = await sidesOnOneSource(db, input, 'distill', {
+    ready: (s) => s.ref.sourceArtifactId !== undefined,
+    result: 'results',
+    differ: 'different source items',
+    verb: 'distilled',
+    fix: 'compare stages that read the same items',
   });
+  const first = sides[0]!;
 
   const labels = sides.map((s) => labelOf(s, sides));
   const outcomes = await Promise.all(sides.map((s) => distillOutcomes(db, s)));

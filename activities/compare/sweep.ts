@@ -5,10 +5,10 @@
  * (content hashes) or graders.
  */
 import type { Db } from '../../db/client.js';
-import { loadArtifactInfo, loadCurvePoints, loadItemKeys, loadSweepSelections, type CurvePointRow, type StageSide } from '../../db/compare.js';
+import { loadCurvePoints, loadItemKeys, loadSweepSelections, type CurvePointRow, type StageSide } from '../../db/compare.js';
 import { canonicalJson } from '../../spec/canonical.js';
 import { graderOf, nMaxOf, strategiesOf, type SweepParams } from '../../spec/kinds/sweep.js';
-import { baselinePairs, CompareRefusedError, labelOf } from './comparison.js';
+import { baselinePairs, CompareRefusedError, labelOf, sidesOnOneSource } from './comparison.js';
 import { pairedBootstrap } from './stats.js';
 
 export interface SweepSideSummary {
@@ -54,8 +54,6 @@ export interface SweepComparison {
   pairs: SweepPair[];
 }
 
-const short = (h: string | null) => (h ? h.slice(0, 12) : '?');
-
 /**
  * Per question, per `${strategy}|${n}`: the score ×100 of the selected answers, averaged over the
  * replicates the stage's spec has (as the curve averages them).
@@ -86,26 +84,14 @@ export function strategyOrder(params: SweepParams, points: readonly { strategy: 
 
 export async function buildSweepComparison(db: Db, input: StageSide[], opts: { by?: string; resamples?: number } = {}): Promise<SweepComparison> {
   const resamples = opts.resamples ?? 1000;
-  const sides = input.filter((s) => s.kind === 'sweep');
-  if (sides.length < 2) throw new CompareRefusedError(`need at least two sweep stages to compare, got ${sides.length}`);
-  const notDone = sides.filter((s) => s.status !== 'succeeded' || s.ref.artifactId === undefined);
-  if (notDone.length > 0)
-    throw new CompareRefusedError(`${notDone.map((s) => `${s.runId}/${s.stageId} (${s.status})`).join(', ')} has no curve yet: compare succeeded stages`);
-
-  const sources = await Promise.all(
-    sides.map(async (s) => {
-      const info = await loadArtifactInfo(db, Number(s.ref.sourceArtifactId));
-      if (!info) throw new Error(`sweep stage ${s.runId}/${s.stageId}: source artifact ${String(s.ref.sourceArtifactId)} is gone`);
-      return info;
-    }),
-  );
-  const first = sides[0]!;
-  sides.forEach((s, i) => {
-    if (i === 0 || sources[i]!.hash === sources[0]!.hash) return;
-    throw new CompareRefusedError(
-      `different question sets: ${first.runId}/${first.stageId} swept artifact ${sources[0]!.id} "${sources[0]!.name}" (content ${short(sources[0]!.hash)}), ${s.runId}/${s.stageId} swept artifact ${sources[i]!.id} "${sources[i]!.name}" (content ${short(sources[i]!.hash)}); compare sweeps over the same dataset version`,
-    );
+  const { sides, sources } = await sidesOnOneSource(db, input, 'sweep', {
+    ready: (s) => s.ref.artifactId !== undefined,
+    result: 'curve',
+    differ: 'different question sets',
+    verb: 'swept',
+    fix: 'compare sweeps over the same dataset version',
   });
+  const first = sides[0]!;
   const graderKey = (s: StageSide) => canonicalJson(graderOf(s.params as SweepParams));
   for (const s of sides.slice(1)) {
     if (graderKey(s) !== graderKey(first))
