@@ -1,3 +1,5 @@
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
 /** Debian's chromium (installed by .ci/run), headless; CHROMIUM_PATH names another. */
@@ -31,4 +33,14 @@ export async function plotMarks(page: Page): Promise<{ id: string; title: string
       drawn: el.querySelectorAll(`svg g.mark-${el.getAttribute('data-mark-type')}.role-mark path`).length,
     })),
   );
+}
+
+/** Serves `app` (a Hono app's fetch) on a free loopback port: its base URL, and how to close it. */
+export async function serveOnLoopback(fetch: (req: Request) => Response | Promise<Response>): Promise<{ base: string; close(): Promise<void> }> {
+  const server = serve({ fetch, port: 0, hostname: '127.0.0.1' });
+  await new Promise((r) => server.once('listening', r));
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
 }

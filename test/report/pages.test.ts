@@ -4,12 +4,10 @@
  * a screenshot of each page in test-artifacts/ (gitignored).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { serve, type ServerType } from '@hono/node-server';
 import type { Client } from '@temporalio/client';
 import type { Browser } from 'playwright-core';
-import { launchChromium, openPage, plotMarks } from '../helpers/browser.js';
+import { launchChromium, openPage, plotMarks, serveOnLoopback } from '../helpers/browser.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planGroup } from '../../cli/ablation-group.js';
 import { currentProgress } from '../../cli/commands/status.js';
@@ -35,7 +33,7 @@ let worker: RunningWorker;
 let client: Client;
 let closeClient: () => Promise<void>;
 let browser: Browser;
-let server: ServerType;
+let server: { base: string; close(): Promise<void> } | undefined;
 let base: string;
 let groupId: string;
 let groupRunIds: string[];
@@ -88,14 +86,13 @@ beforeAll(async () => {
     progress: (runId) => currentProgress(conn, runId),
     workflowUrl: (id) => `http://127.0.0.1:8233/namespaces/default/workflows/${encodeURIComponent(id)}`,
   });
-  server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
-  await new Promise((r) => server.once('listening', r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  server = await serveOnLoopback(app.fetch);
+  base = server.base;
 }, 300_000);
 
 afterAll(async () => {
   await browser?.close();
-  await new Promise((r) => (server ? server.close(r) : r(undefined)));
+  await server?.close();
   await worker?.shutdown();
   await closeClient?.();
   await sim?.close();

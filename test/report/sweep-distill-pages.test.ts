@@ -5,12 +5,10 @@
  * errors; the report offline; screenshots in test-artifacts/.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { serve, type ServerType } from '@hono/node-server';
 import type { Client } from '@temporalio/client';
 import type { Browser } from 'playwright-core';
-import { launchChromium, openPage, plotMarks } from '../helpers/browser.js';
+import { launchChromium, openPage, plotMarks, serveOnLoopback } from '../helpers/browser.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentProgress } from '../../cli/commands/status.js';
 import type { Connected } from '../../cli/connect.js';
@@ -32,7 +30,7 @@ let worker: RunningWorker;
 let client: Client;
 let closeClient: () => Promise<void>;
 let browser: Browser;
-let server: ServerType;
+let server: { base: string; close(): Promise<void> } | undefined;
 let base: string;
 let sweep: { groupId: string; runs: string[] };
 let distill: { groupId: string; runs: string[] };
@@ -62,14 +60,13 @@ beforeAll(async () => {
   browser = await launchChromium();
   const conn = { client, db } as unknown as Connected;
   const app = createDashboardApp({ db: db.db, progress: (runId) => currentProgress(conn, runId) });
-  server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
-  await new Promise((r) => server.once('listening', r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  server = await serveOnLoopback(app.fetch);
+  base = server.base;
 }, 900_000);
 
 afterAll(async () => {
   await browser?.close();
-  await new Promise((r) => (server ? server.close(r) : r(undefined)));
+  await server?.close();
   await worker?.shutdown();
   await closeClient?.();
   await kinds?.close();
