@@ -21,6 +21,7 @@ import { PACKAGE_ROOT } from '../../spec/root.js';
 import { freePort } from '../../runtime/net.js';
 import { tailText } from '../train/backend.js';
 import { ServedEndpointError } from '../inference/served.js';
+import { pidAlive } from '../../runtime/daemon.js';
 
 /** Worker variables the server sees (the spec's `env` adds to them). */
 const BASE_ENV = ['PATH', 'HOME', 'LANG', 'TMPDIR', 'PYENV_VERSION'];
@@ -97,15 +98,6 @@ async function folderDigest(dir: string): Promise<string> {
 
 function fill(arg: string, values: Record<string, string>): string {
   return arg.replace(/\{([a-z_]+)\}/g, (m, name: string) => values[name] ?? m);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** The model ids a server lists at `<baseUrl>/models`, or undefined while it does not answer. */
@@ -262,7 +254,7 @@ export function createServeActivities(deps: ServeDeps) {
       if (!prev) throw ApplicationFailure.nonRetryable(`stage ${stageId}: no server record (prepareServer did not run)`, 'ServeError');
       // A previous start whose worker died: its process (on this host) is stopped first.
       let killed = '';
-      if (prev.attempt > 0 && prev.pid && prev.host === host && alive(prev.pid)) {
+      if (prev.attempt > 0 && prev.pid && prev.host === host && pidAlive(prev.pid)) {
         try {
           process.kill(-prev.pid, 'SIGKILL');
         } catch {

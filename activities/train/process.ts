@@ -10,19 +10,11 @@ import { mkdir, open, readFile, readdir, stat, writeFile } from 'node:fs/promise
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tailText, TrainBackendError, type SubmitResult, type TrainBackend, type TrainJobSpec, type TrainJobStatus } from './backend.js';
+import { pidAlive } from '../../runtime/daemon.js';
 
 const RUNNER = join(dirname(fileURLToPath(import.meta.url)), 'process-runner.mjs');
 /** A job folder without a pid this long after its creation never started: lost. */
 const START_GRACE_MS = 30_000;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 async function readOptional(path: string): Promise<string | undefined> {
   try {
@@ -87,7 +79,7 @@ export class ProcessBackend implements TrainBackend {
       const age = Date.now() - (await stat(dir)).mtimeMs;
       return age > START_GRACE_MS ? { state: 'lost', message: 'the job never started (no pid)' } : { state: 'pending' };
     }
-    if (alive(Number(pid))) return { state: 'running' };
+    if (pidAlive(Number(pid))) return { state: 'running' };
     // The runner writes exit before it ends: a dead runner without one was killed.
     return cancelled ? { state: 'cancelled' } : { state: 'lost', message: `runner ${pid.trim()} died without an exit code` };
   }
