@@ -115,29 +115,7 @@ export function pairsChart(pairs: PairResult[]): Chart | undefined {
       ...base,
       height: Math.max(80, 28 * rows.length),
       data: { values: rows },
-      layer: [
-        {
-          mark: 'rule',
-          encoding: {
-            y: { field: 'pair', type: 'nominal', title: null, sort: null },
-            x: { field: 'lo', type: 'quantitative', title: 'B − A' },
-            x2: { field: 'hi' },
-          },
-        },
-        {
-          mark: { type: 'point', filled: true, size: 60 },
-          encoding: {
-            y: { field: 'pair', type: 'nominal', sort: null },
-            x: { field: 'delta', type: 'quantitative' },
-            tooltip: [{ field: 'pair' }, { field: 'delta' }, { field: 'lo' }, { field: 'hi' }, { field: 'shared' }, { field: 'p' }],
-          },
-        },
-        {
-          data: { values: [{ zero: 0 }] },
-          mark: { type: 'rule', strokeDash: [4, 4], color: '#888' },
-          encoding: { x: { field: 'zero', type: 'quantitative' } },
-        },
-      ],
+      layer: differenceLayers(),
     },
   };
 }
@@ -271,29 +249,7 @@ export function deltaChart(
       ...base,
       height: Math.max(80, 24 * rows.length),
       data: { values: rows.map((r) => ({ ...r, delta: round(r.delta, 2), lo: round(r.lo, 2), hi: round(r.hi, 2) })) },
-      layer: [
-        {
-          mark: 'rule',
-          encoding: {
-            y: { field: 'pair', type: 'nominal', title: null, sort: null, axis: { labelLimit: 360 } },
-            x: { field: 'lo', type: 'quantitative', title: 'B − A' },
-            x2: { field: 'hi' },
-          },
-        },
-        {
-          mark: { type: 'point', filled: true, size: 60 },
-          encoding: {
-            y: { field: 'pair', type: 'nominal', sort: null },
-            x: { field: 'delta', type: 'quantitative' },
-            tooltip: [{ field: 'pair' }, { field: 'delta' }, { field: 'lo' }, { field: 'hi' }, { field: 'shared' }, { field: 'p' }],
-          },
-        },
-        {
-          data: { values: [{ zero: 0 }] },
-          mark: { type: 'rule', strokeDash: [4, 4], color: '#888' },
-          encoding: { x: { field: 'zero', type: 'quantitative' } },
-        },
-      ],
+      layer: differenceLayers({ labelLimit: 360 }),
     },
   };
 }
@@ -343,4 +299,34 @@ export function distillAcceptanceChart(rows: RateRow[]): Chart | undefined {
 /** distill: traces accepted and rejected per reason, as shares of the traces tried, per stage. */
 export function distillTracesChart(rows: RateRow[]): Chart | undefined {
   return rateBars('Distill: traces accepted and rejected by reason (% of traces tried, 95% Wilson CI)', '% of traces', rows);
+}
+
+/**
+ * The layers of a B − A plot over rows `{ pair, delta, lo, hi, shared, p }`: the interval as a rule,
+ * the difference as a point, and a dashed line at zero.
+ */
+function differenceLayers(axis?: Record<string, unknown>) {
+  return [
+    {
+      mark: 'rule',
+      encoding: {
+        y: { field: 'pair', type: 'nominal', title: null, sort: null, ...(axis && { axis }) },
+        x: { field: 'lo', type: 'quantitative', title: 'B − A' },
+        x2: { field: 'hi' },
+      },
+    },
+    {
+      mark: { type: 'point', filled: true, size: 60 },
+      encoding: {
+        y: { field: 'pair', type: 'nominal', sort: null },
+        x: { field: 'delta', type: 'quantitative' },
+        tooltip: [{ field: 'pair' }, { field: 'delta' }, { field: 'lo' }, { field: 'hi' }, { field: 'shared' }, { field: 'p' }],
+      },
+    },
+    {
+      data: { values: [{ zero: 0 }] },
+      mark: { type: 'rule', strokeDash: [4, 4], color: '#888' },
+      encoding: { x: { field: 'zero', type: 'quantitative' } },
+    },
+  ];
 }
