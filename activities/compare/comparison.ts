@@ -140,23 +140,7 @@ export async function buildComparison(db: Db, input: StageSide[], opts: { metric
   const pairs: PairResult[] = pairsOf.map(([i, j]) => {
     const va = values.get(sides[i]!)!;
     const vb = values.get(sides[j]!)!;
-    if (metric === 'accuracy') {
-      const r = pairedAccuracy(va, vb, { resamples, seed });
-      return {
-        a: labels[i]!,
-        b: labels[j]!,
-        metric,
-        shared: r.shared,
-        valueA: r.a,
-        valueB: r.b,
-        delta: r.bootstrap.delta,
-        ci: r.bootstrap.ci,
-        pBootstrap: r.bootstrap.p,
-        mcnemar: r.mcnemar,
-      };
-    }
-    const r = pairedMean(va, vb, 'outputTokens', { resamples, seed });
-    return {
+    const common = (r: { shared: number; a: number; b: number; bootstrap: { delta: number; ci: [number, number]; p: number } }) => ({
       a: labels[i]!,
       b: labels[j]!,
       metric,
@@ -166,7 +150,12 @@ export async function buildComparison(db: Db, input: StageSide[], opts: { metric
       delta: r.bootstrap.delta,
       ci: r.bootstrap.ci,
       pBootstrap: r.bootstrap.p,
-    };
+    });
+    if (metric === 'accuracy') {
+      const r = pairedAccuracy(va, vb, { resamples, seed });
+      return { ...common(r), mcnemar: r.mcnemar };
+    }
+    return common(pairedMean(va, vb, 'outputTokens', { resamples, seed }));
   });
 
   return { kind: 'evaluate', metric, policy, seed, resamples, by: opts.by, sides: sides.map((s, i) => summarize(s, labels[i]!, policy)), pairs };
