@@ -27,6 +27,7 @@ import { loadSpec } from '../../spec/load.js';
 import type { RunningWorker } from '../../worker.js';
 import { runCli } from '../helpers/cli.js';
 import { REPO, openTestDb, startTestWorker, testClient, uniqueName } from '../helpers/env.js';
+import { waitFor } from '../train/helpers.js';
 import { binomial99 } from './helpers.js';
 
 const TQ = uniqueName('judge-data');
@@ -185,13 +186,17 @@ describe('experiments/judge-data.yaml: easy-vqa → synthesize → evaluate, →
     ).rows[0]!.n;
     expect(shared).toBe(0);
 
-    // Both servers were stopped once their evaluation ended.
-    const servers = (
-      await db.pool.query<{ stage_id: string; state: string; identity: string }>(
-        'select stage_id, state, identity from servers where run_id = $1 order by stage_id',
-        [runId],
-      )
-    ).rows;
+    // Both servers are stopped once their evaluation ended (by their own workflow, which may record
+    // it a moment after the run's end).
+    const servers = await waitFor('both servers to be recorded stopped', 120_000, async () => {
+      const rows = (
+        await db.pool.query<{ stage_id: string; state: string; identity: string }>(
+          'select stage_id, state, identity from servers where run_id = $1 order by stage_id',
+          [runId],
+        )
+      ).rows;
+      return rows.length === 2 && rows.every((r) => r.state === 'stopped' || r.state === 'failed') && rows;
+    });
     expect(servers.map((r) => [r.stage_id, r.state])).toEqual([
       ['serve-base', 'stopped'],
       ['serve-trained', 'stopped'],
