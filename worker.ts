@@ -103,7 +103,10 @@ export async function main(): Promise<void> {
     const bundle = process.env.JUDGEFLOW_WORKFLOW_BUNDLE;
     const workflows = bundle ? `prebuilt workflow bundle ${bundle}` : 'workflows bundled from the sources at start';
     console.log(`judgeflow worker: task queue "${cfg.taskQueue}" on ${cfg.temporalAddress} (namespace ${cfg.namespace}; ${workflows})`);
+    const { startWorkerLauncher } = await import('./runtime/launcher.js');
+    const launcher = await startWorkerLauncher({ ...cfg, log: (line) => console.log(`judgeflow worker: ${line}`) });
     await w.run;
+    await launcher?.close();
     console.log('judgeflow worker: stopped');
   } catch (err) {
     console.error(`judgeflow worker: ${err instanceof Error ? err.message : String(err)}`);

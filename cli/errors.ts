@@ -3,6 +3,8 @@
  * 3 lost contact with Temporal while following (the run itself goes on), 130 interrupted (Ctrl-C;
  * the run goes on).
  */
+import type { Io } from './io.js';
+
 export const EXIT = { ok: 0, runFailed: 1, usage: 2, lostContact: 3, interrupted: 130 } as const;
 
 /** Bad flags or arguments: printed with the command's usage, exit 2. */
@@ -43,4 +45,40 @@ export function isTemporalUnreachable(err: unknown): boolean {
  */
 function isGrpcError(e: unknown): e is Error & { code: number; details?: string } {
   return e instanceof Error && typeof (e as { code?: unknown }).code === 'number' && 'metadata' in e;
+}
+
+/** Errors that are the user's to fix (input, configuration, environment): message only, exit 2. */
+const USER_ERRORS = new Set([
+  'SpecError',
+  'RuntimeConfigError',
+  'StackError',
+  'PortInUseError',
+  'TemporalCliNotFoundError',
+  'WorkerEnvError',
+  'DatasetError',
+  'SimConfigError',
+  'TruthFileError',
+  'JudgeTemplateError',
+]);
+
+/**
+ * Prints a command's error the way every command reports one and returns its exit code: the
+ * user's to fix (input, configuration, environment) as a message with exit 2; Temporal out of
+ * reach as exit 3 (no run was stopped); anything else with its stack, exit 1.
+ */
+export function commandErrorExit(command: string, err: unknown, io: Io): number {
+  if (err instanceof UsageError || err instanceof ConfigError || USER_ERRORS.has((err as Error)?.name)) {
+    io.err(`judgeflow ${command}: ${(err as Error).message}`);
+    return EXIT.usage;
+  }
+  if (isTemporalUnreachable(err)) {
+    // Not a failed run: the server did not answer. Runs go on once it is back.
+    io.err(
+      `judgeflow ${command}: lost contact with Temporal (${(err as Error).message.split('\n')[0]}); no run was stopped by this. ` +
+        'Check TEMPORAL_ADDRESS, or `judgeflow up` for the local stack, then try again.',
+    );
+    return EXIT.lostContact;
+  }
+  io.err(`judgeflow ${command}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  return EXIT.runFailed;
 }

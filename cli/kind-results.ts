@@ -6,6 +6,7 @@ import { runArtifacts, type ArtifactListing } from '../db/artifacts.js';
 import { getStages } from '../db/queries.js';
 import { renderDistill } from './distill-results.js';
 import type { Connected } from './connect.js';
+import { processIo, type Io } from './io.js';
 import { table } from './render.js';
 import { renderSweepCurve } from './sweep-results.js';
 
@@ -54,16 +55,16 @@ const renderSynthesize: Renderer = (stageId, artifacts) => {
 const RENDERERS: Record<string, Renderer> = { synthesize: renderSynthesize, distill: renderDistill, sweep: renderSweepCurve };
 
 /** Prints the results of the run's non-evaluate stages (or only `stageId`). */
-export async function printKindResults(conn: Connected, runId: string, stageId?: string): Promise<void> {
+export async function printKindResults(conn: Connected, runId: string, stageId?: string, io: Io = processIo): Promise<void> {
   const stages = (await getStages(conn.db.db, runId)).filter((s) => s.kind !== 'evaluate' && (!stageId || s.stageId === stageId));
   if (stages.length === 0) return;
   const artifacts = await runArtifacts(conn.db.db, runId);
   for (const s of stages) {
     const own = artifacts.filter((a) => a.stageId === s.stageId);
     const render = RENDERERS[s.kind];
-    if (render && own.length > 0) console.log(render(s.stageId, own));
+    if (render && own.length > 0) io.out(render(s.stageId, own));
     else if (own.length > 0)
-      for (const a of own) console.log(`\nstage ${s.stageId} (${s.kind}): ${a.kind} "${a.name}", ${a.rows} rows, summary ${JSON.stringify(a.summary)}`);
-    else if (s.output) console.log(`\nstage ${s.stageId} (${s.kind}): ${JSON.stringify((s.output as { ref?: unknown }).ref ?? s.output)}`);
+      for (const a of own) io.out(`\nstage ${s.stageId} (${s.kind}): ${a.kind} "${a.name}", ${a.rows} rows, summary ${JSON.stringify(a.summary)}`);
+    else if (s.output) io.out(`\nstage ${s.stageId} (${s.kind}): ${JSON.stringify((s.output as { ref?: unknown }).ref ?? s.output)}`);
   }
 }

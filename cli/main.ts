@@ -2,7 +2,8 @@
  * judgeflow CLI. Exit codes: 0 success, 1 run failed, 2 usage/spec/config error, 3 lost contact
  * with Temporal (a run goes on), 130 stopped following on Ctrl-C (the run goes on).
  */
-import { ConfigError, EXIT, isTemporalUnreachable, UsageError } from './errors.js';
+import { commandErrorExit, EXIT } from './errors.js';
+import { processIo } from './io.js';
 
 const HELP = `judgeflow — durable, reproducible experiments for reasoning judges
 
@@ -27,20 +28,6 @@ usage: judgeflow <command> [flags]
 
 Every command takes --help. Configuration comes from the environment: DATABASE_URL,
 TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, JUDGEFLOW_TASK_QUEUE, JUDGEFLOW_STATE_DIR.`;
-
-/** Errors that are the user's to fix (input, configuration, environment): message only, exit 2. */
-const USER_ERRORS = new Set([
-  'SpecError',
-  'RuntimeConfigError',
-  'StackError',
-  'PortInUseError',
-  'TemporalCliNotFoundError',
-  'WorkerEnvError',
-  'DatasetError',
-  'SimConfigError',
-  'TruthFileError',
-  'JudgeTemplateError',
-]);
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -88,20 +75,7 @@ export async function main(argv: string[]): Promise<number> {
       });
     return await cmd(rest);
   } catch (err) {
-    if (err instanceof UsageError || err instanceof ConfigError || USER_ERRORS.has((err as Error)?.name)) {
-      console.error(`judgeflow ${name}: ${(err as Error).message}`);
-      return EXIT.usage;
-    }
-    if (isTemporalUnreachable(err)) {
-      // Not a failed run: the server did not answer. Runs go on once it is back.
-      console.error(
-        `judgeflow ${name}: lost contact with Temporal (${(err as Error).message.split('\n')[0]}); no run was stopped by this. ` +
-          'Check TEMPORAL_ADDRESS, or `judgeflow up` for the local stack, then try again.',
-      );
-      return EXIT.lostContact;
-    }
-    console.error(`judgeflow ${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    return EXIT.runFailed;
+    return commandErrorExit(name, err, processIo);
   }
 }
 

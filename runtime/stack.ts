@@ -29,6 +29,7 @@ import {
 } from './daemon.js';
 import { ensurePostgres, preflightPostgres, prepareStateDir, stopPostgres } from './embedded-postgres.js';
 import { ensureTemporal, preflightTemporal, probeTemporal, stopTemporal } from './temporal-server.js';
+import { launcherSocketPath } from './launcher-client.js';
 
 export { RuntimeConfigError, loadRuntimeConfig, type RuntimeConfig } from './config.js';
 export { PortInUseError, StackError } from './daemon.js';
@@ -237,6 +238,8 @@ async function ensureWorker(
     TEMPORAL_NAMESPACE: cfg.namespace,
     JUDGEFLOW_TASK_QUEUE: cfg.taskQueue,
     JUDGEFLOW_STATE_DIR: cfg.stateDir,
+    // The worker's launcher listens where this command's `judgeflow run` looks (runtime/launcher.ts).
+    JUDGEFLOW_LAUNCHER_SOCKET: launcherSocketPath(cfg),
   };
   const fingerprint = workerFingerprint(command, workerEnv);
   await stopOrphanedWorker(cfg.stateDir, log);

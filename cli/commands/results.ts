@@ -5,6 +5,7 @@ import { parseFlags } from '../args.js';
 import { connect, type Connected } from '../connect.js';
 import { EXIT, UsageError } from '../errors.js';
 import { printKindResults } from '../kind-results.js';
+import { processIo, type Io } from '../io.js';
 import { table } from '../render.js';
 
 const USAGE = `usage: judgeflow results <run> [--stage ID] [--all] [--json]
@@ -55,21 +56,21 @@ function withCi(r: MetricRowDb | undefined): string {
  * One row per stage: headline accuracy (policy named) with 95% CIs, categories, position bias and
  * cost. `all` lists every stored metric instead.
  */
-export async function printRunResults(conn: Connected, runId: string, stageId?: string, all = false): Promise<void> {
-  await printMetricsTable(conn, runId, stageId, all);
+export async function printRunResults(conn: Connected, runId: string, stageId?: string, all = false, io: Io = processIo): Promise<void> {
+  await printMetricsTable(conn, runId, stageId, all, io);
   // Other kinds render their own results (synthesize: negatives per error type).
-  await printKindResults(conn, runId, stageId);
+  await printKindResults(conn, runId, stageId, io);
 }
 
-async function printMetricsTable(conn: Connected, runId: string, stageId: string | undefined, all: boolean): Promise<void> {
+async function printMetricsTable(conn: Connected, runId: string, stageId: string | undefined, all: boolean, io: Io): Promise<void> {
   const rows = await loadMetrics(conn, runId, stageId);
   if (rows.length === 0) return;
   const byStage = new Map<string, MetricRowDb[]>();
   for (const r of rows) byStage.set(r.stageId, [...(byStage.get(r.stageId) ?? []), r]);
   if (all) {
     for (const [stage, list] of byStage) {
-      console.log(`\nmetrics of stage ${stage}`);
-      console.log(
+      io.out(`\nmetrics of stage ${stage}`);
+      io.out(
         table(
           ['metric', 'scope', 'policy', 'value', '95% CI', 'n'],
           list.map((r) => {
@@ -115,7 +116,7 @@ async function printMetricsTable(conn: Connected, runId: string, stageId: string
   }
   const other = headlinePolicy === 'excluded' ? 'wrong' : 'excluded';
   const skipped = await skippedRowsNote(conn, runId, stageId);
-  console.log(
+  io.out(
     `\nresults of run ${runId} (${skipped}accuracy %, 95% bootstrap CI; unparseable outputs ${headlinePolicy === 'excluded' ? 'excluded from' : 'counted wrong in'} the headline)`,
   );
   const header = [
@@ -138,7 +139,7 @@ async function printMetricsTable(conn: Connected, runId: string, stageId: string
     header.pop();
     for (const row of out) row.pop();
   }
-  console.log(table(header, out));
+  io.out(table(header, out));
 }
 
 /**

@@ -1,8 +1,9 @@
 import { WorkflowFailedError } from '@temporalio/client';
-import { loadSpec } from '../../spec/load.js';
+import { loadSpec, type LoadedSpec } from '../../spec/load.js';
 import { parseFlags } from '../args.js';
-import { connect } from '../connect.js';
+import { connect, type Connected } from '../connect.js';
 import { EXIT, UsageError } from '../errors.js';
+import { processIo, type Io } from '../io.js';
 import { launchRun } from '../launch.js';
 import { ensureSimulator } from '../simulator.js';
 import { noWorkerHint, queuesWithoutWorkers } from '../workers.js';
@@ -26,7 +27,25 @@ Following ends with exit 0 (succeeded) or 1 (failed); 3 when contact with Tempor
 longer than JUDGEFLOW_RECONNECT_TIMEOUT_S (default 300) and 130 on Ctrl-C: in both the run goes on,
 and \`judgeflow status <run> --watch\` follows it again.`;
 
-export async function runCommand(argv: string[]): Promise<number> {
+/** How a `run` is carried out when a worker's resident launcher (runtime/launcher.ts) runs it. */
+export interface RunContext {
+  io?: Io;
+  /** Servers already connected (left open at the end): the launcher's. */
+  connection?: Connected;
+  /**
+   * Called once the spec is loaded and checked, before anything is printed, started or written:
+   * a reason returned hands the command back to the user's own process (the launcher's fallback).
+   */
+  handOver?: (loaded: LoadedSpec, keys: string[]) => string | undefined;
+}
+
+/** Thrown when `handOver` declines the command: the client runs it itself. */
+export class HandOver extends Error {
+  override readonly name = 'HandOver';
+}
+
+export async function runCommand(argv: string[], ctx: RunContext = {}): Promise<number> {
+  const io = ctx.io ?? processIo;
   const { values, positionals } = parseFlags(
     argv,
     { set: { type: 'string', multiple: true }, label: { type: 'string' }, strict: { type: 'boolean' }, detach: { type: 'boolean' }, json: { type: 'boolean' } },
@@ -37,16 +56,18 @@ export async function runCommand(argv: string[]): Promise<number> {
     throw new UsageError(`--label "${values.label}": use letters, digits, ".", "_" and "-"`);
   }
   // Everything about the spec is checked before any server is touched or any row written.
-  const loaded = await loadSpec(positionals[0]!, { sets: values.set ?? [], strict: Boolean(values.strict) });
-  const log = values.json ? () => {} : (line: string) => console.error(line);
-  for (const w of loaded.warnings) console.error(`warning: ${w}`);
+  const loaded = await loadSpec(positionals[0]!, { sets: values.set ?? [], strict: Boolean(values.strict), cwd: io.cwd });
   // The embedded worker must see the API keys the endpoints name (restarted with them if not).
   const workerEnv = loaded.plan.flatMap((s) =>
     Object.entries(s.endpoints).flatMap(([name, e]) => (e.api_key_env ? [{ name: e.api_key_env, usedBy: `endpoint "${name}"` }] : [])),
   );
+  const declined = ctx.handOver?.(loaded, [...new Set(workerEnv.map((k) => k.name))]);
+  if (declined !== undefined) throw new HandOver(declined);
+  const log = values.json ? () => {} : (line: string) => io.err(line);
+  for (const w of loaded.warnings) io.err(`warning: ${w}`);
   // A spec with ablations: is a group of runs (cli/commands/group.ts).
   const group = loaded.spec.ablations ? await planGroup(loaded, { sets: values.set ?? [], label: values.label }) : undefined;
-  const conn = await connect({ startWorker: true, log, workerEnv });
+  const conn = ctx.connection ?? (await connect({ startWorker: true, log, workerEnv }));
   try {
     if (loaded.spec.simulator) {
       await ensureSimulator({ stateDir: conn.cfg.stateDir, specPath: loaded.specPath, ...loaded.spec.simulator, log });
@@ -60,17 +81,17 @@ export async function runCommand(argv: string[]): Promise<number> {
     const idle = await queuesWithoutWorkers(conn, queues);
     for (const queue of idle) log(`warning: ${noWorkerHint(conn, queue)}`);
     if (!values.json) {
-      if (launched.attached) console.error(`run ${launched.runId} already exists for this spec version: attaching to it (no second run started)`);
-      else if (launched.resumed) console.error(`run ${launched.runId}: resuming (succeeded stages are kept)`);
-      else console.error(`run ${launched.runId}: started`);
+      if (launched.attached) io.err(`run ${launched.runId} already exists for this spec version: attaching to it (no second run started)`);
+      else if (launched.resumed) io.err(`run ${launched.runId}: resuming (succeeded stages are kept)`);
+      else io.err(`run ${launched.runId}: started`);
     }
     if (values.detach) {
-      if (values.json) console.log(JSON.stringify({ runId: launched.runId, attached: launched.attached, resumed: launched.resumed }));
+      if (values.json) io.out(JSON.stringify({ runId: launched.runId, attached: launched.attached, resumed: launched.resumed }));
       return EXIT.ok;
     }
-    return await watchRun(conn, launched.runId, { json: Boolean(values.json), attached: launched.attached, taskQueues: queues });
+    return await watchRun(conn, launched.runId, { json: Boolean(values.json), attached: launched.attached, taskQueues: queues, io });
   } finally {
-    await conn.close();
+    if (!ctx.connection) await conn.close();
   }
 }
 

@@ -5,6 +5,7 @@ import type { RunProgress, StageStatusName } from '../../workflows/types.js';
 import { parseFlags } from '../args.js';
 import { connect, type Connected } from '../connect.js';
 import { EXIT, isTemporalUnreachable, UsageError } from '../errors.js';
+import { processIo, type Io } from '../io.js';
 import { liveProgress } from '../live-progress.js';
 import { renderProgress } from '../render.js';
 import { noWorkerHint, queuesWithoutWorkers } from '../workers.js';
@@ -119,11 +120,12 @@ type Outcome = { kind: 'succeeded' } | { kind: 'failed' } | { kind: 'lost'; err:
  * goes away is waited for (reconnecting with backoff for JUDGEFLOW_RECONNECT_TIMEOUT_S, then exit
  * 3), Ctrl-C stops following (exit 130); both say how to follow again.
  */
-export async function watchRun(conn: Connected, runId: string, opts: { json: boolean; attached: boolean; taskQueues?: string[] }): Promise<number> {
+export async function watchRun(conn: Connected, runId: string, opts: { json: boolean; attached: boolean; taskQueues?: string[]; io?: Io }): Promise<number> {
+  const io = opts.io ?? processIo;
   const handle = conn.client.workflow.getHandle(runId);
-  const tty = process.stderr.isTTY && !opts.json;
-  const say = (line: string) => process.stderr.write(`${line}\n`);
-  const maxReconnectMs = reconnectTimeoutMs();
+  const tty = io.errTTY && !opts.json;
+  const say = (line: string) => io.err(line);
+  const maxReconnectMs = reconnectTimeoutMs(io.env);
   // The results table's code loads while the run goes on, not after it ended.
   const resultsModule = import('./results.js');
   resultsModule.catch(() => {}); // awaited (and its failure reported) at the end; never unhandled
@@ -140,7 +142,7 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
     interrupted = true;
     wake();
   };
-  process.on('SIGINT', onSigint);
+  const stopListening = io.onInterrupt(onSigint);
   const pause = (ms: number) =>
     new Promise<void>((resolve) => {
       const t = setTimeout(resolve, ms);
@@ -253,8 +255,8 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
       if (tty) {
         const text = renderProgress(progress);
         if (text !== last) {
-          if (last) process.stderr.write(`\x1b[${last.split('\n').length}A\x1b[0J`);
-          process.stderr.write(`${text}\n`);
+          if (last) io.errRaw(`\x1b[${last.split('\n').length}A\x1b[0J`);
+          io.err(text);
           last = text;
         }
       } else {
@@ -265,27 +267,27 @@ export async function watchRun(conn: Connected, runId: string, opts: { json: boo
             .filter((st) => st.total > 0)
             .map((st) => `${st.id} ${st.done}/${st.total}`)
             .join(', ');
-          process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${states}${counts ? ` (${counts})` : ''}\n`);
+          io.err(`[${new Date().toISOString().slice(11, 19)}] ${states}${counts ? ` (${counts})` : ''}`);
           lastStates = states;
           lastLine = Date.now();
         }
       }
     }
   } finally {
-    process.off('SIGINT', onSigint);
+    stopListening();
     abandon.abort();
     // Clear the pending redraw pause, so it never holds the exit.
     wake();
   }
   const [final, run] = await Promise.all([progressFromDb(conn, runId), opts.json ? undefined : getRun(conn.db.db, runId)]);
   if (opts.json) {
-    console.log(JSON.stringify(final));
+    io.out(JSON.stringify(final));
   } else {
-    if (tty && last) process.stderr.write(`\x1b[${last.split('\n').length}A\x1b[0J`);
-    console.log(renderProgress(final));
-    if (run?.run.error) console.log(`error: ${run.run.error}`);
+    if (tty && last) io.errRaw(`\x1b[${last.split('\n').length}A\x1b[0J`);
+    io.out(renderProgress(final));
+    if (run?.run.error) io.out(`error: ${run.run.error}`);
     const { printRunResults } = await resultsModule;
-    await printRunResults(conn, runId);
+    await printRunResults(conn, runId, undefined, false, io);
   }
   return final.status === 'succeeded' ? EXIT.ok : EXIT.runFailed;
 }

@@ -1,5 +1,6 @@
 import { loadRuntimeConfig } from '../../runtime/config.js';
 import { ensureStack } from '../../runtime/stack.js';
+import { startWorkerLauncher } from '../../runtime/launcher.js';
 import { startWorker } from '../../worker.js';
 import { parseFlags } from '../args.js';
 import { ConfigError, EXIT, UsageError } from '../errors.js';
@@ -39,6 +40,14 @@ export async function workerCommand(argv: string[]): Promise<number> {
   });
   // The identity is what Temporal records for every task this worker runs (Web UI, history).
   console.error(`judgeflow worker: polling task queue "${taskQueue}" on ${temporalAddress} as ${w.worker.options.identity}`);
+  const launcher = await startWorkerLauncher({
+    databaseUrl,
+    temporalAddress,
+    namespace: cfg.namespace,
+    taskQueue,
+    log: (line) => console.error(`judgeflow worker: ${line}`),
+  });
   await w.run;
+  await launcher?.close();
   return EXIT.ok;
 }

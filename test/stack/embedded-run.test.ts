@@ -156,7 +156,7 @@ describe('judgeflow run on the embedded stack', () => {
   it('a key set neither in the shell nor in the worker: exit 2 with the exact fix, nothing launched', async () => {
     const name = uniqueName('nokey');
     const res = await runCli(['run', spec(name)], env);
-    expect(res.code).toBe(2);
+    expect(res.code, res.stderr).toBe(2);
     expect(res.stderr).toContain(
       `endpoint "judge" reads its API key from ${KEY_VAR} (api_key_env), which is set neither in this shell nor in the worker's environment`,
     );
@@ -235,7 +235,9 @@ describe('judgeflow run on the embedded stack', () => {
     const run = await waitFor('the run to start', () => runOf(name));
     await waitFor('progress before the kill', async () => (await itemsDone(run.id)) > 0);
     process.kill(readRecord(stateDir, 'temporal')!.pid, 'SIGKILL');
-    await waitFor('the CLI to notice', () => /lost contact with Temporal/.test(cli.out.stderr) || undefined, 60_000);
+    await waitFor('the CLI to notice', () => /lost contact with Temporal/.test(cli.out.stderr) || undefined, 60_000).catch((err: Error) => {
+      throw new Error(`${err.message}; the CLI said:\n${cli.out.stderr}`);
+    });
     const up = await runCli(['up'], env);
     expect(up.code).toBe(0);
     const res = await cli.done;
