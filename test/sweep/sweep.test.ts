@@ -13,6 +13,7 @@ import { runArtifacts } from '../../db/artifacts.js';
 import type { DbHandle } from '../../db/client.js';
 import type { SimHandle } from '../../sim/server.js';
 import '../../spec/builtin.js';
+import { runCli } from '../helpers/cli.js';
 import { uniqueName } from '../helpers/env.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { specFromObject } from '../helpers/spec.js';
@@ -237,6 +238,11 @@ describe('sweep on easy-vqa against analytical best-of-N', () => {
     expect(text).toMatch(row);
     expect(text.split('\n').filter((l) => /^(random|oracle|majority|mc|knockout-k4)\s+\d+\s/.test(l))).toHaveLength(4 * 5 + 3);
     expect(text).toContain(`requests made by the stage: policy ${Q * 16}`);
+    // The real CLI prints the same table.
+    const cli = await runCli(['results', first.runId]);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(row);
+    expect(cli.stdout.split('\n').filter((l) => /^(random|oracle|majority|mc|knockout-k4)\s+\d+\s/.test(l))).toHaveLength(4 * 5 + 3 + 3); // bon, and bon-biased: mc at N = 1, 2, 4
   });
 
   it('one more N: the re-run sends only the judge calls of the new point', async () => {
