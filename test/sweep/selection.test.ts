@@ -90,6 +90,27 @@ describe('strategies', () => {
     expect(select({ name: 'random', kind: 'random' }, set, ctx)).toEqual(r1);
   });
 
+  it('score: the highest score wins; a tie is broken by the seed (the same pick every time, not always the first)', () => {
+    const set = [0, 1, 2, 3, 4, 5, 6, 7];
+    const flat = (question: string, seed = 3): SelectionContext => ({
+      ...scripted(quality),
+      seed,
+      question,
+      verdict: (key: string) => ({ score: key === 'score:7' ? 2 : 9 }),
+    });
+    const picks = Array.from({ length: 40 }, (_, i) => select({ name: 'score', kind: 'score' }, set, flat(`q${i}`)));
+    for (const r of picks) {
+      expect(r.status).toBe('done');
+      expect(set.slice(0, 7)).toContain((r as { sample: number }).sample);
+    }
+    // Seeded: the same question and seed pick the same sample; over questions the picks spread over the tied samples.
+    expect(select({ name: 'score', kind: 'score' }, set, flat('q0'))).toEqual(picks[0]);
+    expect(new Set(picks.map((r) => (r as { sample: number }).sample)).size).toBeGreaterThan(3);
+    // An unreadable score counts as 0.
+    const unread = select({ name: 'score', kind: 'score' }, [0, 1], { ...flat('q0'), verdict: (key: string) => ({ score: key === 'score:0' ? null : 1 }) });
+    expect(unread).toMatchObject({ status: 'done', sample: 1 });
+  });
+
   it('an unreadable judgment is no vote: the pick falls to the seeded tie-break among the set', () => {
     const ctx: SelectionContext = { ...scripted(quality), verdict: () => ({ position: null }) };
     const r = select({ name: 'mc', kind: 'mc', k: 4, positions: 'one' }, [0, 1, 2, 3], ctx);

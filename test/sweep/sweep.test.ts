@@ -13,6 +13,7 @@ import { runArtifacts } from '../../db/artifacts.js';
 import type { DbHandle } from '../../db/client.js';
 import type { SimHandle } from '../../sim/server.js';
 import '../../spec/builtin.js';
+import { runCli } from '../helpers/cli.js';
 import { uniqueName } from '../helpers/env.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { specFromObject } from '../helpers/spec.js';
@@ -48,14 +49,17 @@ afterAll(() => stack?.close());
 
 const q = async <T extends Record<string, unknown>>(text: string, params: unknown[] = []) => (await db.pool.query<T>(text, params)).rows;
 
-async function run(spec: unknown): Promise<{ runId: string; sent: Record<string, number> }> {
+/** Runs a spec to its end; what the simulator received meanwhile: requests per model, and the tokens of its answers (all models). */
+async function run(spec: unknown): Promise<{ runId: string; sent: Record<string, number>; tokens: { prompt: number; completion: number } }> {
   const loaded = await specFromObject(spec);
-  const before = { ...sim.stats().byModel };
+  const start = sim.stats();
+  const before = { ...start.byModel };
   const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: TQ });
   await client.workflow.getHandle(runId).result();
-  const after = sim.stats().byModel;
+  const end = sim.stats();
+  const after = end.byModel;
   const sent = Object.fromEntries(Object.keys(after).map((m) => [m, (after[m] ?? 0) - (before[m] ?? 0)]));
-  return { runId, sent };
+  return { runId, sent, tokens: { prompt: end.promptTokens - start.promptTokens, completion: end.completionTokens - start.completionTokens } };
 }
 
 async function curve(
@@ -234,6 +238,11 @@ describe('sweep on easy-vqa against analytical best-of-N', () => {
     expect(text).toMatch(row);
     expect(text.split('\n').filter((l) => /^(random|oracle|majority|mc|knockout-k4)\s+\d+\s/.test(l))).toHaveLength(4 * 5 + 3);
     expect(text).toContain(`requests made by the stage: policy ${Q * 16}`);
+    // The real CLI prints the same table.
+    const cli = await runCli(['results', first.runId]);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(row);
+    expect(cli.stdout.split('\n').filter((l) => /^(random|oracle|majority|mc|knockout-k4)\s+\d+\s/.test(l))).toHaveLength(4 * 5 + 3 + 3); // bon, and bon-biased: mc at N = 1, 2, 4
   });
 
   it('one more N: the re-run sends only the judge calls of the new point', async () => {
@@ -262,11 +271,17 @@ describe('sweep on easy-vqa against analytical best-of-N', () => {
 
 describe('knockout in groups of 4 on N = 16', () => {
   const QK = 40;
-  it('makes exactly 5 judge calls per question and replicate, counted at the simulator', async () => {
-    const { runId, sent } = await run({
+  /** USD per million tokens, the same on both endpoints: the simulator counts tokens over all models. */
+  const PRICE = { input_per_mtok: 0.25, output_per_mtok: 2 };
+  const endpoints = () => ({
+    policy: { base_url: sim.url, model: 'policy-ko', concurrency: 64, price: PRICE },
+    judge: { base_url: sim.url, model: 'judge-ko', concurrency: 64, price: PRICE },
+  });
+  it('makes exactly 5 judge calls per question and replicate, counted at the simulator; the point costs what the simulator answered', async () => {
+    const { runId, sent, tokens } = await run({
       name: uniqueName('knockout'),
       seed: 9,
-      endpoints: { policy: { base_url: sim.url, model: 'policy-ko', concurrency: 64 }, judge: { base_url: sim.url, model: 'judge-ko', concurrency: 64 } },
+      endpoints: endpoints(),
       datasets: { easy: { format: 'easy-vqa', split: 'test', limit: QK } },
       stages: [
         {
@@ -281,12 +296,22 @@ describe('knockout in groups of 4 on N = 16', () => {
     const per = await q<{ n: number }>(`select jsonb_array_length(calls)::int as n from sweep_selections where run_id = $1`, [runId]);
     expect(per.length).toBe(QK);
     expect(per.every((r) => r.n === 5)).toBe(true);
+    // N = n_max and one strategy: the point's tokens and cost are those of every request of the run, as the simulator counted them.
+    const [ko] = await q<{ tokens: number; cost_usd: number; judge_calls: number }>(
+      `select p.tokens, p.cost_usd, p.judge_calls from curve_points p join artifacts a on a.id = p.artifact_id
+       where a.run_id = $1 and p.strategy = 'knockout-k4' and p.n = 16 and p.capability = 'total'`,
+      [runId],
+    );
+    expect(ko!.judge_calls).toBe(5 * QK);
+    expect(tokens.prompt).toBeGreaterThan(0);
+    expect(ko!.tokens).toBe(tokens.prompt + tokens.completion);
+    expect(ko!.cost_usd).toBeCloseTo((tokens.prompt * PRICE.input_per_mtok + tokens.completion * PRICE.output_per_mtok) / 1e6, 12);
 
     // With a larger pool the replicates are different sets of 16: 5 calls each; only shared groups are asked once.
     const pooled = await run({
       name: uniqueName('knockout-32'),
       seed: 9,
-      endpoints: { policy: { base_url: sim.url, model: 'policy-ko', concurrency: 64 }, judge: { base_url: sim.url, model: 'judge-ko', concurrency: 64 } },
+      endpoints: endpoints(),
       datasets: { easy: { format: 'easy-vqa', split: 'test', limit: QK } },
       stages: [
         {
