@@ -78,7 +78,7 @@ afterAll(async () => {
   await stack?.close();
 });
 
-interface Attempt {
+type Attempt = {
   item_key: string;
   attempt: number;
   status: string;
@@ -89,7 +89,7 @@ interface Attempt {
   reason_id: string | null;
   reason_status: string | null;
   reason_tokens: number | null;
-}
+};
 
 const attempts = () =>
   q<Attempt>(
