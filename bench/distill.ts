@@ -13,8 +13,9 @@
  *      fresh seed each round (no cache hits);
  *  (b) plain: caption each image once, then per attempt send the reasoning requests of the items
  *      still without an accepted trace at the same concurrency, parse, keep the right ones, in memory.
- * Prints both times, the throughput ratio plain/judgeflow (target ≥ 0.8) and the requests per
- * accepted trace of both.
+ * Prints both times, the throughput ratio plain/judgeflow (target ≥ 0.8), the requests per
+ * accepted trace and items per attempt of both, and a timeline of the judgeflow run (when each
+ * step's request rows were written and its first and last results committed).
  */
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -114,6 +115,7 @@ async function plainScript(
   const accepted = new Map<string, string>();
   let pending = items;
   for (let attempt = 0; attempt < ATTEMPTS && pending.length > 0; attempt++) {
+    const tried = pending.length;
     await pool(pending, async (item) => {
       const text = renderReasonPrompt(DEFAULT_REASON_TEMPLATE, {
         caption: captions.get(item.image)!,
@@ -138,7 +140,7 @@ async function plainScript(
       if (v.reason === null) accepted.set(item.id, v.trace);
     });
     pending = pending.filter((i) => !accepted.has(i.id));
-    phases.push(`attempt ${attempt + 1} ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    phases.push(`attempt ${attempt + 1}: ${tried} items, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
   return { seconds: (performance.now() - t0) / 1000, accepted: accepted.size, requests, phases: phases.join(', ') };
 }
@@ -169,7 +171,9 @@ async function main(cleanups: Cleanups): Promise<void> {
         name: `bench-distill-${round}-${Date.now()}`,
         seed: seed++,
         endpoints: { captioner: ep('captioner'), reasoner: ep('reasoner') },
-        datasets: { items: { path, format: 'mc-jsonl' } },
+        // `images`: the items' image paths resolve against the folder (without it the stage reads no
+        // image, sends no caption request and reasons over "(the item has no image)").
+        datasets: { items: { path, format: 'mc-jsonl', images: dir } },
         stages: [
           { id: 'distill', uses: 'distill', with: { items: 'items', captioner: 'captioner', reasoner: 'reasoner', hint: false, max_attempts: ATTEMPTS } },
         ],
@@ -179,8 +183,40 @@ async function main(cleanups: Cleanups): Promise<void> {
     const { runId } = await launchRun({ loaded: await loadSpec(specPath), db: handle.db, client, taskQueue });
     const out = (await client.workflow.getHandle(runId).result()) as { stages: Record<string, { ref: { accepted: number } }> };
     const seconds = (performance.now() - t0) / 1000;
-    const [r] = (await handle.db.$client.query<{ n: string }>('select count(*) as n from inference_requests where run_id = $1', [runId])).rows;
-    return { seconds, accepted: out.stages.distill!.ref.accepted, requests: Number(r!.n) };
+    const [r] = (
+      await handle.db.$client.query<{ n: string; captions: string }>(
+        "select count(*) as n, count(*) filter (where item_key like 'caption|%') as captions from inference_requests where run_id = $1",
+        [runId],
+      )
+    ).rows;
+    const tried = (
+      await handle.db.$client.query<{ n: string }>('select count(*) as n from distill_attempts where run_id = $1 group by attempt order by attempt', [runId])
+    ).rows.map((x) => Number(x.n));
+    // Where the time went: per step, when its request rows were written and its first and last
+    // results committed (ms after the run row).
+    const steps = (
+      await handle.db.$client.query<{ step: string; prepared: number; first: number; last: number }>(
+        `select case when q.item_key like 'caption|%' then 'caption' else 'a' || split_part(q.item_key, '|reason|a', 2) end as step,
+                round(extract(epoch from min(q.created_at) - u.created_at) * 1000)::int as prepared,
+                round(extract(epoch from min(r.finished_at) - u.created_at) * 1000)::int as first,
+                round(extract(epoch from max(r.finished_at) - u.created_at) * 1000)::int as last
+         from inference_requests q join inference_results r on r.request_id = q.id join runs u on u.id = q.run_id
+         where q.run_id = $1 group by 1, u.created_at order by 2`,
+        [runId],
+      )
+    ).rows;
+    const [end] = (
+      await handle.db.$client.query<{ started: number; finished: number }>(
+        'select round(extract(epoch from started_at - created_at) * 1000)::int as started, round(extract(epoch from finished_at - created_at) * 1000)::int as finished from runs where id = $1',
+        [runId],
+      )
+    ).rows;
+    const timeline = [
+      `started ${end!.started}`,
+      ...steps.map((x) => `${x.step}: rows ${x.prepared}, results ${x.first}–${x.last}`),
+      `finished ${end!.finished}`,
+    ].join('; ');
+    return { seconds, accepted: out.stages.distill!.ref.accepted, requests: Number(r!.n), captions: Number(r!.captions), tried: tried.join('/'), timeline };
   };
 
   console.log(
@@ -198,7 +234,7 @@ async function main(cleanups: Cleanups): Promise<void> {
         const res = await judgeflowRun(`r${r}`);
         a.push(res.seconds);
         console.log(
-          `  round ${r + 1}: judgeflow distill stage ${res.seconds.toFixed(2)} s: ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace`,
+          `  round ${r + 1}: judgeflow distill stage ${res.seconds.toFixed(2)} s: ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace (${res.captions} captions; items per attempt ${res.tried})\n    timeline (ms after the run row): ${res.timeline}`,
         );
       } else {
         const res = await plainScript(url, items, dir, 1000 + r);

@@ -4,7 +4,7 @@
  * seed whose requests all go to the simulator again (endpoint revisions bumped: no cache hits).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchRun } from '../../cli/launch.js';
@@ -70,7 +70,8 @@ function spec(name: string, revision: string) {
     name,
     seed: 29,
     endpoints: { captioner: ep('captioner'), reasoner: ep('reasoner'), rewriter: ep('rewriter') },
-    datasets: { items: { path: truth, format: 'mc-jsonl' } },
+    // `images`: the items' image paths resolve against their folder, so the stage captions them.
+    datasets: { items: { path: truth, format: 'mc-jsonl', images: dirname(truth) } },
     stages: [
       {
         id: 'distill',
@@ -150,5 +151,10 @@ describe('distill survives kill -9 mid reject/retry loop', () => {
     const [b] = (await runArtifacts(db.db, straight.runId)).filter((x) => x.kind === 'sft-set');
     expect(a!.contentHash).toBe(b!.contentHash);
     expect(a!.rows).toBe(killed.length);
+    // The items had their images: both runs captioned each distinct image once.
+    const captions = async (id: string) =>
+      (await q<{ n: number }>("select count(*)::int as n from inference_requests where run_id = $1 and item_key like 'caption|%'", [id]))[0]!.n;
+    expect(await captions(runId)).toBeGreaterThan(20);
+    expect(await captions(straight.runId)).toBe(await captions(runId));
   });
 });
