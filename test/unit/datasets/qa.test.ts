@@ -75,6 +75,16 @@ describe('qa-jsonl', () => {
     expect(again.contentHash).toBe(res.contentHash);
   });
 
+  it('counts skipped rows by reason without their URLs, paths and numbers', () => {
+    const issues = [
+      { line: 1, reason: 'unreadable image https://example.org/a/b.png: HTTP 404' },
+      { line: 2, reason: 'unreadable image http://127.0.0.1:8080/x.png: fetch failed' },
+      { line: 3, reason: 'unreadable image /data/img/none.png: ENOENT' },
+      { line: 4, reason: 'not an image (data:image/png;base64,AAAA)' },
+    ];
+    expect(skippedByReason(issues)).toEqual({ 'unreadable image': 3, 'not an image': 1 });
+  });
+
   it('a file with no valid row is a DatasetError; the format is inferred from the first record', async () => {
     await writeFile(join(dir, 'bad.jsonl'), `${JSON.stringify({ id: 1, image: 'img/none.png', question: 'Q', answer: 'A' })}\n`);
     await expect(loadSource({ path: join(dir, 'bad.jsonl') })).rejects.toThrow(DatasetError);
