@@ -26,6 +26,10 @@ import { startTestStack, type TestStack } from '../helpers/stack.js';
 const TQ = uniqueName('synth-cli');
 const ITEMS = 60;
 const ERROR_TYPES = ['hallucination', 'wrong_knowledge'];
+const SAMPLES = 2;
+const REQUESTS = ITEMS * ERROR_TYPES.length * SAMPLES;
+/** wrong_knowledge's template comes from the spec; hallucination keeps the built-in one. */
+const CUSTOM = 'Custom flaw for judge training. Question: {question} Reference: {reference} Type: {error_type}';
 let db: DbHandle;
 let sim: SimHandle;
 let client: Client;
@@ -49,7 +53,11 @@ beforeAll(async () => {
     endpoints: { writer: { base_url: sim.url, model: 'writer', concurrency: 16 }, judge: { base_url: sim.url, model: 'judge', concurrency: 16 } },
     datasets: { easy: { format: 'easy-vqa', split: 'test', limit: ITEMS } },
     stages: [
-      { id: 'synth', uses: 'synthesize', with: { items: 'easy', writer: 'writer', error_types: ERROR_TYPES, k: 3, min_negatives: 1 } },
+      {
+        id: 'synth',
+        uses: 'synthesize',
+        with: { items: 'easy', writer: 'writer', error_types: ERROR_TYPES, samples: SAMPLES, templates: { wrong_knowledge: CUSTOM }, k: 3, min_negatives: 1 },
+      },
       { id: 'eval', uses: 'evaluate', needs: ['synth'], with: { dataset: { from: 'synth' }, judge: 'judge', positions: 'random', bootstrap: 0 } },
       // A kind with no results renderer of its own (test only).
       { id: 'work', uses: 'test-work', with: { items: 3, ms: 1, batch: 3 } },
@@ -66,6 +74,47 @@ afterAll(() => stack?.close());
 const cells = (line: string) => line.trim().split(/\s{2,}/);
 
 describe('judgeflow artifacts / export / results on a synthesize run', () => {
+  it('requests = items × error types × samples, each with its template; an item has min(K, kept + 1) options', async () => {
+    const q = async <T extends Record<string, unknown>>(text: string, params: unknown[]) => (await db.pool.query<T>(text, params)).rows;
+    const [req] = await q<{ n: number }>("select count(*)::int as n from inference_requests where run_id = $1 and stage_id = 'synth'", [runId]);
+    expect(req!.n).toBe(REQUESTS);
+    const bySample = await q<{ sample: number; error_type: string; n: number }>(
+      "select sample, error_type, count(*)::int as n from negatives where run_id = $1 and stage_id = 'synth' group by 1, 2 order by 1, 2",
+      [runId],
+    );
+    expect(bySample).toEqual([0, 1].flatMap((sample) => ERROR_TYPES.map((t) => ({ sample, error_type: t, n: ITEMS }))));
+
+    // The prompt of each (item, error type): the spec's template for wrong_knowledge, the built-in one for hallucination.
+    const bodies = await q<{ item_key: string; body: string; question: string; answer: string }>(
+      `select r.item_key, b.body::text as body, qa.question, qa.answer from inference_requests r
+       join request_bodies b on b.hash = r.body_hash
+       join qa_items qa on qa.artifact_id = $2 and qa.item_key = split_part(r.item_key, '|', 1)
+       where r.run_id = $1 and r.stage_id = 'synth'`,
+      [runId, source.id],
+    );
+    expect(bodies).toHaveLength(REQUESTS);
+    for (const b of bodies) {
+      const text = JSON.stringify(
+        b.item_key.includes('|wrong_knowledge|')
+          ? `Custom flaw for judge training. Question: ${b.question} Reference: ${b.answer} Type: wrong_knowledge`
+          : `Reference answer: <reference>${b.answer}</reference>`,
+      ).slice(1, -1);
+      expect(b.body).toContain(text);
+      expect(b.body.includes('You write flawed answers')).toBe(b.item_key.includes('|hallucination|'));
+    }
+
+    // K = 3 where two negatives survived, fewer options where only one did (min_negatives 1).
+    const shapes = await q<{ options: number; kept: number }>(
+      `select jsonb_array_length(m.candidates)::int as options,
+         (select count(*)::int from negatives n where n.run_id = $2 and n.stage_id = 'synth' and n.item_key = m.item_key and n.status = 'kept') as kept
+       from mc_items m where m.artifact_id = $1`,
+      [items.id, runId],
+    );
+    expect(shapes).toHaveLength(items.rows);
+    for (const sh of shapes) expect(sh.options).toBe(Math.min(3, sh.kept + 1));
+    expect(shapes.some((sh) => sh.options === 3)).toBe(true);
+  });
+
   it('artifacts lists the import and the stage output with kind, rows, hash and parents; --json gives the same listing', async () => {
     const res = await runCli(['artifacts', runId]);
     expect(res.stderr).toBe('');
@@ -152,7 +201,7 @@ describe('judgeflow artifacts / export / results on a synthesize run', () => {
     const total = { requested: 0, written: 0, failed: 0, kept: 0 };
     for (const t of ERROR_TYPES) {
       const e = s.error_types[t]!;
-      expect(e.requested).toBe(ITEMS);
+      expect(e.requested).toBe(ITEMS * SAMPLES);
       const row = cells(lines.find((l) => l.startsWith(`${t} `))!);
       expect(row).toEqual([t, e.requested, e.written, e.request_failed, ...reasons.map((r) => e.filtered[r] ?? 0), e.kept].map(String));
       total.requested += e.requested;
@@ -181,7 +230,7 @@ describe('judgeflow artifacts / export / results on a synthesize run', () => {
       'synth',
       'synthesize',
       'succeeded',
-      `[########################] ${ITEMS * ERROR_TYPES.length}/${ITEMS * ERROR_TYPES.length}`,
+      `[########################] ${REQUESTS}/${REQUESTS}`,
     ]);
     expect(cells(status.stdout.split('\n').find((l) => l.startsWith('eval '))!).slice(0, 4)).toEqual([
       'eval',
