@@ -75,6 +75,17 @@ describe('qa-jsonl', () => {
     expect(again.contentHash).toBe(res.contentHash);
   });
 
+  it('resolves image paths against images: when given, else against the file', async () => {
+    await mkdir(join(dir, 'sub'), { recursive: true });
+    const path = join(dir, 'sub', 'qa.jsonl');
+    await writeFile(path, `${JSON.stringify({ id: 'x', image: 'img/a.png', question: 'Which?', answer: 'This.' })}\n`);
+    const withImages = await loadSource({ path, format: 'qa-jsonl', images: dir });
+    if (withImages.kind !== 'qa-items') throw new Error('unreachable');
+    expect(withImages.items.map((i) => [i.itemKey, Buffer.from(i.image.bytes).equals(PNG)])).toEqual([['x', true]]);
+    // Without images: the path is taken relative to sub/, where no img/ folder is: no valid row.
+    await expect(loadSource({ path, format: 'qa-jsonl' })).rejects.toThrow(/no valid qa-jsonl rows .*line 1: unreadable image .*sub[/\\]img[/\\]a\.png/);
+  });
+
   it('counts skipped rows by reason without their URLs, paths and numbers', () => {
     const issues = [
       { line: 1, reason: 'unreadable image https://example.org/a/b.png: HTTP 404' },
