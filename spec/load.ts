@@ -39,7 +39,8 @@ export interface LoadedSpec {
   warnings: string[];
   /**
    * The datasets as the check loaded them, by name: the launch imports these instead of reading
-   * the files again (in-process only; absent when a spec was not loaded from files).
+   * the files again (in-process only). The launch drops them once imported; a group drops its
+   * members' (they are launched one by one, and would otherwise all be held until then).
    */
   sources?: ReadonlyMap<string, LoadedSource>;
 }

@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { planGroup } from '../../cli/ablation-group.js';
 import { launchRun } from '../../cli/launch.js';
 import { runArtifacts } from '../../db/artifacts.js';
 import type { DbHandle } from '../../db/client.js';
@@ -61,12 +62,16 @@ describe('a launch reads its datasets once', () => {
 
     const loaded = await loadSpec(specPath);
     expect(loaded.warnings.join('\n')).toMatch(/datasets\.qa: 1 row\(s\) skipped: line 4: unreadable image/);
+    // The check's load, whole (limit 2 applies in the stage), kept for the import.
+    expect(loaded.sources?.get('qa')?.items).toHaveLength(3);
     const { client, close } = await testClient();
     try {
       // No worker listens on this queue: the launch (import, rows, workflow start) is what is measured.
       const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: uniqueName('nobody') });
       try {
         expect(Object.fromEntries(hits)).toEqual({ '/img/0.png': 1, '/img/1.png': 1, '/img/2.png': 1, '/img/404.png': 1 });
+        // Imported: the launch holds the loads no longer.
+        expect(loaded.sources).toBeUndefined();
         const source = (await runArtifacts(db.db, runId)).find((a) => a.kind === 'qa-items')!;
         // The whole file is imported (limit applies in the stage), the bad row counted.
         expect(source.rows).toBe(3);
@@ -82,5 +87,21 @@ describe('a launch reads its datasets once', () => {
     } finally {
       await close();
     }
+  });
+
+  it('an ablation group keeps no member loads until its launch (one copy per member otherwise)', async () => {
+    const path = writeSpec({
+      name: uniqueName('group-loads'),
+      endpoints: { w: { base_url: 'http://127.0.0.1:9/v1', model: 'writer' } },
+      datasets: { easy: { format: 'easy-vqa', split: 'test', limit: 5 } },
+      stages: [{ id: 'synth', uses: 'synthesize', with: { items: 'easy', writer: 'w', k: 2 } }],
+      ablations: { axes: { 'stages.synth.with.k': [2, 3] } },
+    });
+    const loaded = await loadSpec(path);
+    expect(loaded.sources?.get('easy')?.items.length).toBeGreaterThan(5);
+    const group = await planGroup(loaded, { sets: [] });
+    expect(group.members).toHaveLength(2);
+    expect(group.members.map((m) => m.loaded.sources)).toEqual([undefined, undefined]);
+    expect(loaded.sources).toBeUndefined();
   });
 });
