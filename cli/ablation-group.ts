@@ -36,7 +36,11 @@ export async function planGroup(loaded: LoadedSpec, opts: { sets: readonly strin
         );
       throw err;
     });
+    // Every member's checked loads held until its turn to launch would be one copy of the data per
+    // member: members read their files again at import instead.
+    member.sources = undefined;
     members.push({ runId: `${groupId}-${c.slug}`, axes: c.values, loaded: member });
   }
+  loaded.sources = undefined;
   return { groupId, members };
 }

@@ -58,13 +58,22 @@ const RENDERERS: Record<string, Renderer> = { synthesize: renderSynthesize, dist
 export async function printKindResults(conn: Connected, runId: string, stageId?: string, io: Io = processIo): Promise<void> {
   const stages = (await getStages(conn.db.db, runId)).filter((s) => s.kind !== 'evaluate' && (!stageId || s.stageId === stageId));
   if (stages.length === 0) return;
-  const artifacts = await runArtifacts(conn.db.db, runId);
+  for (const block of renderKindResults(stages, await runArtifacts(conn.db.db, runId))) io.out(block);
+}
+
+/**
+ * The results of each stage by its kind's renderer; a kind without one shows each artifact's
+ * summary, or the stage's output when it produced no artifact.
+ */
+export function renderKindResults(stages: readonly { stageId: string; kind: string; output: unknown }[], artifacts: readonly ArtifactListing[]): string[] {
+  const out: string[] = [];
   for (const s of stages) {
     const own = artifacts.filter((a) => a.stageId === s.stageId);
     const render = RENDERERS[s.kind];
-    if (render && own.length > 0) io.out(render(s.stageId, own));
+    if (render && own.length > 0) out.push(render(s.stageId, own));
     else if (own.length > 0)
-      for (const a of own) io.out(`\nstage ${s.stageId} (${s.kind}): ${a.kind} "${a.name}", ${a.rows} rows, summary ${JSON.stringify(a.summary)}`);
-    else if (s.output) io.out(`\nstage ${s.stageId} (${s.kind}): ${JSON.stringify((s.output as { ref?: unknown }).ref ?? s.output)}`);
+      for (const a of own) out.push(`\nstage ${s.stageId} (${s.kind}): ${a.kind} "${a.name}", ${a.rows} rows, summary ${JSON.stringify(a.summary)}`);
+    else if (s.output) out.push(`\nstage ${s.stageId} (${s.kind}): ${JSON.stringify((s.output as { ref?: unknown }).ref ?? s.output)}`);
   }
+  return out;
 }

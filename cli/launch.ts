@@ -41,7 +41,9 @@ export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: 
   const runId = opts.runId ?? runIdFor(loaded.spec.name, loaded.hash, opts.label);
   const version = codeVersion();
   // File datasets become artifacts here, where the files are: stages get ids, never paths.
-  const plan = (await importPlanDatasets(db, loaded.plan)).map((s) => (opts.noReuse?.includes(s.id) ? { ...s, reuse: false } : s));
+  const plan = (await importPlanDatasets(db, loaded.plan, loaded.sources)).map((s) => (opts.noReuse?.includes(s.id) ? { ...s, reuse: false } : s));
+  // The loads are in Postgres now: a command that follows the run for hours does not hold them.
+  loaded.sources = undefined;
   const previous = await db.transaction(async (tx) => {
     await tx
       .insert(experiments)

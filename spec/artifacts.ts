@@ -23,6 +23,11 @@ export const DATASET_FORMATS = {
 } as const satisfies Record<string, ArtifactKind>;
 export type DatasetFormat = keyof typeof DATASET_FORMATS;
 export const DATASET_FORMAT_NAMES = Object.keys(DATASET_FORMATS) as [DatasetFormat, ...DatasetFormat[]];
+/** The formats that import into artifact kind `K` (the loaders' format types derive from this). */
+export type FormatOf<K extends ArtifactKind> = { [F in DatasetFormat]: (typeof DATASET_FORMATS)[F] extends K ? F : never }[DatasetFormat];
+export function formatsOf<K extends ArtifactKind>(kind: K): FormatOf<K>[] {
+  return DATASET_FORMAT_NAMES.filter((f): f is FormatOf<K> => DATASET_FORMATS[f] === kind);
+}
 
 /**
  * A parameter that takes data: the name of a dataset under `datasets:`, or an upstream stage's

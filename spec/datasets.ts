@@ -1,7 +1,7 @@
 /** Spec-time checks of `datasets:` entries: where the file is, and whether it has valid rows. */
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { DatasetError, loadSource } from '../activities/datasets/index.js';
+import { DatasetError, importedSource, loadSource, type LoadedSource } from '../activities/datasets/index.js';
 import { locateEasyVqa } from '../activities/datasets/qa.js';
 import type { DatasetRef, StagePlan } from '../workflows/types.js';
 import type { SpecIssue } from './kinds.js';
@@ -31,17 +31,20 @@ export function resolveDatasetPath(ds: DatasetSpec, specDir: string, at: string,
 }
 
 /**
- * Loads every dataset the plan reads, once: a dataset with no valid row is an error; rows it will
- * skip (an unreadable or undownloadable image among them) are a warning. The launch imports them
- * again into artifacts: the check must not write.
+ * Loads every dataset the plan reads, once and whole (as the import will): a dataset with no
+ * valid row is an error; rows it skips (an unreadable or undownloadable image among them) are a
+ * warning. The check writes nothing; the loads are returned by dataset name so the launch imports
+ * them without reading the files (and downloading their URL images) a second time.
  */
-export async function checkDatasets(plan: readonly StagePlan[]): Promise<SpecIssue[]> {
+export async function checkDatasets(plan: readonly StagePlan[]): Promise<{ issues: SpecIssue[]; sources: Map<string, LoadedSource> }> {
   const seen = new Map<string, DatasetRef>();
   for (const s of plan) for (const d of Object.values(s.datasets)) seen.set(d.name, d);
   const issues: SpecIssue[] = [];
+  const sources = new Map<string, LoadedSource>();
   for (const ref of seen.values()) {
     try {
-      const loaded = await loadSource({ ...ref, path: ref.path! });
+      const loaded = await loadSource(importedSource(ref));
+      sources.set(ref.name, loaded);
       if (loaded.issues.length > 0) {
         const shown = loaded.issues
           .slice(0, 5)
@@ -55,5 +58,5 @@ export async function checkDatasets(plan: readonly StagePlan[]): Promise<SpecIss
       issues.push({ path: `datasets.${ref.name}`, message: err.message });
     }
   }
-  return issues;
+  return { issues, sources };
 }

@@ -6,6 +6,7 @@ import { checkDag } from '../workflows/dag.js';
 import type { DatasetRef, StagePlan } from '../workflows/types.js';
 import { checkDataRefs, datasetNamesOf } from './artifacts.js';
 import { canonicalJson, sha256Hex } from './canonical.js';
+import type { LoadedSource } from '../activities/datasets/index.js';
 import { checkDatasets, resolveDatasetPath } from './datasets.js';
 import { getStageKind, stageKindNames, type SpecIssue } from './kinds.js';
 import { experimentSpecSchema, type ExperimentSpec } from './schema.js';
@@ -36,6 +37,12 @@ export interface LoadedSpec {
   plan: StagePlan[];
   /** Problems that do not stop a launch, formatted with file and path (e.g. skipped dataset rows). */
   warnings: string[];
+  /**
+   * The datasets as the check loaded them, by name: the launch imports these instead of reading
+   * the files again (in-process only). The launch drops them once imported; a group drops its
+   * members' (they are launched one by one, and would otherwise all be held until then).
+   */
+  sources?: ReadonlyMap<string, LoadedSource>;
 }
 
 /**
@@ -240,7 +247,8 @@ export async function loadSpec(
   }
   issues.push(...checkDag(spec.stages));
   // Every dataset a stage reads is loaded once here: no valid row stops the launch, skipped rows warn.
-  issues.push(...(await checkDatasets(plan)));
+  const checked = await checkDatasets(plan);
+  issues.push(...checked.issues);
   // Strict (the spec's `strict: true` or the CLI's --strict): a warning, such as skipped dataset
   // rows, refuses the launch like an error.
   const strict = spec.strict === true || opts.strict === true;
@@ -253,7 +261,7 @@ export async function loadSpec(
   const warnings = [...new Set(issues.filter((i) => i.warning).map((i) => `${file}: ${i.path}: ${i.message}`))];
 
   const hash = sha256Hex(canonicalJson(spec));
-  return { spec, specText, specPath, hash, overrides, plan, warnings };
+  return { spec, specText, specPath, hash, overrides, plan, warnings, sources: checked.sources };
 }
 
 /** One line per problem: a check that fails the same way twice does not say it twice. */

@@ -58,11 +58,13 @@ export async function loadSource(ref: DatasetSource): Promise<LoadedSource> {
   return { kind: 'mc-items', ...loaded };
 }
 
-/** Skipped rows counted by reason: the reason without its particulars (paths, ids, numbers). */
+/** Skipped rows counted by reason: the reason without its particulars (URLs, paths, ids, numbers). */
 export function skippedByReason(issues: readonly RowIssue[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const i of issues) {
     const r = i.reason
+      // A URL's own colon would otherwise end the reason ("unreadable image http").
+      .replace(/\b(?:https?|data):\S*?(?=:?(?:\s|$)|\))/g, '')
       .split(/[:"(]/)[0]!
       .replace(/\s\S*[/\\]\S*/g, '')
       .replace(/\d+/g, 'N')
@@ -81,13 +83,20 @@ export interface ImportedSource {
 
 const ROW_BATCH = 1000;
 
+/** What an import loads of a plan's dataset: the whole file (no `limit`), path resolved. */
+export function importedSource(ref: DatasetRef): DatasetSource {
+  if (ref.path === undefined) throw new DatasetError(`dataset "${ref.name}" has no path`, { path: '' });
+  const { name: _name, artifactId: _id, path, ...rest } = ref;
+  return { ...rest, path, limit: undefined };
+}
+
 /**
  * Imports a dataset file into an artifact, once per (kind, format, content hash): a second import
  * of the same content returns the first one's id. Rows and the artifact row are written in one
  * transaction; images go to `blobs` first (content-addressed, so a crash leaves nothing wrong).
  * The whole file is imported: a dataset's `limit` is applied by the stages that read it.
  */
-export async function importSource(db: Db, ref: DatasetSource & { name: string }): Promise<ImportedSource> {
+export async function importSource(db: Db, ref: DatasetSource & { name: string }, preloaded?: LoadedSource): Promise<ImportedSource> {
   const find = async (kind: ArtifactKind, format: string, contentHash: string) => {
     const res = await db.$client.query<{ id: number; rows: number; issues: unknown[] }>(
       'select id, rows, issues from artifacts where run_id is null and kind = $1 and format = $2 and content_hash = $3',
@@ -104,8 +113,9 @@ export async function importSource(db: Db, ref: DatasetSource & { name: string }
     const known = id && (await find('mc-items', id.format, id.contentHash));
     if (known) return known;
   }
-  // The whole file: `limit` is applied by the stages that read the artifact.
-  const loaded = await loadSource({ ...ref, limit: undefined });
+  // The whole file: `limit` is applied by the stages that read the artifact. A load the spec check
+  // already made (importedSource(ref)) is used as is.
+  const loaded = preloaded ?? (await loadSource(importedSource(ref)));
   const existing = await find(loaded.kind, loaded.format, loaded.contentHash);
   if (existing) return existing;
 
@@ -171,13 +181,13 @@ function pgArray(values: unknown[]) {
  * Imports every file dataset of a plan (once per content hash) and returns the plan with each
  * dataset's artifact id: the launch does this where the files are, so workers need no access to them.
  */
-export async function importPlanDatasets(db: Db, plan: readonly StagePlan[]): Promise<StagePlan[]> {
+export async function importPlanDatasets(db: Db, plan: readonly StagePlan[], loaded?: ReadonlyMap<string, LoadedSource>): Promise<StagePlan[]> {
   const ids = new Map<string, number>();
   for (const s of plan) {
     for (const d of Object.values(s.datasets)) {
       if (ids.has(d.name)) continue;
       if (d.path === undefined) throw new DatasetError(`dataset "${d.name}" has neither a path nor an artifact`, { path: '' });
-      ids.set(d.name, (await importSource(db, { ...d, path: d.path })).artifactId);
+      ids.set(d.name, (await importSource(db, { ...d, path: d.path }, loaded?.get(d.name))).artifactId);
     }
   }
   // The artifact replaces the file: what a stage gets is an id (the path stays in artifacts.source).

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, join } from 'node:path';
+import { formatsOf, type FormatOf } from '../../spec/artifacts.js';
 
 /** A multiple-choice judge item: a query (+ image) and K candidates, one of them the best. */
 export interface McItem {
@@ -29,9 +30,9 @@ export interface RowIssue {
  * - `vl-rewardbench-parquet`: the published parquet (same columns; `image` a `{bytes, path}` struct or raw bytes).
  * - `mc-jsonl`: judgeflow's generic multiple-choice format (see README.md).
  */
-export type McFormat = 'vl-rewardbench' | 'vl-rewardbench-parquet' | 'mc-jsonl';
+export type McFormat = FormatOf<'mc-items'>;
 
-export const MC_FORMATS: readonly McFormat[] = ['vl-rewardbench', 'vl-rewardbench-parquet', 'mc-jsonl'];
+export const MC_FORMATS: readonly McFormat[] = formatsOf('mc-items');
 
 export interface LoadResult {
   items: McItem[];

@@ -17,9 +17,10 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { DatasetError, downloadImage, mimeFromExtension, sniffImageMime, type RowIssue } from './mc.js';
+import type { FormatOf } from '../../spec/artifacts.js';
 import { mmvetRows } from './mmvet.js';
 
-export type QaFormat = 'qa-jsonl' | 'llava' | 'hf-parquet' | 'easy-vqa' | 'mm-vet';
+export type QaFormat = FormatOf<'qa-items'>;
 
 /** A question about an image with its reference answer. */
 export interface QaItem {

@@ -57,13 +57,16 @@ describe('synthesize on easy-vqa, then evaluate on its items', () => {
   });
   let runId: string;
   let synthRequestsSent: number;
+  let imagesSent: { images: number; bytes: number };
 
   beforeAll(async () => {
     const loaded = await specFromObject(spec());
-    const before = sim.stats().requests;
+    const before = sim.stats();
     ({ runId } = await launchRun({ loaded, db: db.db, client, taskQueue: TQ }));
     await client.workflow.getHandle(runId).result();
-    synthRequestsSent = sim.stats().requests - before;
+    const after = sim.stats();
+    synthRequestsSent = after.requests - before.requests;
+    imagesSent = { images: after.images - before.images, bytes: after.imageBytes - before.imageBytes };
   }, 600_000);
 
   it('counts reconcile: requests = items × error types × samples; kept + filtered = written; items = source − dropped', async () => {
@@ -153,6 +156,26 @@ describe('synthesize on easy-vqa, then evaluate on its items', () => {
     expect(acc.n).toBe(art!.rows);
     expect(acc.value).toBeGreaterThan(0.25);
     expect(acc.value).toBeLessThan(0.42);
+  });
+
+  it("every request carried its item's image as a data URL: the simulator decoded exactly the source images' bytes", async () => {
+    const arts = await runArtifacts(db.db, runId);
+    const source = arts.find((a) => a.kind === 'qa-items')!;
+    const items = arts.find((a) => a.stageId === 'synth')!;
+    // synthesize: one request per (item, error type) with the qa item's image; evaluate: one per mc item with its image.
+    const [synthBytes] = await q<{ n: number }>(
+      'select coalesce(sum(b.size), 0)::int as n from qa_items qa join blobs b on b.hash = qa.image_hash where qa.artifact_id = $1 and qa.idx < $2',
+      [source.id, ITEMS],
+    );
+    const [evalBytes] = await q<{ n: number }>(
+      'select coalesce(sum(b.size), 0)::int as n from mc_items m join blobs b on b.hash = m.image_hash where m.artifact_id = $1',
+      [items.id],
+    );
+    expect(synthRequestsSent).toBe(ITEMS * errorTypes.length + items.rows);
+    expect(imagesSent.images).toBe(synthRequestsSent);
+    // Only data URLs count decoded bytes at the simulator (an http URL or a path would add 0).
+    expect(synthBytes!.n).toBeGreaterThan(0);
+    expect(imagesSent.bytes).toBe(synthBytes!.n * errorTypes.length + evalBytes!.n);
   });
 
   it('no image bytes in Temporal: the largest payload of the run, its stages and their activities stays under 16 KB', async () => {

@@ -3,6 +3,8 @@ import { z } from 'zod';
 import '../../spec/builtin.js';
 import { getStageKind, kindsWithoutWorkflow, registerStageKind, stageKindNames, type StageWorkflowType } from '../../spec/kinds.js';
 import * as workflows from '../../workflows/index.js';
+import { MC_FORMATS } from '../../activities/datasets/mc.js';
+import { DATASET_FORMAT_NAMES, formatsOf } from '../../spec/artifacts.js';
 
 describe('stage kind registry', () => {
   it('every shipped kind names a workflow function that workflows/index.ts exports', () => {
@@ -35,5 +37,11 @@ describe('stage kind registry', () => {
     expect(getStageKind('serve')!.reusable).toBe(false);
     expect(getStageKind('serve')!.consumes!({ model: { from: 'train' } } as never)).toEqual([{ param: 'model', ref: { from: 'train' }, kind: 'checkpoint' }]);
     expect(getStageKind('serve')!.consumes!({ model: { path: '/m' } } as never)).toEqual([]);
+  });
+
+  it('dataset formats are written once: the loaders take the formats DATASET_FORMATS maps to their kind', () => {
+    expect(MC_FORMATS).toEqual(['vl-rewardbench', 'vl-rewardbench-parquet', 'mc-jsonl']);
+    expect(formatsOf('qa-items')).toEqual(['qa-jsonl', 'llava', 'hf-parquet', 'easy-vqa', 'mm-vet']);
+    expect([...MC_FORMATS, ...formatsOf('qa-items')].sort()).toEqual([...DATASET_FORMAT_NAMES].sort());
   });
 });

@@ -75,6 +75,27 @@ describe('qa-jsonl', () => {
     expect(again.contentHash).toBe(res.contentHash);
   });
 
+  it('resolves image paths against images: when given, else against the file', async () => {
+    await mkdir(join(dir, 'sub'), { recursive: true });
+    const path = join(dir, 'sub', 'qa.jsonl');
+    await writeFile(path, `${JSON.stringify({ id: 'x', image: 'img/a.png', question: 'Which?', answer: 'This.' })}\n`);
+    const withImages = await loadSource({ path, format: 'qa-jsonl', images: dir });
+    if (withImages.kind !== 'qa-items') throw new Error('unreachable');
+    expect(withImages.items.map((i) => [i.itemKey, Buffer.from(i.image.bytes).equals(PNG)])).toEqual([['x', true]]);
+    // Without images: the path is taken relative to sub/, where no img/ folder is: no valid row.
+    await expect(loadSource({ path, format: 'qa-jsonl' })).rejects.toThrow(/no valid qa-jsonl rows .*line 1: unreadable image .*sub[/\\]img[/\\]a\.png/);
+  });
+
+  it('counts skipped rows by reason without their URLs, paths and numbers', () => {
+    const issues = [
+      { line: 1, reason: 'unreadable image https://example.org/a/b.png: HTTP 404' },
+      { line: 2, reason: 'unreadable image http://127.0.0.1:8080/x.png: fetch failed' },
+      { line: 3, reason: 'unreadable image /data/img/none.png: ENOENT' },
+      { line: 4, reason: 'not an image (data:image/png;base64,AAAA)' },
+    ];
+    expect(skippedByReason(issues)).toEqual({ 'unreadable image': 3, 'not an image': 1 });
+  });
+
   it('a file with no valid row is a DatasetError; the format is inferred from the first record', async () => {
     await writeFile(join(dir, 'bad.jsonl'), `${JSON.stringify({ id: 1, image: 'img/none.png', question: 'Q', answer: 'A' })}\n`);
     await expect(loadSource({ path: join(dir, 'bad.jsonl') })).rejects.toThrow(DatasetError);
