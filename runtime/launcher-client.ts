@@ -8,7 +8,7 @@
  * it answered) returns undefined, and the command runs in this process as it always did.
  */
 import { createHash } from 'node:crypto';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -36,6 +36,34 @@ export type LaunchReply = { o: string } | { e: string } | { r: string } | { exit
 export const PASSED_ENV = ['JUDGEFLOW_RECONNECT_TIMEOUT_S'];
 
 export const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/**
+ * Calls `onMessage` with each newline-terminated JSON message the socket receives (both sides
+ * speak this way); a line that is not JSON ends the conversation (`onMessage(undefined)`).
+ * `onMessage` returns true to stop reading.
+ */
+export function readMessages(socket: Socket, onMessage: (msg: unknown) => boolean | void): void {
+  let buffer = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    buffer += chunk;
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      let msg: unknown;
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        msg = undefined;
+      }
+      if (onMessage(msg) === true || msg === undefined) {
+        buffer = '';
+        return;
+      }
+    }
+  });
+}
 
 /** What a launcher serves: the servers and task queue a CLI would use (unset server: the local stack's). */
 export interface LauncherIdentity {
@@ -81,7 +109,6 @@ export function viaLauncher(argv: string[], build: string, env: NodeJS.ProcessEn
     const socket = connect(path);
     let settled = false;
     let spoke = false;
-    let buffer = '';
     const finish = (code: number | undefined) => {
       if (settled) return;
       settled = true;
@@ -106,21 +133,14 @@ export function viaLauncher(argv: string[], build: string, env: NodeJS.ProcessEn
       const req: LaunchRequest = { v: LAUNCHER_PROTOCOL, build, argv, cwd: process.cwd(), errTTY: Boolean(process.stderr.isTTY), env: plain, keys };
       socket.write(`${JSON.stringify(req)}\n`);
     });
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      buffer += chunk;
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        const msg = JSON.parse(line) as LaunchReply;
-        if ('o' in msg) process.stdout.write(`${msg.o}\n`);
-        else if ('e' in msg) process.stderr.write(`${msg.e}\n`);
-        else if ('r' in msg) process.stderr.write(msg.r);
-        else if ('fallback' in msg) return finish(undefined);
-        else if ('exit' in msg) return finish(msg.exit);
-        spoke = true;
-      }
+    readMessages(socket, (raw) => {
+      const msg = raw as LaunchReply | undefined;
+      if (msg === undefined || 'fallback' in msg) return void finish(undefined);
+      if ('exit' in msg) return void finish(msg.exit);
+      if ('o' in msg) process.stdout.write(`${msg.o}\n`);
+      else if ('e' in msg) process.stderr.write(`${msg.e}\n`);
+      else if ('r' in msg) process.stderr.write(msg.r);
+      spoke = true;
     });
     // The launcher gone mid-command (its worker stopped or was killed): this process runs the
     // command again itself, which attaches to the run already started (a run's id is its spec's).

@@ -21,7 +21,16 @@ import type { Connected } from '../cli/connect.js';
 import type { Io } from '../cli/io.js';
 import { openDb } from '../db/client.js';
 import { loadRuntimeConfig } from './config.js';
-import { LAUNCHER_PROTOCOL, launcherDir, launcherIdentity, launcherSocketPath, sha256, type LaunchReply, type LaunchRequest } from './launcher-client.js';
+import {
+  LAUNCHER_PROTOCOL,
+  launcherDir,
+  launcherIdentity,
+  launcherSocketPath,
+  readMessages,
+  sha256,
+  type LaunchReply,
+  type LaunchRequest,
+} from './launcher-client.js';
 
 export interface LauncherOptions {
   socketPath: string;
@@ -105,24 +114,10 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
     };
     socket.once('close', interrupt);
     socket.once('error', () => {});
-    socket.setEncoding('utf8');
-    let buffer = '';
     const first = new Promise<LaunchRequest | undefined>((resolve) => {
-      socket.on('data', (chunk: string) => {
-        buffer += chunk;
-        let nl: number;
-        while ((nl = buffer.indexOf('\n')) >= 0) {
-          const line = buffer.slice(0, nl);
-          buffer = buffer.slice(nl + 1);
-          let msg: unknown;
-          try {
-            msg = JSON.parse(line);
-          } catch {
-            return resolve(undefined);
-          }
-          if ((msg as { interrupt?: boolean }).interrupt) interrupt();
-          else resolve(msg as LaunchRequest);
-        }
+      readMessages(socket, (msg) => {
+        if ((msg as { interrupt?: boolean } | undefined)?.interrupt) interrupt();
+        else resolve(msg as LaunchRequest | undefined);
       });
       socket.once('close', () => resolve(undefined));
     });
