@@ -8,6 +8,7 @@
  * it answered) returns undefined, and the command runs in this process as it always did.
  */
 import { createHash } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -94,6 +95,19 @@ export function launcherSocketPath(id: LauncherIdentity): string {
   return join(launcherDir(), `${sha256(JSON.stringify(key)).slice(0, 24)}.sock`);
 }
 
+/**
+ * Whether the launchers' folder is this user's own and closed to others: a folder someone else
+ * made (or opened) is not trusted with a command, and the command runs in the CLI's process.
+ */
+export function launcherDirIsPrivate(dir = launcherDir()): boolean {
+  try {
+    const st = statSync(dir);
+    return st.isDirectory() && (process.getuid === undefined || st.uid === process.getuid()) && (st.mode & 0o077) === 0;
+  } catch {
+    return false;
+  }
+}
+
 export function launcherDir(): string {
   return join(tmpdir(), `judgeflow-launchers-${process.getuid?.() ?? 'user'}`);
 }
@@ -104,6 +118,7 @@ export function launcherDir(): string {
  */
 export function viaLauncher(argv: string[], build: string, env: NodeJS.ProcessEnv = process.env): Promise<number | undefined> {
   if (env.JUDGEFLOW_LAUNCHER === 'off' || argv[0] !== 'run' || argv.includes('--help') || argv.includes('-h')) return Promise.resolve(undefined);
+  if (!launcherDirIsPrivate()) return Promise.resolve(undefined);
   const path = launcherSocketPath(launcherIdentity(env, process.cwd()));
   return new Promise((done) => {
     const socket = connect(path);

@@ -24,6 +24,7 @@ import { loadRuntimeConfig } from './config.js';
 import {
   LAUNCHER_PROTOCOL,
   launcherDir,
+  launcherDirIsPrivate,
   launcherIdentity,
   launcherSocketPath,
   readMessages,
@@ -67,7 +68,8 @@ function answering(path: string): Promise<boolean> {
 export async function startLauncher(opts: LauncherOptions): Promise<Launcher | undefined> {
   const dir = launcherDir();
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if ((statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  if (statSync(dir).uid === process.getuid?.()) chmodSync(dir, 0o700);
+  if (!launcherDirIsPrivate(dir)) throw new Error(`${dir} is not this user's own folder (mode 0700); remove it`);
   if (await answering(opts.socketPath)) {
     opts.log(`launcher: another worker serves ${opts.socketPath}`);
     return undefined;

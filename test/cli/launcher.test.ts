@@ -6,13 +6,13 @@
  * while following handled like the CLI does.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { staleReason } from '../../bin/dist.mjs';
-import { launcherIdentity, launcherSocketPath } from '../../runtime/launcher-client.js';
+import { launcherDirIsPrivate, launcherIdentity, launcherSocketPath } from '../../runtime/launcher-client.js';
 import { startSimulator, type SimHandle } from '../../sim/server.js';
 import type { DbHandle } from '../../db/client.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
@@ -180,6 +180,19 @@ describe('the resident launcher of a compiled worker', () => {
     expect(handed.stderr).toMatch(/^run \S+: started$/m);
     expect(served(worker, other)).toHaveLength(0);
     expect(worker.out).not.toContain('another-key-value');
+  });
+
+  it("trusts only a launchers' folder that is the user's own and closed to others", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jf-launcher-dir-'));
+    try {
+      chmodSync(dir, 0o700);
+      expect(launcherDirIsPrivate(dir)).toBe(true);
+      chmodSync(dir, 0o755);
+      expect(launcherDirIsPrivate(dir)).toBe(false);
+      expect(launcherDirIsPrivate(join(dir, 'missing'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a protocol client of another build is handed back (fallback) before anything runs', async () => {
