@@ -21,8 +21,9 @@ export interface Io {
 }
 
 export const processIo: Io = {
-  out: (text) => void process.stdout.write(`${text}\n`),
-  err: (text) => void process.stderr.write(`${text}\n`),
+  // console's, as before there was an Io (and as tests that spy on console read it).
+  out: (text) => console.log(text),
+  err: (text) => console.error(text),
   errRaw: (text) => void process.stderr.write(text),
   get errTTY() {
     return Boolean(process.stderr.isTTY);
