@@ -57,13 +57,26 @@ export async function statusCommand(argv: string[]): Promise<number> {
   }
 }
 
-/** Live progress from the workflow while it runs; the Postgres record once it has ended. */
+/** How long a live progress query may take: a query needs a worker of the run's queue to answer. */
+const LIVE_QUERY_MS = 3_000;
+
+/**
+ * Live progress from the workflow while it runs; the Postgres record once it has ended, or while
+ * no worker answers its query within LIVE_QUERY_MS (all its workers stopped: the run waits for
+ * one, and the dashboard and `status` still show what Postgres has).
+ */
 export async function currentProgress(conn: Connected, runId: string): Promise<RunProgress> {
   const handle = conn.client.workflow.getHandle(runId);
   try {
     const desc = await handle.describe();
     if (desc.status.name === 'RUNNING') {
-      const live = await liveProgress(conn.client, runId);
+      let live: RunProgress;
+      try {
+        live = await conn.client.withDeadline(Date.now() + LIVE_QUERY_MS, () => liveProgress(conn.client, runId));
+      } catch (err) {
+        if (isTemporalUnreachable(err)) return progressFromDb(conn, runId);
+        throw err;
+      }
       // Stages taken from another run at launch (replay) say so only in Postgres.
       const rows = await getStages(conn.db.db, runId);
       for (const s of live.stages) {

@@ -167,6 +167,22 @@ describe('the dashboard', () => {
     await page.close();
   });
 
+  it('a running run that no worker serves: the live poll still answers within seconds, with its Postgres progress', async () => {
+    // Launched on a queue nobody polls: Temporal holds its progress query until a worker comes.
+    const loaded = await specFromObject(spec(uniqueName('no-worker')));
+    const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: uniqueName('nobody-polls'), runId: undefined });
+    try {
+      await db.pool.query(`update runs set status = 'running' where id = $1`, [runId]);
+      // Before, this request waited on Temporal for as long as no worker came (past the test's timeout).
+      const res = await fetch(`${base}/api/runs`);
+      expect(res.status).toBe(200);
+      const { rows } = (await res.json()) as { rows: { key: string; status: string; progress: string }[] };
+      expect(rows.find((r) => r.key === runId)).toEqual({ key: runId, status: 'running', progress: '0/1 stages' });
+    } finally {
+      await client.workflow.getHandle(runId).terminate('test over');
+    }
+  });
+
   it('a group page compares its runs with plots drawn; a run page links stages to the Temporal Web UI', async () => {
     const groups = await openPage(browser, `${base}/groups`);
     expect(await groups.page.getAttribute(`a[href="/groups/${encodeURIComponent(groupId)}"]`, 'href')).toBe(`/groups/${encodeURIComponent(groupId)}`);
