@@ -224,6 +224,27 @@ async function main(cleanups: Cleanups): Promise<void> {
         [runId],
       )
     ).rows.map((x) => x.n);
+    // The stage's activities from its own history: the gap since the previous activity completed
+    // (workflow task + scheduling), waiting in the task queue, and running (ms).
+    const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
+    const events = (await client.workflow.getHandle(`${runId}/distill`).fetchHistory()).events ?? [];
+    const byId = new Map<string, { name: string; scheduled: number; started?: number; completed?: number }>();
+    for (const e of events) {
+      const id = String(e.eventId);
+      if (e.activityTaskScheduledEventAttributes)
+        byId.set(id, { name: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', scheduled: ms(e.eventTime) });
+      const started = e.activityTaskStartedEventAttributes;
+      if (started) byId.get(String(started.scheduledEventId))!.started = ms(e.eventTime);
+      const done = e.activityTaskCompletedEventAttributes;
+      if (done) byId.get(String(done.scheduledEventId))!.completed = ms(e.eventTime);
+    }
+    let lastDone = ms(events[0]?.eventTime);
+    const acts = [...byId.values()].map((a) => {
+      const gap = Math.max(0, a.scheduled - lastDone);
+      lastDone = Math.max(lastDone, a.completed ?? a.scheduled);
+      const short = a.name.replace('Distill', '').replace('executeRequests', 'exec');
+      return `${short} +${Math.round(gap)}/${Math.round((a.started ?? a.scheduled) - a.scheduled)}/${Math.round((a.completed ?? 0) - (a.started ?? 0))}`;
+    });
     const timeline = [
       `started ${end!.started}`,
       ...steps.map((x) => `${x.step}: rows ${x.prepared}, results ${x.first}–${x.last}`),
@@ -233,6 +254,7 @@ async function main(cleanups: Cleanups): Promise<void> {
       seconds,
       cpu: (cpu.user + cpu.system) / 1e6,
       rate: rate.join(' '),
+      acts: acts.join(', '),
       accepted: out.stages.distill!.ref.accepted,
       requests: Number(r!.n),
       captions: Number(r!.captions),
@@ -256,7 +278,7 @@ async function main(cleanups: Cleanups): Promise<void> {
         const res = await judgeflowRun(`r${r}`);
         a.push(res.seconds);
         console.log(
-          `  round ${r + 1}: judgeflow distill stage ${res.seconds.toFixed(2)} s (CPU ${res.cpu.toFixed(2)} s): ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace (${res.captions} captions; items per attempt ${res.tried})\n    timeline (ms after the run row): ${res.timeline}\n    results per 250 ms: ${res.rate}`,
+          `  round ${r + 1}: judgeflow distill stage ${res.seconds.toFixed(2)} s (CPU ${res.cpu.toFixed(2)} s): ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace (${res.captions} captions; items per attempt ${res.tried})\n    timeline (ms after the run row): ${res.timeline}\n    results per 250 ms: ${res.rate}\n    activities (gap since the previous one completed / queued / ran, ms): ${res.acts}`,
         );
       } else {
         const res = await plainScript(url, items, dir, 1000 + r);
