@@ -77,8 +77,9 @@ async function plainScript(
   items: Item[],
   dir: string,
   seed: number,
-): Promise<{ seconds: number; accepted: number; requests: number; phases: string }> {
+): Promise<{ seconds: number; cpu: number; accepted: number; requests: number; phases: string }> {
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const client = new OpenAI({ baseURL: url, apiKey: 'EMPTY', maxRetries: 2, timeout: 120_000 });
   const pool = async <T>(jobs: T[], fn: (job: T) => Promise<void>) => {
     let next = 0;
@@ -142,7 +143,8 @@ async function plainScript(
     pending = pending.filter((i) => !accepted.has(i.id));
     phases.push(`attempt ${attempt + 1}: ${tried} items, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
-  return { seconds: (performance.now() - t0) / 1000, accepted: accepted.size, requests, phases: phases.join(', ') };
+  const cpu = process.cpuUsage(cpu0);
+  return { seconds: (performance.now() - t0) / 1000, cpu: (cpu.user + cpu.system) / 1e6, accepted: accepted.size, requests, phases: phases.join(', ') };
 }
 
 async function main(cleanups: Cleanups): Promise<void> {
@@ -180,9 +182,11 @@ async function main(cleanups: Cleanups): Promise<void> {
       }),
     );
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     const { runId } = await launchRun({ loaded: await loadSpec(specPath), db: handle.db, client, taskQueue });
     const out = (await client.workflow.getHandle(runId).result()) as { stages: Record<string, { ref: { accepted: number } }> };
     const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
     const [r] = (
       await handle.db.$client.query<{ n: string; captions: string }>(
         "select count(*) as n, count(*) filter (where item_key like 'caption|%') as captions from inference_requests where run_id = $1",
@@ -211,12 +215,52 @@ async function main(cleanups: Cleanups): Promise<void> {
         [runId],
       )
     ).rows;
+    // Results committed per 250 ms after the first one: a dip is the endpoint's slots running dry.
+    const rate = (
+      await handle.db.$client.query<{ n: number }>(
+        `with r as (select r.finished_at as t from inference_requests q join inference_results r on r.request_id = q.id where q.run_id = $1),
+              f as (select min(t) as t0 from r)
+         select count(*)::int as n from r, f group by floor(extract(epoch from r.t - f.t0) * 4) order by floor(extract(epoch from r.t - f.t0) * 4)`,
+        [runId],
+      )
+    ).rows.map((x) => x.n);
+    // The stage's activities from its own history: the gap since the previous activity completed
+    // (workflow task + scheduling), waiting in the task queue, and running (ms).
+    const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
+    const events = (await client.workflow.getHandle(`${runId}/distill`).fetchHistory()).events ?? [];
+    const byId = new Map<string, { name: string; scheduled: number; started?: number; completed?: number }>();
+    for (const e of events) {
+      const id = String(e.eventId);
+      if (e.activityTaskScheduledEventAttributes)
+        byId.set(id, { name: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', scheduled: ms(e.eventTime) });
+      const started = e.activityTaskStartedEventAttributes;
+      if (started) byId.get(String(started.scheduledEventId))!.started = ms(e.eventTime);
+      const done = e.activityTaskCompletedEventAttributes;
+      if (done) byId.get(String(done.scheduledEventId))!.completed = ms(e.eventTime);
+    }
+    let lastDone = ms(events[0]?.eventTime);
+    const acts = [...byId.values()].map((a) => {
+      const gap = Math.max(0, a.scheduled - lastDone);
+      lastDone = Math.max(lastDone, a.completed ?? a.scheduled);
+      const short = a.name.replace('Distill', '').replace('executeRequests', 'exec');
+      return `${short} +${Math.round(gap)}/${Math.round((a.started ?? a.scheduled) - a.scheduled)}/${Math.round((a.completed ?? 0) - (a.started ?? 0))}`;
+    });
     const timeline = [
       `started ${end!.started}`,
       ...steps.map((x) => `${x.step}: rows ${x.prepared}, results ${x.first}–${x.last}`),
       `finished ${end!.finished}`,
     ].join('; ');
-    return { seconds, accepted: out.stages.distill!.ref.accepted, requests: Number(r!.n), captions: Number(r!.captions), tried: tried.join('/'), timeline };
+    return {
+      seconds,
+      cpu: (cpu.user + cpu.system) / 1e6,
+      rate: rate.join(' '),
+      acts: acts.join(', '),
+      accepted: out.stages.distill!.ref.accepted,
+      requests: Number(r!.n),
+      captions: Number(r!.captions),
+      tried: tried.join('/'),
+      timeline,
+    };
   };
 
   console.log(
@@ -234,13 +278,13 @@ async function main(cleanups: Cleanups): Promise<void> {
         const res = await judgeflowRun(`r${r}`);
         a.push(res.seconds);
         console.log(
-          `  round ${r + 1}: judgeflow distill stage ${res.seconds.toFixed(2)} s: ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace (${res.captions} captions; items per attempt ${res.tried})\n    timeline (ms after the run row): ${res.timeline}`,
+          `  round ${r + 1}: judgeflow distill stage ${res.seconds.toFixed(2)} s (CPU ${res.cpu.toFixed(2)} s): ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace (${res.captions} captions; items per attempt ${res.tried})\n    timeline (ms after the run row): ${res.timeline}\n    results per 250 ms: ${res.rate}\n    activities (gap since the previous one completed / queued / ran, ms): ${res.acts}`,
         );
       } else {
         const res = await plainScript(url, items, dir, 1000 + r);
         b.push(res.seconds);
         console.log(
-          `  round ${r + 1}: plain openai script    ${res.seconds.toFixed(2)} s: ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace (${res.phases})`,
+          `  round ${r + 1}: plain openai script    ${res.seconds.toFixed(2)} s (CPU ${res.cpu.toFixed(2)} s): ${res.accepted} accepted, ${res.requests} requests, ${(res.requests / res.accepted).toFixed(3)} requests per accepted trace (${res.phases})`,
         );
       }
     }

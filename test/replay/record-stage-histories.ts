@@ -6,7 +6,9 @@
  * A case is `evaluate:<items>:<chunk_size>:<name>` (an experiment with one evaluate stage over
  * <items> two-candidate items, positions none, writes <name>.json (the stage) and
  * <name>-experiment.json), `inference:<rows>:<chunk size>:<name>` (runInference over <rows> requests)
- * or `reuse:<items>:<name>` (stage reuse: two runs of one experiment with one slow evaluate stage,
+ * `distill:<items>:<max_attempts>:<name>` (an experiment with one distill stage over <items>
+ * two-option items sharing 4 images, a reasoner right half the time; writes <name>.json, the
+ * stage's history) or `reuse:<items>:<name>` (stage reuse: two runs of one experiment with one slow evaluate stage,
  * the second launched while the first's stage runs: it waits, then reuses; writes <name>-run.json
  * and <name>-reused.json, the two experiments' histories).
  */
@@ -23,6 +25,7 @@ import { startSimulator } from '../../sim/server.js';
 import '../../spec/builtin.js';
 import { startWorker } from '../../worker.js';
 import { REPO, testClient, uniqueName } from '../helpers/env.js';
+import { solidPng } from '../helpers/png.js';
 import { specFromObject } from '../helpers/spec.js';
 import { TEST_ITEMS_DDL } from '../helpers/test-activities.js';
 import { batchRows, endpoint, prepareBatch } from '../inference/helpers.js';
@@ -48,6 +51,8 @@ const sim = await startSimulator({
     judge: { behaviour: 'judge', accuracy: 0.9 },
     'judge-slow': { behaviour: 'judge', accuracy: 0.9, latency: { kind: 'fixed', ms: 250 } },
     policy: { behaviour: 'policy' },
+    captioner: { behaviour: 'captioner', output_tokens: 20 },
+    reasoner: { behaviour: 'reasoner', accuracy: 0.5, output_tokens: 60 },
   },
 });
 const tq = uniqueName('record-stages');
@@ -122,6 +127,28 @@ try {
       if (reused.rows[0]?.reused_from_run !== first) throw new Error(`the second run did not reuse the first's stage: ${JSON.stringify(reused.rows)}`);
       write(`${rname}-run`, await client.workflow.getHandle(first).fetchHistory());
       write(`${rname}-reused`, await client.workflow.getHandle(second).fetchHistory());
+    } else if (what === 'distill') {
+      // distill:<items>:<max_attempts>:<name>: 2-option items over 4 images, a reasoner right half the time.
+      const data = join(dir, `${name}.jsonl`);
+      mkdirSync(join(dir, 'img'), { recursive: true });
+      for (let i = 0; i < 4; i++) writeFileSync(join(dir, 'img', `${i}.png`), solidPng(1, [i * 60, 9, 7]));
+      const lines = Array.from({ length: count }, (_, i) =>
+        JSON.stringify({ id: `q-${i}`, query: `Question ${i}: which answer is right?`, image: `img/${i % 4}.png`, candidates: candidates(i), best: i % 2 }),
+      );
+      writeFileSync(data, lines.join('\n') + '\n');
+      const ep = (model: string) => ({ base_url: sim.url, model, concurrency: 16 });
+      const loaded = await specFromObject({
+        name: uniqueName(name!),
+        seed: 11,
+        endpoints: { captioner: ep('captioner'), reasoner: ep('reasoner') },
+        datasets: { items: { path: data, format: 'mc-jsonl', images: dir } },
+        stages: [
+          { id: 'distill', uses: 'distill', with: { items: 'items', captioner: 'captioner', reasoner: 'reasoner', hint: false, max_attempts: Number(size) } },
+        ],
+      });
+      const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: tq });
+      await client.workflow.getHandle(runId).result();
+      write(name!, await client.workflow.getHandle(`${runId}/distill`).fetchHistory());
     } else if (what === 'inference') {
       const runId = uniqueName(name!);
       const ep = endpoint(sim.url, { concurrency: 16 });

@@ -185,6 +185,19 @@ const STAGE_HISTORIES: {
     expected: { chunks: 201 },
   },
   {
+    // The distill stage (no distill patch yet): 150 items, 3 attempts, in rounds over every item
+    // still pending: 3 reasoning rounds, 3 verdict rounds, one caption chunk and 3 reasoning chunks.
+    file: 'distill-rounds.json.gz',
+    recorded: 'current',
+    patches: ['inference-max-chunks', 'progress-by-query'],
+    counts: (h) => ({
+      prepared: activities(h, 'prepareDistillReasonRound'),
+      judged: activities(h, 'judgeDistillRound'),
+      chunks: activities(h, 'executeRequests'),
+    }),
+    expected: { prepared: 3, judged: 3, chunks: 4 },
+  },
+  {
     // Before all patches (d714440^): 401 items, chunk_size 2 sized for 2 views: 1 item a chunk, 401
     // chunks (the views patch would make 2 items a chunk, the max-chunks patch 2 too), and a
     // progress signal per chunk.
