@@ -78,8 +78,9 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
 
   const cfg = { ...loadRuntimeConfig(process.env), databaseUrl: opts.databaseUrl, temporalAddress: opts.temporalAddress };
   const db = openDb(opts.databaseUrl, { max: 4 });
-  // Connected and the CLI's code loaded now, while nobody waits; a failure is the first command's.
-  const ready = (async () => {
+  // Connected and the CLI's code loaded now, while nobody waits. A failure (Temporal not up yet)
+  // hands commands back until a later command finds it up.
+  const prepare = async () => {
     const connection = await Connection.connect({ address: opts.temporalAddress, connectTimeout: '5 seconds' });
     const conn: Connected = {
       cfg,
@@ -94,8 +95,17 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
     const errors = await import('../cli/errors.js');
     await import('../cli/commands/results.js');
     return { conn, run, errors };
-  })();
-  ready.catch((err: unknown) => opts.log(`launcher: not ready (${(err as Error).message}); commands run in their own process`));
+  };
+  let ready: ReturnType<typeof prepare> | undefined;
+  const whenReady = () => {
+    const current = (ready ??= prepare());
+    current.catch((err: unknown) => {
+      if (ready === current) ready = undefined;
+      opts.log(`launcher: not ready (${(err as Error).message}); commands run in their own process until it is`);
+    });
+    return current;
+  };
+  void whenReady().catch(() => {});
 
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
@@ -131,7 +141,7 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
     }
     let loaded;
     try {
-      loaded = await ready;
+      loaded = await whenReady();
       // Both servers answering, or the client runs the command itself: its `run` brings a local
       // stack's stopped services back up (ensureStack), which this worker does not do.
       const { conn } = loaded;
@@ -205,7 +215,7 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
         for (const s of sockets) s.destroy();
       });
       rmSync(opts.socketPath, { force: true });
-      await ready.then(({ conn }) => conn.close()).catch(() => {});
+      await ready?.then(({ conn }) => conn.close()).catch(() => {});
       await db.close();
     },
   };

@@ -151,6 +151,19 @@ describe('the resident launcher of a compiled worker', () => {
     expect(viaLauncher.stderr).toMatch(/^run \S+: started$/m);
   });
 
+  it('two commands at once: each gets its own run, output and exit code', async () => {
+    const [a, b] = [spec(uniqueName('together-a')), spec(uniqueName('together-b'), {}, sim.url, 20)];
+    const [ra, rb] = await Promise.all([runCli(['run', a], env), runCli(['run', b], env)]);
+    expect(ra.code, ra.stderr).toBe(0);
+    expect(rb.code, rb.stderr).toBe(0);
+    expect(served(worker, a)).toHaveLength(1);
+    expect(served(worker, b)).toHaveLength(1);
+    expect(ra.stdout).toMatch(/eval\s+30\/30\s+\d+\.\d \[/);
+    expect(rb.stdout).toMatch(/eval\s+20\/20\s+\d+\.\d \[/);
+    expect(ra.stdout).not.toMatch(/eval\s+20\/20/);
+    expect(/^run (\S+): started$/m.exec(ra.stderr)?.[1]).not.toBe(/^run (\S+): started$/m.exec(rb.stderr)?.[1]);
+  });
+
   it('a spec error: exit 2 with the file and field named, as from the CLI, and nothing written', async () => {
     const name = uniqueName('bad-spec');
     const file = writeSpec({
