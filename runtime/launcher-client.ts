@@ -31,7 +31,10 @@ export interface LaunchRequest {
 }
 
 /** Lines the launcher sends: output, then the exit code, or a hand-over before anything happened. */
-export type LaunchReply = { o: string } | { e: string } | { r: string } | { exit: number } | { fallback: string };
+export type LaunchReply = { ack: 1 } | { o: string } | { e: string } | { r: string } | { exit: number } | { fallback: string };
+
+/** How long a launcher has to acknowledge a command (a stuck worker) before the CLI runs it itself. */
+export const ACK_TIMEOUT_MS = 5_000;
 
 /** Plain settings a `run` reads from its environment, passed to the launcher as they are. */
 export const PASSED_ENV = ['JUDGEFLOW_RECONNECT_TIMEOUT_S'];
@@ -124,9 +127,11 @@ export function viaLauncher(argv: string[], build: string, env: NodeJS.ProcessEn
     const socket = connect(path);
     let settled = false;
     let spoke = false;
+    let ackTimer: NodeJS.Timeout | undefined;
     const finish = (code: number | undefined) => {
       if (settled) return;
       settled = true;
+      clearTimeout(ackTimer);
       process.off('SIGINT', onSigint);
       socket.destroy();
       done(code);
@@ -141,6 +146,7 @@ export function viaLauncher(argv: string[], build: string, env: NodeJS.ProcessEn
     socket.once('error', () => finish(undefined));
     socket.once('connect', () => {
       process.on('SIGINT', onSigint);
+      ackTimer = setTimeout(() => finish(undefined), ACK_TIMEOUT_MS);
       const keys: Record<string, string> = {};
       for (const [k, v] of Object.entries(env)) if (v !== undefined) keys[k] = sha256(v);
       const plain: Record<string, string> = {};
@@ -150,7 +156,9 @@ export function viaLauncher(argv: string[], build: string, env: NodeJS.ProcessEn
     });
     readMessages(socket, (raw) => {
       const msg = raw as LaunchReply | undefined;
+      clearTimeout(ackTimer);
       if (msg === undefined || 'fallback' in msg) return void finish(undefined);
+      if ('ack' in msg) return;
       if ('exit' in msg) return void finish(msg.exit);
       if ('o' in msg) process.stdout.write(`${msg.o}\n`);
       else if ('e' in msg) process.stderr.write(`${msg.e}\n`);

@@ -139,6 +139,7 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
       send({ fallback: 'another build of judgeflow' });
       return void socket.end();
     }
+    send({ ack: 1 });
     let loaded;
     try {
       loaded = await whenReady();

@@ -7,12 +7,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { staleReason } from '../../bin/dist.mjs';
-import { launcherDirIsPrivate, launcherIdentity, launcherSocketPath } from '../../runtime/launcher-client.js';
+import { ACK_TIMEOUT_MS, launcherDirIsPrivate, launcherIdentity, launcherSocketPath } from '../../runtime/launcher-client.js';
 import { startSimulator, type SimHandle } from '../../sim/server.js';
 import type { DbHandle } from '../../db/client.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
@@ -205,6 +205,27 @@ describe('the resident launcher of a compiled worker', () => {
       expect(launcherDirIsPrivate(join(dir, 'missing'))).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a launcher that accepts but never answers (a stuck worker): the CLI runs the command itself after ACK_TIMEOUT_MS', async () => {
+    const stuckEnv = { ...env, JUDGEFLOW_TASK_QUEUE: uniqueName('stuck') };
+    const path = launcherSocketPath(
+      launcherIdentity({ ...process.env, DATABASE_URL: testDatabaseUrl(), TEMPORAL_ADDRESS: testTemporalAddress(), ...stuckEnv }, REPO),
+    );
+    const held: Socket[] = [];
+    const stuck = createServer((s) => void held.push(s));
+    await new Promise<void>((resolve) => stuck.listen(path, resolve));
+    try {
+      const started = Date.now();
+      const res = await runCli(['run', spec(uniqueName('stuck')), '--detach'], stuckEnv);
+      expect(res.code, res.stderr).toBe(0);
+      expect(res.stderr).toMatch(/^run \S+: started$/m);
+      expect(held).toHaveLength(1);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(ACK_TIMEOUT_MS);
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise((r) => stuck.close(r));
     }
   });
 
