@@ -43,13 +43,15 @@ export const sha256 = (s: string) => createHash('sha256').update(s).digest('hex'
 
 /**
  * Calls `onMessage` with each newline-terminated JSON message the socket receives (both sides
- * speak this way); a line that is not JSON ends the conversation (`onMessage(undefined)`).
- * `onMessage` returns true to stop reading.
+ * speak this way); a line that is not JSON ends the conversation (`onMessage(undefined)`, and
+ * nothing after it is read).
  */
-export function readMessages(socket: Socket, onMessage: (msg: unknown) => boolean | void): void {
+export function readMessages(socket: Socket, onMessage: (msg: unknown) => void): void {
+  let ended = false;
   let buffer = '';
   socket.setEncoding('utf8');
   socket.on('data', (chunk: string) => {
+    if (ended) return;
     buffer += chunk;
     let nl: number;
     while ((nl = buffer.indexOf('\n')) >= 0) {
@@ -59,12 +61,10 @@ export function readMessages(socket: Socket, onMessage: (msg: unknown) => boolea
       try {
         msg = JSON.parse(line);
       } catch {
-        msg = undefined;
+        ended = true;
+        return onMessage(undefined);
       }
-      if (onMessage(msg) === true || msg === undefined) {
-        buffer = '';
-        return;
-      }
+      onMessage(msg);
     }
   });
 }
