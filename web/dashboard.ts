@@ -172,7 +172,9 @@ export function createDashboardApp(deps: DashboardDeps): Hono {
     Promise.all(
       ids.map(async (r) => {
         if (r.status !== 'running') return { key: r.id, status: r.status, progress: '' };
-        const p = await deps.progress(r.id);
+        // One run whose progress cannot be read (Temporal away) leaves the others' rows intact.
+        const p = await deps.progress(r.id).catch(() => undefined);
+        if (!p) return { key: r.id, status: r.status, progress: '' };
         const done = p.stages.reduce((s, x) => s + x.done, 0);
         const total = p.stages.reduce((s, x) => s + x.total, 0);
         const stagesDone = p.stages.filter((x) => x.status === 'succeeded').length;
