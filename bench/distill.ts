@@ -183,7 +183,10 @@ async function main(cleanups: Cleanups): Promise<void> {
     );
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
-    const { runId } = await launchRun({ loaded: await loadSpec(specPath), db: handle.db, client, taskQueue });
+    const loadedSpec = await loadSpec(specPath);
+    const tLoaded = performance.now();
+    const { runId } = await launchRun({ loaded: loadedSpec, db: handle.db, client, taskQueue });
+    if (process.env.DIP) console.log(`    launch: loadSpec ${(tLoaded - t0).toFixed(0)} ms, launchRun ${(performance.now() - tLoaded).toFixed(0)} ms`);
     const out = (await client.workflow.getHandle(runId).result()) as { stages: Record<string, { ref: { accepted: number } }> };
     const seconds = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);

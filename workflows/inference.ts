@@ -103,11 +103,19 @@ export async function runInference(opts: RunInferenceOptions): Promise<RunInfere
   } catch (err) {
     // Stop the other chunks: they would hit the same endpoint error.
     scope.cancel();
-    if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
-      const cause = err.cause;
-      throw ApplicationFailure.create({ type: cause.type ?? 'InferenceFailed', message: cause.message, nonRetryable: true, cause: err });
-    }
-    throw err;
+    throw chunkFailure(err);
   }
   return totals;
+}
+
+/**
+ * A chunk activity's failure as the stage's: its application error's type and message, not
+ * retried (the activity's own retries are spent, or the error is endpoint-fatal).
+ */
+export function chunkFailure(err: unknown): unknown {
+  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
+    const cause = err.cause;
+    return ApplicationFailure.create({ type: cause.type ?? 'InferenceFailed', message: cause.message, nonRetryable: true, cause: err });
+  }
+  return err;
 }

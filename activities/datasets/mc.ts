@@ -226,8 +226,14 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<LoadResult>
   let contentHash = fileHash;
   if (fetched) {
     const h = createHash('sha256').update(fileHash);
-    for (const item of items)
-      if (item.image?.bytes) h.update(`\u0000${item.itemKey}\u0000`).update(createHash('sha256').update(item.image.bytes).digest('hex'));
+    // Items sharing an image share its bytes (attachImages): each distinct image is hashed once.
+    const hashes = new WeakMap<Uint8Array, string>();
+    const hashOf = (b: Uint8Array) => {
+      let x = hashes.get(b);
+      if (x === undefined) hashes.set(b, (x = createHash('sha256').update(b).digest('hex')));
+      return x;
+    };
+    for (const item of items) if (item.image?.bytes) h.update(`\u0000${item.itemKey}\u0000`).update(hashOf(item.image.bytes));
     contentHash = h.digest('hex');
   }
   return { items, issues, format, contentHash };
@@ -499,9 +505,12 @@ const IMAGE_READ_BATCH = 32;
 /** Reads the rows' image files, in row order, until `limit` items have a readable image. */
 async function attachImages(rows: PendingRow[], issues: RowIssue[], limit: number): Promise<McItem[]> {
   const items: McItem[] = [];
+  // Rows sharing an image file or URL (several questions about one picture) read or download it
+  // once and share its bytes.
+  const reads = new Map<string, Promise<ImageRead>>();
   for (let start = 0; start < rows.length && items.length < limit; start += IMAGE_READ_BATCH) {
     const batch = rows.slice(start, start + IMAGE_READ_BATCH);
-    const read = await Promise.all(batch.map((row) => withImageBytes(row)));
+    const read = await Promise.all(batch.map((row) => withImageBytes(row, reads)));
     for (const r of read) {
       if ('issue' in r) issues.push(r.issue);
       else if (items.length < limit) items.push(r.item);
@@ -537,21 +546,33 @@ export async function downloadImage(url: string): Promise<{ bytes: Buffer; mime?
   }
 }
 
-async function withImageBytes(row: PendingRow): Promise<{ item: McItem } | { issue: RowIssue }> {
-  if (row.imageFile === undefined) return { item: row.item };
-  let bytes: Buffer;
-  let declaredMime: string | undefined;
+type ImageRead = { data: Uint8Array; declaredMime?: string } | { error: NodeJS.ErrnoException };
+
+async function readImage(file: string): Promise<ImageRead> {
   try {
-    if (IMAGE_URL.test(row.imageFile)) ({ bytes, mime: declaredMime } = await downloadImage(row.imageFile));
-    else bytes = await readFile(row.imageFile);
+    const { bytes, mime } = IMAGE_URL.test(file) ? await downloadImage(file) : { bytes: await readFile(file), mime: undefined };
+    return { data: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), ...(mime ? { declaredMime: mime } : {}) };
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
+    return { error: err as NodeJS.ErrnoException };
+  }
+}
+
+async function withImageBytes(row: PendingRow, reads: Map<string, Promise<ImageRead>>): Promise<{ item: McItem } | { issue: RowIssue }> {
+  if (row.imageFile === undefined) return { item: row.item };
+  let read = reads.get(row.imageFile);
+  if (!read) {
+    read = readImage(row.imageFile);
+    reads.set(row.imageFile, read);
+  }
+  const r = await read;
+  if ('error' in r) {
+    const e = r.error;
     const reason = e.name === 'TimeoutError' ? `no answer in ${IMAGE_DOWNLOAD_TIMEOUT_MS / 1000} s` : (e.code ?? e.message);
     return { issue: { line: row.line, reason: `unreadable image ${row.imageFile}: ${reason}` } };
   }
-  if (bytes.length === 0) return { issue: { line: row.line, reason: `empty image ${row.imageFile}` } };
-  const data = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const mime = sniffImageMime(data) ?? declaredMime ?? mimeFromExtension(IMAGE_URL.test(row.imageFile) ? new URL(row.imageFile).pathname : row.imageFile);
+  const data = r.data;
+  if (data.length === 0) return { issue: { line: row.line, reason: `empty image ${row.imageFile}` } };
+  const mime = sniffImageMime(data) ?? r.declaredMime ?? mimeFromExtension(IMAGE_URL.test(row.imageFile) ? new URL(row.imageFile).pathname : row.imageFile);
   return { item: { ...row.item, image: { path: row.imageFile, bytes: data, ...(mime ? { mime } : {}) } } };
 }
 

@@ -177,3 +177,15 @@ export function redirectError(name: string, baseUrl: string, err: APIError): End
 export function toApplicationFailure(err: EndpointFatalError): ApplicationFailure {
   return ApplicationFailure.create({ type: err.type, message: err.message, nonRetryable: true });
 }
+
+/**
+ * How an activity that met an endpoint-fatal error fails: a served model's server that went away
+ * is started again elsewhere by its serve stage, so that one is retried (the retry reads the new
+ * URL); every other endpoint-fatal error ends the stage.
+ */
+export function endpointFailure(fatal: EndpointFatalError, endpoint: { served?: unknown }): ApplicationFailure {
+  if (endpoint.served && (fatal.type === 'EndpointDownError' || fatal.type === 'EndpointUnreachableError')) {
+    return ApplicationFailure.create({ type: 'ServedEndpointRestarting', message: fatal.message, nonRetryable: false });
+  }
+  return toApplicationFailure(fatal);
+}

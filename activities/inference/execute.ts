@@ -13,7 +13,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Db } from '../../db/client.js';
 import { cacheKey, endpointFingerprint } from './cache-key.js';
-import { EndpointFatalError, InferenceAbortedError, toApplicationFailure } from './errors.js';
+import { EndpointFatalError, InferenceAbortedError, endpointFailure, toApplicationFailure } from './errors.js';
 import { CallGroup, toDataUrl, type CompletionResult, type InferenceGateway } from './gateway.js';
 import { resolveServedEndpoint } from './served.js';
 import { loadBlobs, loadPendingRows, lookupCache, rangeCounts, writeResults, type PendingRow, type RowResult } from './store.js';
@@ -317,12 +317,7 @@ export async function executeRequests(deps: { db: Db; gateway: InferenceGateway 
   }
   heartbeat();
 
-  if (fatal && endpoint.served && (fatal.type === 'EndpointDownError' || fatal.type === 'EndpointUnreachableError')) {
-    // A served model's server went away: its serve stage starts it again elsewhere; a retry of this
-    // activity reads the new URL.
-    throw ApplicationFailure.create({ type: 'ServedEndpointRestarting', message: fatal.message, nonRetryable: false });
-  }
-  if (fatal) throw toApplicationFailure(fatal);
+  if (fatal) throw endpointFailure(fatal, endpoint);
   if (failure !== undefined) throw failure;
   if (crash !== undefined) throw crash;
   if (ctx.cancellationSignal.aborted) await ctx.cancelled;

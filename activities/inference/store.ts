@@ -20,7 +20,8 @@ export async function prepareRequests(
   db: Db,
   rows: readonly PrepareRequestRow[],
   endpoints: Readonly<Record<string, EndpointSpec>>,
-): Promise<{ inserted: number }> {
+  opts: { ids?: boolean } = {},
+): Promise<{ inserted: number; ids: Map<string, { id: number; cacheKey: string }> }> {
   const fingerprints = new Map<string, string>();
   for (const name of new Set(rows.map((r) => r.endpoint))) {
     const spec = endpoints[name];
@@ -60,6 +61,8 @@ export async function prepareRequests(
     return cacheKeyOfSample(prefix, r.sampleIndex);
   };
   let inserted = 0;
+  // With `ids`: every row's id and cache key by item key (one query more only for rows that existed).
+  const ids = new Map<string, { id: number; cacheKey: string }>();
   for (let i = 0; i < rows.length; i += INSERT_BATCH) {
     const batch = rows.slice(i, i + INSERT_BATCH);
     const keys = batch.map(keyOf);
@@ -79,7 +82,8 @@ export async function prepareRequests(
        from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])
          with ordinality as t(run_id, stage_id, item_key, endpoint, sample_index, body_hash, cache_key, ord)
        order by ord
-       on conflict (run_id, stage_id, item_key) do nothing`,
+       on conflict (run_id, stage_id, item_key) do nothing
+       returning id, item_key, cache_key`,
       [
         batch.map((r) => r.runId),
         batch.map((r) => r.stageId),
@@ -91,8 +95,20 @@ export async function prepareRequests(
       ],
     );
     inserted += res.rowCount ?? 0;
+    if (!opts.ids) continue;
+    if (batch.some((r) => r.runId !== batch[0]!.runId || r.stageId !== batch[0]!.stageId)) {
+      throw new Error('prepareRequests: `ids` is for the rows of one run and stage');
+    }
+    for (const r of res.rows as { id: string; item_key: string; cache_key: string }[]) ids.set(r.item_key, { id: Number(r.id), cacheKey: r.cache_key });
+    const existing = batch.filter((r) => !ids.has(r.itemKey));
+    if (existing.length === 0) continue;
+    const found = await db.$client.query<{ id: string; item_key: string; cache_key: string }>(
+      'select id, item_key, cache_key from inference_requests where run_id = $1 and stage_id = $2 and item_key = any($3::text[])',
+      [existing[0]!.runId, existing[0]!.stageId, existing.map((r) => r.itemKey)],
+    );
+    for (const r of found.rows) ids.set(r.item_key, { id: Number(r.id), cacheKey: r.cache_key });
   }
-  return { inserted };
+  return { inserted, ids };
 }
 
 /** The id range of a stage's request rows (`count` 0 and fromId > toId when it has none). */

@@ -5,26 +5,35 @@
  * `distill_attempts` row per item. Every step is a function of stored rows and cached outputs, so a
  * killed worker's retry converges on the same rows and the same accepted set.
  */
+import { createHash } from 'node:crypto';
 import type { Db } from '../../db/client.js';
-import { rewriteTemplateFor, type DistillParams } from '../../spec/kinds/distill.js';
+import type { DistillParams } from '../../spec/kinds/distill.js';
 import type { DatasetRef, EndpointSpec } from '../../workflows/types.js';
+import { fill, isValidation, judgeReasoning, judgeRewrite } from '../distill/core.js';
+import { createDistillPipeline } from '../distill/pipeline.js';
 import {
-  fill,
-  isValidation,
-  judgeReasoning,
-  judgeRewrite,
-  leakedHint,
-  renderReasonPrompt,
-  traceHash,
-  traceWithAnswer,
-  type Completion,
-  type RejectionReason,
-  type TraceStatus,
-} from '../distill/core.js';
+  attemptRowOf,
+  captionKey,
+  completionOf,
+  hintPatternsOf,
+  loadCaptions,
+  NO_IMAGE_CAPTION,
+  reasonKey,
+  reasonRequestRow,
+  rewriteKey,
+  rewriteRequestRow,
+  writeAttempts,
+  type ChainState,
+  type McRow,
+  type StageRef,
+} from '../distill/steps.js';
 import { labelFor, renderJudgePrompt } from '../evaluate/prompt.js';
-import { loadResults, prepareRequests, type RequestResult } from '../inference/store.js';
-import type { PreparedMessage, PrepareRequestRow } from '../inference/types.js';
+import type { InferenceGateway } from '../inference/gateway.js';
+import { loadResults, prepareRequests } from '../inference/store.js';
+import type { PrepareRequestRow } from '../inference/types.js';
 import { inTransaction, openStageArtifact, resolveSourceArtifact } from './artifacts.js';
+
+export type { DistillItemsInput, DistillItemsOutput } from '../distill/pipeline.js';
 
 export interface BeginDistillInput {
   runId: string;
@@ -37,14 +46,6 @@ export interface BeginDistillOutput {
   sftArtifactId: number;
   rlArtifactId: number;
   /** Source items the stage reads (a dataset's `limit` applied). */
-  items: number;
-}
-interface StageRef {
-  runId: string;
-  stageId: string;
-  seed: number;
-  params: DistillParams;
-  sourceArtifactId: number;
   items: number;
 }
 export type PrepareCaptionsInput = StageRef & { endpoint: EndpointSpec };
@@ -96,20 +97,6 @@ export interface BuildDistillSetsOutput {
   summary: DistillSummary;
 }
 
-export const captionKey = (imageHash: string) => `caption|${imageHash}`;
-export const reasonKey = (itemKey: string, attempt: number) => `${itemKey}|reason|a${attempt}`;
-export const rewriteKey = (itemKey: string, pass: string, attempt: number) => `${itemKey}|rw:${pass}|a${attempt}`;
-
-interface McRow {
-  item_key: string;
-  query: string;
-  image_hash: string | null;
-  mime: string | null;
-  candidates: string[];
-  best: number;
-  meta: { error_types?: (string | null)[] } | null;
-}
-
 /**
  * The items of attempt `attempt`: no accepted trace at an earlier attempt (all items for attempt 0).
  * `not in` (item_key is never null there), not `not exists`: the planner, guessing one accepted row
@@ -129,11 +116,6 @@ async function pendingItems(db: Db, r: StageRef, attempt: number): Promise<McRow
   return res.rows;
 }
 
-const completionOf = (r: RequestResult | undefined): Completion =>
-  r && r.status === 'succeeded'
-    ? { ok: true, content: r.content ?? '', reasoning: r.reasoning, completionTokens: r.completionTokens ?? 0 }
-    : { ok: false, content: '', reasoning: null, completionTokens: 0 };
-
 async function rangeOf(db: Db, runId: string, stageId: string, keys: string[]): Promise<DistillRequestRange> {
   if (keys.length === 0) return { fromId: 1, toId: 0, count: 0 };
   const res = await db.$client.query<{ from_id: string | null; to_id: string | null; n: string }>(
@@ -144,29 +126,16 @@ async function rangeOf(db: Db, runId: string, stageId: string, keys: string[]): 
   return { fromId: Number(r.from_id ?? 1), toId: Number(r.to_id ?? 0), count: Number(r.n) };
 }
 
-/** Where one item's attempt stands after the reasoning and the first `passes` rewrites. */
-interface ChainState {
-  item: McRow;
-  reason: RejectionReason | null;
-  trace: string;
-  choice: number | null;
-  tokens: number;
-  requests: { caption: number | null; reason: number | null; rewrites: Record<string, number> };
+/** sha256 (hex) of a set's rows in order: fields joined by U+001F, rows by U+001E. */
+function setHash(rows: readonly (readonly string[])[]): string {
+  const h = createHash('sha256');
+  rows.forEach((fields, i) => h.update(`${i > 0 ? '\u001e' : ''}${fields.join('\u001f')}`, 'utf8'));
+  return h.digest('hex');
 }
 
-export function createDistillActivities({ db }: { db: Db }) {
+export function createDistillActivities({ db, gateway }: { db: Db; gateway: InferenceGateway }) {
   const labelsOf = (p: DistillParams) => p.labels;
-
-  /** Captions by image hash (null: the caption request failed). */
-  async function captions(r: StageRef, items: McRow[]): Promise<Map<string, { text: string | null; id: number }>> {
-    const keys = [...new Set(items.flatMap((i) => (i.image_hash ? [captionKey(i.image_hash)] : [])))];
-    const out = new Map<string, { text: string | null; id: number }>();
-    if (keys.length === 0) return out;
-    for (const res of await loadResults(db, r.runId, r.stageId, { itemKeys: keys })) {
-      out.set(res.itemKey.slice('caption|'.length), { text: res.status === 'succeeded' ? (res.content ?? '').trim() : null, id: res.id });
-    }
-    return out;
-  }
+  const captions = (r: StageRef, items: McRow[]) => loadCaptions(db, r, items);
 
   /** Replays the checks of attempt `attempt` over the reasoning and the first `passes` rewrite passes. */
   async function chain(r: StageRef, attempt: number, passes: number, items: McRow[]): Promise<ChainState[]> {
@@ -200,6 +169,8 @@ export function createDistillActivities({ db }: { db: Db }) {
   }
 
   return {
+    ...createDistillPipeline({ db, gateway }),
+
     /** Resolves the mc-items source and opens (or reopens) the stage's sft-set and rl-set artifacts. */
     async beginDistill({ runId, stageId, artifactId, dataset }: BeginDistillInput): Promise<BeginDistillOutput> {
       const src = await resolveSourceArtifact(db, { artifactId, dataset, kind: 'mc-items', reader: 'distill' });
@@ -251,27 +222,9 @@ export function createDistillActivities({ db }: { db: Db }) {
       const caps = await captions(r, items);
       const rows: PrepareRequestRow[] = [];
       for (const item of items) {
-        const cap = item.image_hash ? caps.get(item.image_hash) : { text: '(the item has no image)', id: 0 };
+        const cap = item.image_hash ? caps.get(item.image_hash) : { text: NO_IMAGE_CAPTION, id: 0 };
         if (!cap || cap.text === null) continue; // judged request_failed: nothing to send
-        const hint = r.params.hint ? fill(r.params.hint_template, { label: labelFor(item.best, r.params.labels) }) : null;
-        const text = renderReasonPrompt(r.params.reason_template, {
-          caption: cap.text,
-          question: item.query,
-          candidates: item.candidates,
-          labels: r.params.labels,
-          hint,
-        });
-        rows.push({
-          runId: r.runId,
-          stageId: r.stageId,
-          itemKey: reasonKey(item.item_key, r.attempt),
-          endpoint: r.params.reasoner,
-          sampleIndex: r.attempt,
-          request: {
-            messages: [{ role: 'user', content: text }],
-            params: { temperature: r.params.temperature, max_tokens: r.params.max_tokens, seed: r.seed },
-          },
-        });
+        rows.push(reasonRequestRow(r, item, cap.text, r.attempt));
       }
       await prepareRequests(db, rows, { [r.params.reasoner]: r.endpoint });
       return rangeOf(
@@ -285,23 +238,8 @@ export function createDistillActivities({ db }: { db: Db }) {
     /** Rewrite pass `pass` of attempt `attempt` over the traces that passed every earlier check. */
     async prepareDistillRewriteRound(r: PrepareRewriteRoundInput): Promise<DistillRequestRange> {
       const pass = r.params.rewrites[r.pass]!;
-      const template = rewriteTemplateFor(pass)!;
       const states = await chain(r, r.attempt, r.pass, await pendingItems(db, r, r.attempt));
-      const rows: PrepareRequestRow[] = states
-        .filter((s) => s.reason === null)
-        .map((s) => ({
-          runId: r.runId,
-          stageId: r.stageId,
-          itemKey: rewriteKey(s.item.item_key, pass.name, r.attempt),
-          endpoint: pass.endpoint,
-          sampleIndex: r.attempt,
-          request: {
-            messages: [
-              { role: 'user', content: fill(template, { trace: traceWithAnswer(s.trace, labelFor(s.item.best, r.params.labels)) }) },
-            ] as PreparedMessage[],
-            params: { temperature: pass.temperature, max_tokens: pass.max_tokens, seed: r.seed },
-          },
-        }));
+      const rows = states.filter((s) => s.reason === null).map((s) => rewriteRequestRow(r, r.pass, s.item, s.trace, r.attempt));
       await prepareRequests(db, rows, { [pass.endpoint]: r.endpoint });
       return rangeOf(
         db,
@@ -315,46 +253,9 @@ export function createDistillActivities({ db }: { db: Db }) {
     async judgeDistillRound(r: JudgeDistillRoundInput): Promise<JudgeDistillRoundOutput> {
       const items = await pendingItems(db, r, r.attempt);
       const states = await chain(r, r.attempt, r.params.rewrites.length, items);
-      const patterns = r.params.hint_patterns.map((p) => new RegExp(p, 'i'));
-      const rows = states.map((s) => {
-        let status: TraceStatus = s.reason ?? 'accepted';
-        if (status === 'accepted' && r.params.hint && leakedHint(s.trace, patterns) !== null) status = 'hint_leaked';
-        const errorTypes = [...new Set((s.item.meta?.error_types ?? []).filter((t): t is string => typeof t === 'string'))].sort();
-        return {
-          key: s.item.item_key,
-          status,
-          choice: s.choice,
-          best: s.item.best,
-          trace: s.trace,
-          hash: status === 'accepted' ? traceHash(s.item.item_key, s.trace) : null,
-          tokens: s.tokens,
-          requests: JSON.stringify(s.requests),
-          errorTypes: JSON.stringify(errorTypes),
-        };
-      });
-      await db.$client.query(
-        `insert into distill_attempts (run_id, stage_id, item_key, attempt, status, hint, choice, best, trace, trace_hash, trace_tokens, requests, error_types)
-         select $1, $2, key, $3, status, $4, choice, best, trace, hash, tokens, requests, error_types
-         from unnest($5::text[], $6::text[], $7::int[], $8::int[], $9::text[], $10::text[], $11::int[], $12::jsonb[], $13::jsonb[])
-           as t(key, status, choice, best, trace, hash, tokens, requests, error_types)
-         on conflict (run_id, stage_id, item_key, attempt) do update set status = excluded.status, choice = excluded.choice, trace = excluded.trace,
-           trace_hash = excluded.trace_hash, trace_tokens = excluded.trace_tokens, requests = excluded.requests, error_types = excluded.error_types`,
-        [
-          r.runId,
-          r.stageId,
-          r.attempt,
-          r.params.hint,
-          rows.map((x) => x.key),
-          rows.map((x) => x.status),
-          rows.map((x) => x.choice),
-          rows.map((x) => x.best),
-          rows.map((x) => x.trace),
-          rows.map((x) => x.hash),
-          rows.map((x) => x.tokens),
-          rows.map((x) => x.requests),
-          rows.map((x) => x.errorTypes),
-        ],
-      );
+      const patterns = hintPatternsOf(r.params);
+      const rows = states.map((s) => attemptRowOf(r, r.attempt, s, patterns));
+      await writeAttempts(db, r, rows);
       const accepted = rows.filter((x) => x.status === 'accepted').length;
       return { tried: rows.length, accepted, pending: rows.length - accepted };
     },
@@ -499,42 +400,62 @@ export function createDistillActivities({ db }: { db: Db }) {
         rl: { rows: rl.key.length, train: count(rl.split, 'train'), validation: count(rl.split, 'validation'), items: params.rl_items },
       };
 
-      return inTransaction(db, async (c) => {
-        await c.query('delete from sft_rows where artifact_id = $1', [r.sftArtifactId]);
-        await c.query('delete from rl_rows where artifact_id = $1', [r.rlArtifactId]);
-        await c.query(
+      // The same digest Postgres would compute over the rows in idx order (fields joined by U+001F,
+      // rows by U+001E), computed from the arrays written instead of read back.
+      const sftHash = setHash(sft.key.map((k, i) => [k, sft.image[i] ?? '', sft.prompt[i]!, sft.response[i]!, sft.split[i]!]));
+      const rlHash = setHash(rl.key.map((k, i) => [k, rl.image[i] ?? '', rl.prompt[i]!, rl.answer[i]!, rl.split[i]!]));
+      type Client = Pick<Db['$client'], 'query'>;
+      const insertSft = (c: Client, from: number, to: number) =>
+        c.query(
           `insert into sft_rows (artifact_id, idx, item_key, image_hash, prompt, response, answer, split, trace_hash, attempt, source_artifact_id, reason_request_id)
-           select $1, (ord - 1)::int, key, image, prompt, response, answer, split, hash, attempt, $2, request
+           select $1, $12 + (ord - 1)::int, key, image, prompt, response, answer, split, hash, attempt, $2, request
            from unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int[], $11::bigint[])
              with ordinality as t(key, image, prompt, response, answer, split, hash, attempt, request, ord)`,
-          [r.sftArtifactId, r.sourceArtifactId, sft.key, sft.image, sft.prompt, sft.response, sft.answer, sft.split, sft.hash, sft.attempt, sft.request],
+          [
+            r.sftArtifactId,
+            r.sourceArtifactId,
+            ...[sft.key, sft.image, sft.prompt, sft.response, sft.answer, sft.split, sft.hash, sft.attempt, sft.request].map((a) => a.slice(from, to)),
+            from,
+          ],
         );
-        await c.query(
+      const insertRl = (c: Client) =>
+        c.query(
           `insert into rl_rows (artifact_id, idx, item_key, image_hash, prompt, question, options, answer, split, source_artifact_id)
            select $1, (ord - 1)::int, key, image, prompt, question, options, answer, split, $2
            from unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[])
              with ordinality as t(key, image, prompt, question, options, answer, split, ord)`,
           [r.rlArtifactId, r.sourceArtifactId, rl.key, rl.image, rl.prompt, rl.question, rl.options, rl.answer, rl.split],
         );
-        const sftHash = (
-          await c.query<{ hash: string }>(
-            `select encode(sha256(convert_to(coalesce(string_agg(item_key || chr(31) || coalesce(image_hash, '') || chr(31) || prompt || chr(31) || response || chr(31) || split, chr(30) order by idx), ''), 'UTF8')), 'hex') as hash
-             from sft_rows where artifact_id = $1`,
-            [r.sftArtifactId],
-          )
-        ).rows[0]!.hash;
-        const rlHash = (
-          await c.query<{ hash: string }>(
-            `select encode(sha256(convert_to(coalesce(string_agg(item_key || chr(31) || coalesce(image_hash, '') || chr(31) || prompt || chr(31) || answer || chr(31) || split, chr(30) order by idx), ''), 'UTF8')), 'hex') as hash
-             from rl_rows where artifact_id = $1`,
-            [r.rlArtifactId],
-          )
-        ).rows[0]!.hash;
-        const seal = 'update artifacts set rows = $2, content_hash = $3, summary = $4, sealed_at = coalesce(sealed_at, now()) where id = $1';
-        await c.query(seal, [r.sftArtifactId, sft.key.length, sftHash, JSON.stringify(summary)]);
-        await c.query(seal, [r.rlArtifactId, rl.key.length, rlHash, JSON.stringify(summary.rl)]);
-        return { sft: { rows: sft.key.length, contentHash: sftHash }, rl: { rows: rl.key.length, contentHash: rlHash }, summary };
-      });
+      const seal = async (c: Client) => {
+        const sql = 'update artifacts set rows = $2, content_hash = $3, summary = $4, sealed_at = coalesce(sealed_at, now()) where id = $1';
+        await c.query(sql, [r.sftArtifactId, sft.key.length, sftHash, JSON.stringify(summary)]);
+        await c.query(sql, [r.rlArtifactId, rl.key.length, rlHash, JSON.stringify(summary.rl)]);
+      };
+      const out = { sft: { rows: sft.key.length, contentHash: sftHash }, rl: { rows: rl.key.length, contentHash: rlHash }, summary };
+
+      const sealed = (await db.$client.query<{ sealed: boolean }>('select sealed_at is not null as sealed from artifacts where id = $1', [r.sftArtifactId]))
+        .rows[0]?.sealed;
+      if (sealed) {
+        // Sealed by an earlier attempt: readers may be reading it, so its rows change in one transaction.
+        return inTransaction(db, async (c) => {
+          await c.query('delete from sft_rows where artifact_id = $1', [r.sftArtifactId]);
+          await c.query('delete from rl_rows where artifact_id = $1', [r.rlArtifactId]);
+          await insertSft(c, 0, sft.key.length);
+          await insertRl(c);
+          await seal(c);
+          return out;
+        });
+      }
+      // Not sealed yet, so nobody reads these rows: written over three connections at once (the
+      // sets are most of the stage's last step), then sealed. A retry starts by clearing them.
+      await Promise.all([
+        db.$client.query('delete from sft_rows where artifact_id = $1', [r.sftArtifactId]),
+        db.$client.query('delete from rl_rows where artifact_id = $1', [r.rlArtifactId]),
+      ]);
+      const half = Math.ceil(sft.key.length / 2);
+      await Promise.all([insertSft(db.$client, 0, half), insertSft(db.$client, half, sft.key.length), insertRl(db.$client)]);
+      await inTransaction(db, seal);
+      return out;
     },
   };
 }

@@ -78,7 +78,7 @@ export const distillParams = z
     caption_max_tokens: z.number().int().positive().default(512),
     temperature: z.number().min(0).max(2).default(0.6),
     max_tokens: z.number().int().positive().default(4096),
-    /** Requests per inference activity, and activities in flight. */
+    /** Caption requests per inference activity and items per reasoning activity; activities in flight. */
     chunk_size: z.number().int().positive().default(500),
     parallel: z.number().int().positive().max(64).default(2),
   })

@@ -116,17 +116,19 @@ describe('distill survives kill -9 mid reject/retry loop', () => {
       if (i > 6000) throw new Error('the second attempt never started');
       await new Promise((res) => setTimeout(res, 50));
     }
-    const [before] = await q<{ n: number; a0: number }>(
-      'select count(*)::int as n, count(*) filter (where attempt = 0)::int as a0 from distill_attempts where run_id = $1',
+    const [before] = await q<{ n: number; retried: number; decided: number }>(
+      `select count(*)::int as n, count(*) filter (where attempt > 0)::int as retried,
+              count(distinct item_key) filter (where status = 'accepted' or attempt = 3)::int as decided
+       from distill_attempts where run_id = $1`,
       [runId],
     );
     child.removeAllListeners('exit');
     const exited = new Promise((res) => child!.once('exit', res));
     child.kill('SIGKILL');
     await exited;
-    // Killed inside the loop: attempt 1 judged, attempt 2 not yet.
-    expect(before!.a0).toBeGreaterThan(200);
-    expect(before!.n).toBe(before!.a0);
+    // Killed inside the loop: items were being retried, and most of the 300 had no final outcome yet.
+    expect(before!.retried).toBeGreaterThan(0);
+    expect(before!.decided).toBeLessThan(250);
     rescuer = await startTestWorker(TQ_KILL);
     await client.workflow.getHandle(runId).result();
 

@@ -6,7 +6,7 @@
  * A case is `evaluate:<items>:<chunk_size>:<name>` (an experiment with one evaluate stage over
  * <items> two-candidate items, positions none, writes <name>.json (the stage) and
  * <name>-experiment.json), `inference:<rows>:<chunk size>:<name>` (runInference over <rows> requests)
- * `distill:<items>:<max_attempts>:<name>` (an experiment with one distill stage over <items>
+ * `distill:<items>:<max_attempts>:<name>[:<chunk_size>]` (an experiment with one distill stage over <items>
  * two-option items sharing 4 images, a reasoner right half the time; writes <name>.json, the
  * stage's history) or `reuse:<items>:<name>` (stage reuse: two runs of one experiment with one slow evaluate stage,
  * the second launched while the first's stage runs: it waits, then reuses; writes <name>-run.json
@@ -73,7 +73,7 @@ function write(name: string, history: temporal.api.history.v1.IHistory) {
 
 try {
   for (const c of cases) {
-    const [what, n, size, name] = c.split(':');
+    const [what, n, size, name, chunk] = c.split(':');
     const count = Number(n);
     if (what === 'evaluate') {
       const data = join(dir, `${name}.jsonl`);
@@ -143,7 +143,18 @@ try {
         endpoints: { captioner: ep('captioner'), reasoner: ep('reasoner') },
         datasets: { items: { path: data, format: 'mc-jsonl', images: dir } },
         stages: [
-          { id: 'distill', uses: 'distill', with: { items: 'items', captioner: 'captioner', reasoner: 'reasoner', hint: false, max_attempts: Number(size) } },
+          {
+            id: 'distill',
+            uses: 'distill',
+            with: {
+              items: 'items',
+              captioner: 'captioner',
+              reasoner: 'reasoner',
+              hint: false,
+              max_attempts: Number(size),
+              ...(chunk ? { chunk_size: Number(chunk) } : {}),
+            },
+          },
         ],
       });
       const { runId } = await launchRun({ loaded, db: db.db, client, taskQueue: tq });

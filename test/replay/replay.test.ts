@@ -198,6 +198,20 @@ const STAGE_HISTORIES: {
     expected: { prepared: 3, judged: 3, chunks: 4 },
   },
   {
+    // 'distill-pipeline' taken: 150 items, 3 attempts, chunk_size 50: each item through its own
+    // attempts in 3 `distillItems` activities (2 at once); no rounds (0 in the fixture above would be 3).
+    file: 'distill-pipeline.json.gz',
+    recorded: 'current',
+    patches: ['inference-max-chunks', 'distill-pipeline', 'progress-by-query'],
+    counts: (h) => ({
+      ranges: activities(h, 'distillItems'),
+      prepared: activities(h, 'prepareDistillReasonRound'),
+      judged: activities(h, 'judgeDistillRound'),
+      chunks: activities(h, 'executeRequests'),
+    }),
+    expected: { ranges: 3, prepared: 0, judged: 0, chunks: 1 },
+  },
+  {
     // Before all patches (d714440^): 401 items, chunk_size 2 sized for 2 views: 1 item a chunk, 401
     // chunks (the views patch would make 2 items a chunk, the max-chunks patch 2 too), and a
     // progress signal per chunk.
@@ -292,6 +306,7 @@ describe('replay of evaluate and runInference histories, before and after each p
     ['evaluate-views.json.gz', 'evaluate-short-steps'],
     ['evaluate-records-local-experiment.json.gz', 'endpoint-check-local'],
     ['evaluate-short-steps-experiment.json.gz', 'claim-local'],
+    ['distill-rounds.json.gz', 'distill-pipeline'],
   ];
   it('a history recorded before a patch takes the unpatched branch: the patched one fails replay', async () => {
     const control = await bundle('no-such-patch');

@@ -1,8 +1,9 @@
-import { proxyActivities } from '@temporalio/workflow';
-import type { DistillActivities, DistillRequestRange } from '../../activities/stages/distill.js';
+import { CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
+import type { DistillActivities, DistillItemsOutput, DistillRequestRange } from '../../activities/stages/distill.js';
+import { ENDPOINT_FATAL_ERROR_TYPES } from '../../activities/inference/types.js';
 import type { DistillParams } from '../../spec/kinds/distill.js';
 import { resolveDataRef } from '../artifacts.js';
-import { runInference } from '../inference.js';
+import { chunkFailure, chunkSizeFor, runInference } from '../inference.js';
 import { reportProgress } from '../progress.js';
 import type { StageInput, StageOutput } from '../types.js';
 
@@ -45,17 +46,65 @@ export async function distillStage(input: StageInput<DistillParams>): Promise<St
 
   await run(params.captioner, await acts.prepareDistillCaptions({ ...ref, endpoint: input.endpoints[params.captioner]! }));
   let accepted = 0;
-  for (let attempt = 0; attempt < params.max_attempts; attempt++) {
-    await run(params.reasoner, await acts.prepareDistillReasonRound({ ...ref, attempt, endpoint: input.endpoints[params.reasoner]! }));
-    for (let pass = 0; pass < params.rewrites.length; pass++) {
-      const endpoint = params.rewrites[pass]!.endpoint;
-      await run(endpoint, await acts.prepareDistillRewriteRound({ ...ref, attempt, pass, endpoint: input.endpoints[endpoint]! }));
+  if (patched('distill-pipeline')) {
+    // Each item through its own attempts, `chunk_size` items an activity, `parallel` at once.
+    const { distillItems } = proxyActivities<DistillActivities>({
+      startToCloseTimeout: '2 hours',
+      heartbeatTimeout: '30 seconds',
+      taskQueue: input.taskQueue,
+      allowEagerDispatch: false,
+      retry: {
+        initialInterval: '1 second',
+        backoffCoefficient: 2,
+        maximumInterval: '1 minute',
+        maximumAttempts: 20,
+        nonRetryableErrorTypes: [...ENDPOINT_FATAL_ERROR_TYPES, 'DatasetError'],
+      },
+    });
+    const names = [params.reasoner, ...params.rewrites.map((p) => p.endpoint)];
+    const endpoints = Object.fromEntries(names.map((n) => [n, input.endpoints[n]!]));
+    const size = chunkSizeFor(items, params.chunk_size);
+    const ranges: [number, number][] = [];
+    for (let from = 0; from < items; from += size) ranges.push([from, Math.min(items, from + size)]);
+    const scope = new CancellationScope();
+    try {
+      await scope.run(async () => {
+        const inflight = new Map<number, Promise<[number, DistillItemsOutput]>>();
+        let next = 0;
+        while (next < ranges.length || inflight.size > 0) {
+          while (inflight.size < params.parallel && next < ranges.length) {
+            const i = next++;
+            const [fromIdx, toIdx] = ranges[i]!;
+            inflight.set(
+              i,
+              distillItems({ ...ref, fromIdx, toIdx, endpoints }).then((out) => [i, out] as [number, DistillItemsOutput]),
+            );
+          }
+          const [i, out] = await Promise.race(inflight.values());
+          inflight.delete(i);
+          accepted += out.accepted;
+          totals.failed += out.failedRequests;
+          await reportProgress({ stageId, done: accepted, failed: totals.failed, total: items });
+        }
+      });
+    } catch (err) {
+      // The other ranges would meet the same endpoint error.
+      scope.cancel();
+      throw chunkFailure(err);
     }
-    const judged = await acts.judgeDistillRound({ ...ref, attempt });
-    accepted += judged.accepted;
-    totals.done = accepted;
-    await reportProgress({ stageId, done: accepted, failed: totals.failed, total: items });
-    if (judged.pending === 0) break;
+  } else {
+    for (let attempt = 0; attempt < params.max_attempts; attempt++) {
+      await run(params.reasoner, await acts.prepareDistillReasonRound({ ...ref, attempt, endpoint: input.endpoints[params.reasoner]! }));
+      for (let pass = 0; pass < params.rewrites.length; pass++) {
+        const endpoint = params.rewrites[pass]!.endpoint;
+        await run(endpoint, await acts.prepareDistillRewriteRound({ ...ref, attempt, pass, endpoint: input.endpoints[endpoint]! }));
+      }
+      const judged = await acts.judgeDistillRound({ ...ref, attempt });
+      accepted += judged.accepted;
+      totals.done = accepted;
+      await reportProgress({ stageId, done: accepted, failed: totals.failed, total: items });
+      if (judged.pending === 0) break;
+    }
   }
 
   const built = await acts.buildDistillSets({ ...ref, sftArtifactId, rlArtifactId });

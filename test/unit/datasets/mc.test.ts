@@ -284,6 +284,48 @@ describe('loadDataset: mc-jsonl', () => {
     }
   });
 
+  it('rows sharing an image read it once: one download per URL, one buffer for a file; the hash is that of reading each', async () => {
+    const hits = new Map<string, number>();
+    const server = http.createServer((req, res) => {
+      hits.set(req.url ?? '', (hits.get(req.url ?? '') ?? 0) + 1);
+      res.writeHead(200, { 'content-type': 'image/png' });
+      res.end(Buffer.from(PNG));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const sub = join(dir, 'mc-shared');
+      await mkdir(sub, { recursive: true });
+      await writeFile(join(sub, 'pic.png'), PNG);
+      const rows = Array.from({ length: 6 }, (_, i) => ({
+        id: `q${i}`,
+        query: `question ${i}`,
+        image: i % 2 === 0 ? 'pic.png' : `${base}/one.png`,
+        candidates: ['1', '2'],
+        best: i % 2,
+      }));
+      const path = join(sub, 'items.jsonl');
+      await writeFile(path, rows.map((r) => JSON.stringify(r)).join('\n'));
+      const r = await loadDataset({ path, imagesDir: sub });
+      expect(r.items).toHaveLength(6);
+      expect(Object.fromEntries(hits)).toEqual({ '/one.png': 1 });
+      const files = r.items.filter((i) => i.image?.path === join(sub, 'pic.png'));
+      expect(files).toHaveLength(3);
+      expect(new Set(files.map((i) => i.image!.bytes)).size).toBe(1);
+      // The identity is unchanged: the file's hash, then each item's key and its image's hash.
+      const h = createHash('sha256').update(
+        createHash('sha256')
+          .update(await readFile(path))
+          .digest('hex'),
+      );
+      for (const it of r.items) h.update(`\u0000${it.itemKey}\u0000`).update(createHash('sha256').update(PNG).digest('hex'));
+      expect(r.contentHash).toBe(h.digest('hex'));
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   it('the content hash covers the images read: same file, other images (or none), another dataset', async () => {
     const sub = join(dir, 'mc-hash');
     await mkdir(join(sub, 'v1'), { recursive: true });
