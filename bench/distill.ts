@@ -186,7 +186,7 @@ async function main(cleanups: Cleanups): Promise<void> {
     const loadedSpec = await loadSpec(specPath);
     const tLoaded = performance.now();
     const { runId } = await launchRun({ loaded: loadedSpec, db: handle.db, client, taskQueue });
-    if (process.env.DIP) console.log(`    launch: loadSpec ${(tLoaded - t0).toFixed(0)} ms, launchRun ${(performance.now() - tLoaded).toFixed(0)} ms`);
+    const launch = `loadSpec ${(tLoaded - t0).toFixed(0)} ms, launchRun ${(performance.now() - tLoaded).toFixed(0)} ms`;
     const out = (await client.workflow.getHandle(runId).result()) as { stages: Record<string, { ref: { accepted: number } }> };
     const seconds = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
@@ -249,6 +249,7 @@ async function main(cleanups: Cleanups): Promise<void> {
       return `${short} +${Math.round(gap)}/${Math.round((a.started ?? a.scheduled) - a.scheduled)}/${Math.round((a.completed ?? 0) - (a.started ?? 0))}`;
     });
     const timeline = [
+      `launch (before the run row): ${launch}`,
       `started ${end!.started}`,
       ...steps.map((x) => `${x.step}: rows ${x.prepared}, results ${x.first}–${x.last}`),
       `finished ${end!.finished}`,

@@ -48,6 +48,15 @@ export function chunkSizeFor(count: number, wanted: number): number {
   return Math.max(1, Math.floor(wanted), Math.ceil(count / MAX_CHUNKS));
 }
 
+/** Retries of an activity that sends requests: a crash or a lost worker is retried; an endpoint-fatal error is not. */
+export const CHUNK_RETRY = {
+  initialInterval: '1 second',
+  backoffCoefficient: 2,
+  maximumInterval: '1 minute',
+  maximumAttempts: 20,
+  nonRetryableErrorTypes: [...ENDPOINT_FATAL_ERROR_TYPES],
+} as const satisfies ActivityOptions['retry'];
+
 export async function runInference(opts: RunInferenceOptions): Promise<RunInferenceResult> {
   const total = opts.total ?? Math.max(0, opts.toId - opts.fromId + 1);
   const wanted = Math.max(1, opts.chunkSize ?? 500);
@@ -61,13 +70,7 @@ export async function runInference(opts: RunInferenceOptions): Promise<RunInfere
     // Chunks go through the task queue to whichever worker polls it. Eager dispatch (on by default
     // in recent servers) would hand every chunk to the worker running this workflow: no spread.
     allowEagerDispatch: false,
-    retry: {
-      initialInterval: '1 second',
-      backoffCoefficient: 2,
-      maximumInterval: '1 minute',
-      maximumAttempts: 20,
-      nonRetryableErrorTypes: [...ENDPOINT_FATAL_ERROR_TYPES],
-    },
+    retry: CHUNK_RETRY,
   });
 
   const chunks: [number, number][] = [];

@@ -24,7 +24,16 @@ import { EndpointFatalError, InferenceAbortedError, endpointFailure, toApplicati
 import { CallGroup, type CompletionResult, type InferenceGateway, type InferenceOutput } from '../inference/gateway.js';
 import { GroupBatch } from '../inference/group.js';
 import { resolveServedEndpoint } from '../inference/served.js';
-import { loadResults, lookupCache, prepareRequests, writeResults, type RequestResult, type RowResult } from '../inference/store.js';
+import {
+  cacheHitResult,
+  completionResult,
+  loadResults,
+  lookupCache,
+  prepareRequests,
+  writeResults,
+  type RequestResult,
+  type RowResult,
+} from '../inference/store.js';
 import type { PrepareRequestRow } from '../inference/types.js';
 import { judgeReasoning, judgeRewrite, type Completion } from './core.js';
 import {
@@ -154,17 +163,7 @@ export function createDistillPipeline({ db, gateway }: { db: Db; gateway: Infere
         const id = stored?.id ?? (await rowIds.add(row));
         const hit = await cache.add(key);
         if (hit) {
-          await results.add({
-            id,
-            status: 'succeeded',
-            errorClass: null,
-            error: null,
-            attempts: 0,
-            cached: true,
-            promptTokens: hit.promptTokens,
-            completionTokens: hit.completionTokens,
-            latencyMs: 0,
-          });
+          await results.add(cacheHitResult(id, hit));
           return { id, out: outputCompletion(hit) };
         }
         // The re-send bound of the gateway: a slot per request sent and not yet recorded.
@@ -177,34 +176,8 @@ export function createDistillPipeline({ db, gateway }: { db: Db; gateway: Infere
             calls,
           );
           sent += result.sent;
-          if (result.ok) {
-            const o = result.output;
-            await results.add({
-              id,
-              status: 'succeeded',
-              errorClass: null,
-              error: null,
-              attempts: result.attempts,
-              cached: result.shared,
-              promptTokens: o.promptTokens,
-              completionTokens: o.completionTokens,
-              latencyMs: result.shared ? 0 : o.latencyMs,
-              // A shared output writes its cache entry too: a succeeded result never exists without it.
-              cacheEntry: { key, fingerprint: ep.fingerprint, model: ep.spec.model, output: o },
-            });
-            return { id, out: outputCompletion(o) };
-          }
-          await results.add({
-            id,
-            status: 'failed',
-            errorClass: result.errorClass,
-            error: result.error,
-            attempts: result.attempts,
-            cached: false,
-            promptTokens: null,
-            completionTokens: null,
-            latencyMs: null,
-          });
+          await results.add(completionResult(id, result, { key, fingerprint: ep.fingerprint, model: ep.spec.model }));
+          if (result.ok) return { id, out: outputCompletion(result.output) };
           failedRequests++;
           return { id, out: { ok: false, content: '', reasoning: null, completionTokens: 0 } };
         } catch (err) {

@@ -16,7 +16,17 @@ import { cacheKey, endpointFingerprint } from './cache-key.js';
 import { EndpointFatalError, InferenceAbortedError, endpointFailure, toApplicationFailure } from './errors.js';
 import { CallGroup, toDataUrl, type CompletionResult, type InferenceGateway } from './gateway.js';
 import { resolveServedEndpoint } from './served.js';
-import { loadBlobs, loadPendingRows, lookupCache, rangeCounts, writeResults, type PendingRow, type RowResult } from './store.js';
+import {
+  cacheHitResult,
+  completionResult,
+  loadBlobs,
+  loadPendingRows,
+  lookupCache,
+  rangeCounts,
+  writeResults,
+  type PendingRow,
+  type RowResult,
+} from './store.js';
 import type { ExecuteRequestsInput, ExecuteRequestsOutput, ExecuteRequestsProgress, PreparedRequest } from './types.js';
 
 const PAGE_SIZE = 1000;
@@ -164,40 +174,11 @@ export async function executeRequests(deps: { db: Db; gateway: InferenceGateway 
 
   const record = (row: PendingRow, key: string, result: CompletionResult) => {
     sent += result.sent;
-    if (result.ok) {
-      const o = result.output;
-      if (!result.shared) {
-        promptTokens += o.promptTokens;
-        completionTokens += o.completionTokens;
-      }
-      writer.add({
-        id: row.id,
-        status: 'succeeded',
-        errorClass: null,
-        error: null,
-        attempts: result.attempts,
-        cached: result.shared,
-        promptTokens: o.promptTokens,
-        completionTokens: o.completionTokens,
-        latencyMs: result.shared ? 0 : o.latencyMs,
-        // A shared output writes its cache entry too, in the same statement as its result: the twin
-        // that received it may never have committed it (its write failed, or has not happened yet),
-        // and a succeeded result must never exist without its output. The first entry wins.
-        cacheEntry: { key, fingerprint, model: endpoint.model, output: o },
-      });
-    } else {
-      writer.add({
-        id: row.id,
-        status: 'failed',
-        errorClass: result.errorClass,
-        error: result.error,
-        attempts: result.attempts,
-        cached: false,
-        promptTokens: null,
-        completionTokens: null,
-        latencyMs: null,
-      });
+    if (result.ok && !result.shared) {
+      promptTokens += result.output.promptTokens;
+      completionTokens += result.output.completionTokens;
     }
+    writer.add(completionResult(row.id, result, { key, fingerprint, model: endpoint.model }));
   };
 
   /** Data URLs of the images a slice's rows reference: the LRU first, then one query. */
@@ -267,17 +248,7 @@ export async function executeRequests(deps: { db: Db; gateway: InferenceGateway 
         const key = keys[i]!;
         const hit = hits.get(key);
         if (!hit) return void misses.push({ row, key });
-        writer.add({
-          id: row.id,
-          status: 'succeeded',
-          errorClass: null,
-          error: null,
-          attempts: 0,
-          cached: true,
-          promptTokens: hit.promptTokens,
-          completionTokens: hit.completionTokens,
-          latencyMs: 0,
-        });
+        writer.add(cacheHitResult(row.id, hit));
       });
       for (let i = 0; i < misses.length; i += slice) {
         while (unfinished > slice && !calls.aborted) await new Promise<void>((r) => (wake = r));

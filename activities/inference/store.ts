@@ -6,7 +6,7 @@
 import type { Db } from '../../db/client.js';
 import type { EndpointSpec } from '../../spec/endpoint.js';
 import { cacheKeyOfSample, cacheKeyPrefix, canonicalBody, endpointFingerprint, requestBodyHash, sha256Hex } from './cache-key.js';
-import type { InferenceOutput } from './gateway.js';
+import type { CompletionResult, InferenceOutput } from './gateway.js';
 import type { PrepareRequestRow, PreparedRequest } from './types.js';
 
 const INSERT_BATCH = 2000;
@@ -223,6 +223,56 @@ export interface RowResult {
    * cache in the same statement as the result, so no succeeded result is committed without it.
    */
   cacheEntry?: { key: string; fingerprint: string; model: string; output: InferenceOutput };
+}
+
+/** The result row of a request answered by the cache: nothing sent. */
+export function cacheHitResult(id: number, hit: InferenceOutput): RowResult {
+  return {
+    id,
+    status: 'succeeded',
+    errorClass: null,
+    error: null,
+    attempts: 0,
+    cached: true,
+    promptTokens: hit.promptTokens,
+    completionTokens: hit.completionTokens,
+    latencyMs: 0,
+  };
+}
+
+/**
+ * The result row of what the gateway returned for a request. A received or shared output carries
+ * its cache entry, written in the same statement: the twin that received a shared output may never
+ * have committed it (its write failed, or has not happened yet), and a succeeded result must never
+ * exist without its output. The first entry wins.
+ */
+export function completionResult(id: number, result: CompletionResult, entry: { key: string; fingerprint: string; model: string }): RowResult {
+  if (!result.ok) {
+    return {
+      id,
+      status: 'failed',
+      errorClass: result.errorClass,
+      error: result.error,
+      attempts: result.attempts,
+      cached: false,
+      promptTokens: null,
+      completionTokens: null,
+      latencyMs: null,
+    };
+  }
+  const o = result.output;
+  return {
+    id,
+    status: 'succeeded',
+    errorClass: null,
+    error: null,
+    attempts: result.attempts,
+    cached: result.shared,
+    promptTokens: o.promptTokens,
+    completionTokens: o.completionTokens,
+    latencyMs: result.shared ? 0 : o.latencyMs,
+    cacheEntry: { ...entry, output: o },
+  };
 }
 
 /**

@@ -1,9 +1,8 @@
 import { CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
 import type { DistillActivities, DistillItemsOutput, DistillRequestRange } from '../../activities/stages/distill.js';
-import { ENDPOINT_FATAL_ERROR_TYPES } from '../../activities/inference/types.js';
 import type { DistillParams } from '../../spec/kinds/distill.js';
 import { resolveDataRef } from '../artifacts.js';
-import { chunkFailure, chunkSizeFor, runInference } from '../inference.js';
+import { CHUNK_RETRY, chunkFailure, chunkSizeFor, runInference } from '../inference.js';
 import { reportProgress } from '../progress.js';
 import type { StageInput, StageOutput } from '../types.js';
 
@@ -53,13 +52,7 @@ export async function distillStage(input: StageInput<DistillParams>): Promise<St
       heartbeatTimeout: '30 seconds',
       taskQueue: input.taskQueue,
       allowEagerDispatch: false,
-      retry: {
-        initialInterval: '1 second',
-        backoffCoefficient: 2,
-        maximumInterval: '1 minute',
-        maximumAttempts: 20,
-        nonRetryableErrorTypes: [...ENDPOINT_FATAL_ERROR_TYPES, 'DatasetError'],
-      },
+      retry: { ...CHUNK_RETRY, nonRetryableErrorTypes: [...CHUNK_RETRY.nonRetryableErrorTypes, 'DatasetError'] },
     });
     const names = [params.reasoner, ...params.rewrites.map((p) => p.endpoint)];
     const endpoints = Object.fromEntries(names.map((n) => [n, input.endpoints[n]!]));
