@@ -39,6 +39,8 @@ export interface WorkerConfig {
 
 export interface RunningWorker {
   worker: Worker;
+  /** The worker's connection to Temporal (a Client on it can start workflows eagerly on this worker). */
+  connection: NativeConnection;
   /** Resolves when the worker has stopped (after shutdown()). */
   run: Promise<void>;
   shutdown(): Promise<void>;
@@ -70,6 +72,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   });
   return {
     worker,
+    connection,
     run,
     async shutdown() {
       if (worker.getState() === 'RUNNING') worker.shutdown();
@@ -104,7 +107,7 @@ export async function main(): Promise<void> {
     const workflows = bundle ? `prebuilt workflow bundle ${bundle}` : 'workflows bundled from the sources at start';
     console.log(`judgeflow worker: task queue "${cfg.taskQueue}" on ${cfg.temporalAddress} (namespace ${cfg.namespace}; ${workflows})`);
     const { startWorkerLauncher } = await import('./runtime/launcher.js');
-    const launcher = await startWorkerLauncher({ ...cfg, log: (line) => console.log(`judgeflow worker: ${line}`) });
+    const launcher = await startWorkerLauncher({ ...cfg, workerConnection: w.connection, log: (line) => console.log(`judgeflow worker: ${line}`) });
     await w.run;
     await launcher?.close();
     console.log('judgeflow worker: stopped');

@@ -18,6 +18,8 @@ export interface LaunchResult {
   attached: boolean;
   /** true when a failed or cancelled run was started again (succeeded stages are kept). */
   resumed: boolean;
+  /** true when the server handed the workflow's first task to this process's worker in the start's reply (eager start). */
+  eagerlyStarted?: boolean;
 }
 
 /** The git commit of the judgeflow checkout, with "-dirty" for uncommitted changes; null outside git. */
@@ -36,7 +38,22 @@ export async function codeVersion(): Promise<string | null> {
  * Records the experiment, run and stage rows (idempotently) and starts the experiment workflow.
  * The same spec + overrides + label always gives the same run id, so launching twice attaches.
  */
-export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: Db; client: Client; taskQueue: string } & LaunchExtras): Promise<LaunchResult> {
+export async function launchRun(
+  opts: {
+    loaded: LoadedSpec;
+    label?: string;
+    db: Db;
+    client: Client;
+    /**
+     * A client on the NativeConnection of a worker in this process that polls `taskQueue`: the
+     * workflow is started with eager start, its first workflow task handed to that worker in the
+     * start's reply (a round trip through the task queue fewer). The server may decline (its
+     * setting, or no free slot): the task then goes through the queue as without it.
+     */
+    eagerStartClient?: Client;
+    taskQueue: string;
+  } & LaunchExtras,
+): Promise<LaunchResult> {
   const { loaded, db, client } = opts;
   const runId = opts.runId ?? runIdFor(loaded.spec.name, loaded.hash, opts.label);
   const version = codeVersion();
@@ -83,14 +100,15 @@ export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: 
   });
 
   try {
-    await client.workflow.start('experimentWorkflow', {
+    const handle = await (opts.eagerStartClient ?? client).workflow.start('experimentWorkflow', {
       workflowId: runId,
       taskQueue: opts.taskQueue,
+      requestEagerStart: opts.eagerStartClient !== undefined,
       args: [{ runId } satisfies ExperimentInput],
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
       memo: { experiment: loaded.spec.name, specHash: loaded.hash },
     });
-    return { runId, attached: false, resumed: previous === 'failed' || previous === 'cancelled' };
+    return { runId, attached: false, resumed: previous === 'failed' || previous === 'cancelled', eagerlyStarted: handle.eagerlyStarted };
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) return { runId, attached: true, resumed: false };
     throw err;

@@ -17,6 +17,7 @@ import { chmodSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createServer, connect as connectSocket, type Server, type Socket } from 'node:net';
 import { Client, Connection } from '@temporalio/client';
+import type { NativeConnection } from '@temporalio/worker';
 import type { Connected } from '../cli/connect.js';
 import type { Io } from '../cli/io.js';
 import { openDb } from '../db/client.js';
@@ -41,6 +42,12 @@ export interface LauncherOptions {
   temporalAddress: string;
   namespace: string;
   taskQueue: string;
+  /**
+   * The connection of the worker polling `taskQueue` in this process: a run on that queue is
+   * started through it with eager start (its first workflow task handed to this worker in the
+   * start's reply, not through a poll).
+   */
+  workerConnection?: NativeConnection;
   log: (line: string) => void;
 }
 
@@ -82,12 +89,16 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
   // hands commands back until a later command finds it up.
   const prepare = async () => {
     const connection = await Connection.connect({ address: opts.temporalAddress, connectTimeout: '5 seconds' });
+    // Eager start only where the run's queue is this worker's (a worker of --task-queue gpu-a may
+    // serve the launches of the default queue).
+    const eager = opts.workerConnection && cfg.taskQueue === opts.taskQueue ? opts.workerConnection : undefined;
     const conn: Connected = {
       cfg,
       databaseUrl: opts.databaseUrl,
       temporalAddress: opts.temporalAddress,
       db,
       client: new Client({ connection, namespace: opts.namespace }),
+      eagerStartClient: eager && new Client({ connection: eager, namespace: opts.namespace }),
       close: () => connection.close(),
     };
     await import('../spec/builtin.js');
@@ -181,9 +192,11 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
       return undefined;
     };
     const started = Date.now();
+    let how = '';
+    const onLaunched = (l: { eagerlyStarted?: boolean }) => void (how = l.eagerlyStarted ? ' (started eagerly)' : '');
     let code: number;
     try {
-      code = await loaded.run.runCommand(req.argv.slice(1), { io, connection: loaded.conn, handOver });
+      code = await loaded.run.runCommand(req.argv.slice(1), { io, connection: loaded.conn, handOver, onLaunched });
     } catch (err) {
       if (err instanceof loaded.run.HandOver) {
         if (interrupted) {
@@ -194,7 +207,7 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
       }
       code = loaded.errors.commandErrorExit('run', err, io);
     }
-    opts.log(`launcher: ${JSON.stringify(req.argv)} in ${req.cwd}: exit ${code} after ${Date.now() - started} ms`);
+    opts.log(`launcher: ${JSON.stringify(req.argv)} in ${req.cwd}: exit ${code} after ${Date.now() - started} ms${how}`);
     send({ exit: code });
     socket.end();
   }
@@ -243,6 +256,7 @@ export async function startWorkerLauncher(cfg: {
   temporalAddress: string;
   namespace: string;
   taskQueue: string;
+  workerConnection?: NativeConnection;
   log: (line: string) => void;
 }): Promise<Launcher | undefined> {
   const build = compiledBuildId();
