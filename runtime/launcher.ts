@@ -154,18 +154,24 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
     let loaded;
     try {
       loaded = await whenReady();
-      // Both servers answering, or the client runs the command itself: its `run` brings a local
-      // stack's stopped services back up (ensureStack), which this worker does not do.
-      const { conn } = loaded;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.all([conn.db.pool.query('select 1'), conn.client.withDeadline(Date.now() + 2_000, () => conn.client.workflowService.getSystemInfo({}))]),
-        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no answer in 2 s')), 2_000))),
-      ]).finally(() => clearTimeout(timer));
     } catch {
       send({ fallback: 'the launcher cannot reach Postgres or Temporal' });
       return void socket.end();
     }
+    // Both servers answering, or the client runs the command itself: its `run` brings a local
+    // stack's stopped services back up (ensureStack), which this worker does not do. Asked while
+    // the spec is loaded and checked (which touches neither): handOver waits for the answer.
+    const { conn } = loaded;
+    let timer: NodeJS.Timeout | undefined;
+    const reachable = Promise.race([
+      Promise.all([conn.db.pool.query('select 1'), conn.client.withDeadline(Date.now() + 2_000, () => conn.client.workflowService.getSystemInfo({}))]),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no answer in 2 s')), 2_000))),
+    ])
+      .then(
+        () => true,
+        () => false,
+      )
+      .finally(() => clearTimeout(timer));
     const io: Io = {
       out: (o) => send({ o }),
       err: (e) => send({ e }),
@@ -179,7 +185,8 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
         return () => interrupts.delete(fn);
       },
     };
-    const handOver = (spec: { spec: { simulator?: unknown; ablations?: unknown } }, keys: string[]): string | undefined => {
+    const handOver = async (spec: { spec: { simulator?: unknown; ablations?: unknown } }, keys: string[]): Promise<string | undefined> => {
+      if (!(await reachable)) return 'the launcher cannot reach Postgres or Temporal';
       // The user's Ctrl-C (or a killed client) before the launch: nothing is started.
       if (interrupted) return 'interrupted';
       if (spec.spec.simulator) return 'the spec starts a simulator';

@@ -36,7 +36,7 @@ export interface RunContext {
    * Called once the spec is loaded and checked, before anything is printed, started or written:
    * a reason returned hands the command back to the user's own process (the launcher's fallback).
    */
-  handOver?: (loaded: LoadedSpec, keys: string[]) => string | undefined;
+  handOver?: (loaded: LoadedSpec, keys: string[]) => string | undefined | Promise<string | undefined>;
   /** Called once the run is started or attached to. */
   onLaunched?: (launched: LaunchResult) => void;
 }
@@ -63,7 +63,7 @@ export async function runCommand(argv: string[], ctx: RunContext = {}): Promise<
   const workerEnv = loaded.plan.flatMap((s) =>
     Object.entries(s.endpoints).flatMap(([name, e]) => (e.api_key_env ? [{ name: e.api_key_env, usedBy: `endpoint "${name}"` }] : [])),
   );
-  const declined = ctx.handOver?.(loaded, [...new Set(workerEnv.map((k) => k.name))]);
+  const declined = await ctx.handOver?.(loaded, [...new Set(workerEnv.map((k) => k.name))]);
   if (declined !== undefined) throw new HandOver(declined);
   const log = values.json ? () => {} : (line: string) => io.err(line);
   for (const w of loaded.warnings) io.err(`warning: ${w}`);
