@@ -47,7 +47,9 @@ export interface RunningWorker {
 }
 
 export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
-  const handle = openDb(cfg.databaseUrl, { max: 20 });
+  // A few connections stay open between jobs: a short job's steps (run records, the claim, the first
+  // chunk's rows) each wait for a new one otherwise, once the pool has closed its idle ones.
+  const handle = openDb(cfg.databaseUrl, { max: 20, min: 4 });
   await applyMigrations(handle.db);
   const connection = await NativeConnection.connect({ address: cfg.temporalAddress });
   const gateway = cfg.gateway ?? new InferenceGateway();

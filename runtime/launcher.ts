@@ -84,7 +84,8 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
   rmSync(opts.socketPath, { force: true }); // a stale one, from a worker that was killed
 
   const cfg = { ...loadRuntimeConfig(process.env), databaseUrl: opts.databaseUrl, temporalAddress: opts.temporalAddress };
-  const db = openDb(opts.databaseUrl, { max: 4 });
+  // (Kept open between commands, as the worker's: a command an hour later does not connect again.)
+  const db = openDb(opts.databaseUrl, { max: 4, min: 2 });
   // Connected and the CLI's code loaded now, while nobody waits. A failure (Temporal not up yet)
   // hands commands back until a later command finds it up.
   const prepare = async () => {
