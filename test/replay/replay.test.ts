@@ -191,6 +191,29 @@ const STAGE_HISTORIES: {
     },
   },
   {
+    // 'evaluate-score-local' taken too (the same 100 items, chunk_size 64): the last chunk is judged
+    // and the metrics computed by a local activity, in the workflow task that saw the last inference
+    // end, which completes the stage (8 workflow tasks; 9 in the fixture above).
+    file: 'evaluate-score-local.json.gz',
+    recorded: 'current',
+    patches: [
+      'evaluate-short-steps',
+      'evaluate-chunks-by-views',
+      'evaluate-max-chunks',
+      'evaluate-first-prepare-local',
+      'inference-max-chunks',
+      'progress-by-query',
+      'evaluate-score-local',
+    ],
+    counts: (h) => ({
+      judged: activities(h, 'judgeEvaluationChunk'),
+      judgedAndScored: activities(h, 'judgeAndScoreEvaluation'),
+      localActivities: localActivities(h).join(','),
+      workflowTasks: (h.events ?? []).filter((e) => e.workflowTaskCompletedEventAttributes).length,
+    }),
+    expected: { judged: 2, judgedAndScored: 0, localActivities: 'importEvaluationDataset,prepareEvaluationChunk,judgeAndScoreEvaluation', workflowTasks: 8 },
+  },
+  {
     // Its experiment, with 'endpoint-check-local': the run queue's endpoint check is a local activity
     // of the first workflow task (an activity task in evaluate-records-local-experiment).
     file: 'evaluate-short-steps-experiment.json.gz',
@@ -329,6 +352,7 @@ describe('replay of evaluate and runInference histories, before and after each p
     ['evaluate-records-local-experiment.json.gz', 'endpoint-check-local'],
     ['evaluate-short-steps-experiment.json.gz', 'claim-local'],
     ['evaluate-short-steps.json.gz', 'evaluate-first-prepare-local'],
+    ['evaluate-first-prepare-local.json.gz', 'evaluate-score-local'],
   ];
   it('a history recorded before a patch takes the unpatched branch: the patched one fails replay', async () => {
     const control = await bundle('no-such-patch');

@@ -140,7 +140,10 @@ export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<
   if (last === undefined) scored = await acts.computeEvaluationMetrics(scoring);
   else {
     const [fromIdx, toIdx] = chunks[last]!;
-    scored = await acts.judgeAndScoreEvaluation({ judge: { runId, stageId, seed, params, datasetId, fromIdx, toIdx }, metrics: scoring });
+    // A local activity ('evaluate-score-local'): within the workflow task that saw the last
+    // inference end, which then completes the stage (a round trip and a workflow task fewer).
+    const scorer = patched('evaluate-score-local') ? local : acts;
+    scored = await scorer.judgeAndScoreEvaluation({ judge: { runId, stageId, seed, params, datasetId, fromIdx, toIdx }, metrics: scoring });
     await report();
   }
   return {
