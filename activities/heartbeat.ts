@@ -19,8 +19,7 @@ export function keepAlive<T extends Record<string, ActivityFn>>(activities: T): 
   for (const [name, fn] of Object.entries(activities)) {
     wrapped[name] = async (...args: never[]) => {
       const ctx = Context.current();
-      // A local activity has no heartbeat (the workflow task that runs it is kept alive instead).
-      const timer = ctx.info.isLocal ? undefined : setInterval(() => ctx.heartbeat(), KEEPALIVE_MS);
+      const timer = setInterval(() => ctx.heartbeat(), KEEPALIVE_MS);
       try {
         return await fn(...args);
       } finally {

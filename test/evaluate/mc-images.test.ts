@@ -85,14 +85,7 @@ describe('evaluate on mc-jsonl with images, K = 3', () => {
     // chunk_size counts requests: 3 views x 1 sample per item, so 3 items (9 requests) a chunk.
     const history = await client.workflow.getHandle(`${runId}/eval`).fetchHistory();
     const prepares = history.events!.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'prepareEvaluationChunk');
-    // The first chunk's by a local activity ('evaluate-first-prepare-local'), the 19 others by activity tasks.
-    const localPrepares = history.events!.filter(
-      (e) =>
-        e.markerRecordedEventAttributes?.markerName === 'core_local_activity' &&
-        new TextDecoder().decode(e.markerRecordedEventAttributes.details!.data!.payloads![0]!.data!).includes('"activity_type":"prepareEvaluationChunk"'),
-    );
-    expect(localPrepares).toHaveLength(1);
-    expect(prepares).toHaveLength(19);
+    expect(prepares).toHaveLength(20);
     // Image parts are stored as references to blobs, never bytes.
     const [stored] = await db.db.select().from(requestBodies).where(eq(requestBodies.hash, reqs[0]!.bodyHash));
     const body = JSON.stringify(stored!.body);

@@ -56,12 +56,6 @@ const localActivities = (h: History) =>
       (e) =>
         (JSON.parse(new TextDecoder().decode(e.markerRecordedEventAttributes!.details!.data!.payloads![0]!.data!)) as { activity_type: string }).activity_type,
     );
-/** Workflow tasks completed before the first activity task of `type` was scheduled. */
-const workflowTasksBefore = (h: History, type: string) => {
-  const events = h.events ?? [];
-  const at = events.findIndex((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === type);
-  return events.slice(0, at).filter((e) => e.workflowTaskCompletedEventAttributes).length;
-};
 const signalsSent = (h: History) => (h.events ?? []).filter((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes).length;
 const signalsReceived = (h: History) => (h.events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes).length;
 
@@ -157,61 +151,8 @@ const STAGE_HISTORIES: {
       judgedAndScored: activities(h, 'judgeAndScoreEvaluation'),
       metrics: activities(h, 'computeEvaluationMetrics'),
       localActivities: localActivities(h).join(','),
-      workflowTasksBeforeInference: workflowTasksBefore(h, 'executeRequests'),
     }),
-    expected: { chunks: 3, imports: 0, judged: 2, judgedAndScored: 1, metrics: 0, localActivities: 'importEvaluationDataset', workflowTasksBeforeInference: 2 },
-  },
-  {
-    // 'evaluate-first-prepare-local' taken (the same 100 items, chunk_size 64): the first chunk's
-    // requests are written by a local activity, in the first workflow task, which then starts its
-    // inference (unpatched: a prepareEvaluationChunk activity task, then a workflow task).
-    file: 'evaluate-first-prepare-local.json.gz',
-    recorded: 'current',
-    patches: [
-      'evaluate-short-steps',
-      'evaluate-chunks-by-views',
-      'evaluate-max-chunks',
-      'evaluate-first-prepare-local',
-      'inference-max-chunks',
-      'progress-by-query',
-    ],
-    counts: (h) => ({
-      chunks: activities(h, 'prepareEvaluationChunk'),
-      judged: activities(h, 'judgeEvaluationChunk'),
-      judgedAndScored: activities(h, 'judgeAndScoreEvaluation'),
-      localActivities: localActivities(h).join(','),
-      workflowTasksBeforeInference: workflowTasksBefore(h, 'executeRequests'),
-    }),
-    expected: {
-      chunks: 2,
-      judged: 2,
-      judgedAndScored: 1,
-      localActivities: 'importEvaluationDataset,prepareEvaluationChunk',
-      workflowTasksBeforeInference: 1,
-    },
-  },
-  {
-    // 'evaluate-score-local' taken too (the same 100 items, chunk_size 64): the last chunk is judged
-    // and the metrics computed by a local activity, in the workflow task that saw the last inference
-    // end, which completes the stage (8 workflow tasks; 9 in the fixture above).
-    file: 'evaluate-score-local.json.gz',
-    recorded: 'current',
-    patches: [
-      'evaluate-short-steps',
-      'evaluate-chunks-by-views',
-      'evaluate-max-chunks',
-      'evaluate-first-prepare-local',
-      'inference-max-chunks',
-      'progress-by-query',
-      'evaluate-score-local',
-    ],
-    counts: (h) => ({
-      judged: activities(h, 'judgeEvaluationChunk'),
-      judgedAndScored: activities(h, 'judgeAndScoreEvaluation'),
-      localActivities: localActivities(h).join(','),
-      workflowTasks: (h.events ?? []).filter((e) => e.workflowTaskCompletedEventAttributes).length,
-    }),
-    expected: { judged: 2, judgedAndScored: 0, localActivities: 'importEvaluationDataset,prepareEvaluationChunk,judgeAndScoreEvaluation', workflowTasks: 8 },
+    expected: { chunks: 3, imports: 0, judged: 2, judgedAndScored: 1, metrics: 0, localActivities: 'importEvaluationDataset' },
   },
   {
     // Its experiment, with 'endpoint-check-local': the run queue's endpoint check is a local activity
@@ -351,8 +292,6 @@ describe('replay of evaluate and runInference histories, before and after each p
     ['evaluate-views.json.gz', 'evaluate-short-steps'],
     ['evaluate-records-local-experiment.json.gz', 'endpoint-check-local'],
     ['evaluate-short-steps-experiment.json.gz', 'claim-local'],
-    ['evaluate-short-steps.json.gz', 'evaluate-first-prepare-local'],
-    ['evaluate-first-prepare-local.json.gz', 'evaluate-score-local'],
   ];
   it('a history recorded before a patch takes the unpatched branch: the patched one fails replay', async () => {
     const control = await bundle('no-such-patch');

@@ -65,10 +65,7 @@ export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<
   const estimatedTotal = items * viewsPerItem * params.samples;
   const report = () => reportProgress({ stageId, done: totals.done, failed: totals.failed, total: Math.max(totals.total, estimatedTotal) });
 
-  // Lane 1: write requests, at most `lookahead` chunks ahead of inference. The first chunk's by a
-  // local activity ('evaluate-first-prepare-local'): within the workflow task that then starts its
-  // inference, not a round trip through the server and a workflow task of its own.
-  const firstPrepareLocal = short && patched('evaluate-first-prepare-local');
+  // Lane 1: write requests, at most `lookahead` chunks ahead of inference.
   const lookahead = params.parallel + 1;
   const ranges: (RequestRange | undefined)[] = [];
   let inferenceStarted = 0;
@@ -77,16 +74,7 @@ export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<
     for (let i = 0; i < chunks.length; i++) {
       await condition(() => i < inferenceStarted + lookahead);
       const [fromIdx, toIdx] = chunks[i]!;
-      ranges[i] = await (i === 0 && firstPrepareLocal ? local : acts).prepareEvaluationChunk({
-        runId,
-        stageId,
-        seed,
-        params,
-        datasetId,
-        fromIdx,
-        toIdx,
-        endpoint,
-      });
+      ranges[i] = await acts.prepareEvaluationChunk({ runId, stageId, seed, params, datasetId, fromIdx, toIdx, endpoint });
       totals.total += ranges[i]!.count;
     }
   })().catch((err: unknown) => (prepareError = err));
@@ -140,10 +128,7 @@ export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<
   if (last === undefined) scored = await acts.computeEvaluationMetrics(scoring);
   else {
     const [fromIdx, toIdx] = chunks[last]!;
-    // A local activity ('evaluate-score-local'): within the workflow task that saw the last
-    // inference end, which then completes the stage (a round trip and a workflow task fewer).
-    const scorer = patched('evaluate-score-local') ? local : acts;
-    scored = await scorer.judgeAndScoreEvaluation({ judge: { runId, stageId, seed, params, datasetId, fromIdx, toIdx }, metrics: scoring });
+    scored = await acts.judgeAndScoreEvaluation({ judge: { runId, stageId, seed, params, datasetId, fromIdx, toIdx }, metrics: scoring });
     await report();
   }
   return {
