@@ -39,13 +39,17 @@ export interface WorkerConfig {
 
 export interface RunningWorker {
   worker: Worker;
+  /** The worker's connection to Temporal (a Client on it can start workflows eagerly on this worker). */
+  connection: NativeConnection;
   /** Resolves when the worker has stopped (after shutdown()). */
   run: Promise<void>;
   shutdown(): Promise<void>;
 }
 
 export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
-  const handle = openDb(cfg.databaseUrl, { max: 20 });
+  // A few connections stay open between jobs: a short job's steps (run records, the claim, the first
+  // chunk's rows) each wait for a new one otherwise, once the pool has closed its idle ones.
+  const handle = openDb(cfg.databaseUrl, { max: 20, min: 4 });
   await applyMigrations(handle.db);
   const connection = await NativeConnection.connect({ address: cfg.temporalAddress });
   const gateway = cfg.gateway ?? new InferenceGateway();
@@ -70,6 +74,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   });
   return {
     worker,
+    connection,
     run,
     async shutdown() {
       if (worker.getState() === 'RUNNING') worker.shutdown();
@@ -104,7 +109,7 @@ export async function main(): Promise<void> {
     const workflows = bundle ? `prebuilt workflow bundle ${bundle}` : 'workflows bundled from the sources at start';
     console.log(`judgeflow worker: task queue "${cfg.taskQueue}" on ${cfg.temporalAddress} (namespace ${cfg.namespace}; ${workflows})`);
     const { startWorkerLauncher } = await import('./runtime/launcher.js');
-    const launcher = await startWorkerLauncher({ ...cfg, log: (line) => console.log(`judgeflow worker: ${line}`) });
+    const launcher = await startWorkerLauncher({ ...cfg, workerConnection: w.connection, log: (line) => console.log(`judgeflow worker: ${line}`) });
     await w.run;
     await launcher?.close();
     console.log('judgeflow worker: stopped');

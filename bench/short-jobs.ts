@@ -3,7 +3,7 @@
  * many times a day, with the CLI compiled (bin/judgeflow.mjs running dist/) beside the same CLI
  * transpiled by tsx at every start (`node --import tsx cli/main.ts`, what bin/ ran before dist/).
  *
- *   npx tsx bench/short-jobs.ts [--rounds 5] [--requests 1000] [--latency 50] [--concurrency 32] [--worker-rounds 2] [--baseline DIR]
+ *   npx tsx bench/short-jobs.ts [--rounds 5] [--requests 1000] [--latency 50] [--concurrency 32] [--worker-rounds 2] [--baseline DIR] [--idle S]
  *
  * Against an already-up stack: a scratch database on DATABASE_URL's server, a Temporal dev server
  * (or TEMPORAL_ADDRESS), the simulator (fixed latency) and one compiled worker, all started first.
@@ -22,6 +22,9 @@
  * before a change (`git archive <commit> | tar -x -C DIR`, node_modules linked). Its compiled CLI
  * and its own worker (on a queue of its own, same database and Temporal) run the same jobs in the
  * same rounds, in place of the tsx CLI: old and new code side by side under the same load.
+ *
+ * `--idle S`: S seconds of nothing before each job and re-run, as between a user's jobs (idle pools
+ * have closed their connections by then).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -40,6 +43,7 @@ const { values: args } = parseArgs({
     latency: { type: 'string', default: '50' },
     concurrency: { type: 'string', default: '32' },
     'worker-rounds': { type: 'string', default: '2' },
+    idle: { type: 'string', default: '0' },
     baseline: { type: 'string' },
   },
 });
@@ -49,6 +53,9 @@ const REQUESTS = Number(args.requests);
 const LATENCY = Number(args.latency);
 const CONCURRENCY = Number(args.concurrency);
 const WORKER_ROUNDS = Number(args['worker-rounds']);
+// Seconds of nothing before each job and re-run: a user's next job comes minutes later, after the
+// processes' idle timeouts (Postgres pools close idle connections after 10 s).
+const IDLE_S = Number(args.idle);
 const DATA = join(REPO, 'data', 'vl-rewardbench', 'data.jsonl');
 const IDEAL_S = (Math.ceil(REQUESTS / CONCURRENCY) * LATENCY) / 1000;
 
@@ -249,6 +256,7 @@ async function main(cleanups: Cleanups): Promise<void> {
     const order: Cli[] = r % 2 === 0 ? ['compiled', 'tsx'] : ['tsx', 'compiled'];
     for (const what of ['kinds', 'job', 'rerun'] as const) {
       for (const cli of order) {
+        if (IDLE_S > 0 && what !== 'kinds') await new Promise((r) => setTimeout(r, IDLE_S * 1000));
         const res = await runs[what](cli);
         times[what][cli].push(res.seconds);
         cpu[what][cli].push(res.cpu);

@@ -13,6 +13,11 @@ export interface Connected {
   temporalAddress: string;
   db: DbHandle;
   client: Client;
+  /**
+   * A client on the connection of a worker in this process that polls `cfg.taskQueue` (the
+   * resident launcher's): runs are started through it with eager start. Absent in the CLI's process.
+   */
+  eagerStartClient?: Client;
   close(): Promise<void>;
 }
 

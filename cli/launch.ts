@@ -18,15 +18,20 @@ export interface LaunchResult {
   attached: boolean;
   /** true when a failed or cancelled run was started again (succeeded stages are kept). */
   resumed: boolean;
+  /** true when the server handed the workflow's first task to this process's worker in the start's reply (eager start). */
+  eagerlyStarted?: boolean;
 }
 
 /** The git commit of the judgeflow checkout, with "-dirty" for uncommitted changes; null outside git. */
 export async function codeVersion(): Promise<string | null> {
-  const git = async (args: string[]) => (await execFileAsync('git', args, { cwd: PACKAGE_ROOT, encoding: 'utf8' })).stdout.trim();
   try {
-    // Both at once, and beside the launch's queries (started before them).
-    const [head, dirty] = await Promise.all([git(['rev-parse', 'HEAD']), git(['status', '--porcelain', '--untracked-files=no'])]);
-    return dirty ? `${head}-dirty` : head;
+    // One git process for both (the commit in the header, a line per changed file after it): in the
+    // resident launcher, each spawn from the worker's large process holds its event loop for ms.
+    const { stdout } = await execFileAsync('git', ['status', '--porcelain=v2', '--branch', '--untracked-files=no'], { cwd: PACKAGE_ROOT, encoding: 'utf8' });
+    const lines = stdout.split('\n').filter((l) => l !== '');
+    const head = /^# branch\.oid ([0-9a-f]+)$/m.exec(stdout)?.[1];
+    if (head === undefined) return null; // no commit yet ("(initial)")
+    return lines.some((l) => !l.startsWith('#')) ? `${head}-dirty` : head;
   } catch {
     return null;
   }
@@ -36,7 +41,22 @@ export async function codeVersion(): Promise<string | null> {
  * Records the experiment, run and stage rows (idempotently) and starts the experiment workflow.
  * The same spec + overrides + label always gives the same run id, so launching twice attaches.
  */
-export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: Db; client: Client; taskQueue: string } & LaunchExtras): Promise<LaunchResult> {
+export async function launchRun(
+  opts: {
+    loaded: LoadedSpec;
+    label?: string;
+    db: Db;
+    client: Client;
+    /**
+     * A client on the NativeConnection of a worker in this process that polls `taskQueue`: the
+     * workflow is started with eager start, its first workflow task handed to that worker in the
+     * start's reply (a round trip through the task queue fewer). The server may decline (its
+     * setting, or no free slot): the task then goes through the queue as without it.
+     */
+    eagerStartClient?: Client;
+    taskQueue: string;
+  } & LaunchExtras,
+): Promise<LaunchResult> {
   const { loaded, db, client } = opts;
   const runId = opts.runId ?? runIdFor(loaded.spec.name, loaded.hash, opts.label);
   const version = codeVersion();
@@ -83,14 +103,15 @@ export async function launchRun(opts: { loaded: LoadedSpec; label?: string; db: 
   });
 
   try {
-    await client.workflow.start('experimentWorkflow', {
+    const handle = await (opts.eagerStartClient ?? client).workflow.start('experimentWorkflow', {
       workflowId: runId,
       taskQueue: opts.taskQueue,
+      requestEagerStart: opts.eagerStartClient !== undefined,
       args: [{ runId } satisfies ExperimentInput],
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
       memo: { experiment: loaded.spec.name, specHash: loaded.hash },
     });
-    return { runId, attached: false, resumed: previous === 'failed' || previous === 'cancelled' };
+    return { runId, attached: false, resumed: previous === 'failed' || previous === 'cancelled', eagerlyStarted: handle.eagerlyStarted };
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) return { runId, attached: true, resumed: false };
     throw err;

@@ -17,6 +17,7 @@ import { chmodSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createServer, connect as connectSocket, type Server, type Socket } from 'node:net';
 import { Client, Connection } from '@temporalio/client';
+import type { NativeConnection } from '@temporalio/worker';
 import type { Connected } from '../cli/connect.js';
 import type { Io } from '../cli/io.js';
 import { openDb } from '../db/client.js';
@@ -41,6 +42,12 @@ export interface LauncherOptions {
   temporalAddress: string;
   namespace: string;
   taskQueue: string;
+  /**
+   * The connection of the worker polling `taskQueue` in this process: a run on that queue is
+   * started through it with eager start (its first workflow task handed to this worker in the
+   * start's reply, not through a poll).
+   */
+  workerConnection?: NativeConnection;
   log: (line: string) => void;
 }
 
@@ -77,17 +84,22 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
   rmSync(opts.socketPath, { force: true }); // a stale one, from a worker that was killed
 
   const cfg = { ...loadRuntimeConfig(process.env), databaseUrl: opts.databaseUrl, temporalAddress: opts.temporalAddress };
-  const db = openDb(opts.databaseUrl, { max: 4 });
+  // (Kept open between commands, as the worker's: a command an hour later does not connect again.)
+  const db = openDb(opts.databaseUrl, { max: 4, min: 2 });
   // Connected and the CLI's code loaded now, while nobody waits. A failure (Temporal not up yet)
   // hands commands back until a later command finds it up.
   const prepare = async () => {
     const connection = await Connection.connect({ address: opts.temporalAddress, connectTimeout: '5 seconds' });
+    // Eager start only where the run's queue is this worker's (a worker of --task-queue gpu-a may
+    // serve the launches of the default queue).
+    const eager = opts.workerConnection && cfg.taskQueue === opts.taskQueue ? opts.workerConnection : undefined;
     const conn: Connected = {
       cfg,
       databaseUrl: opts.databaseUrl,
       temporalAddress: opts.temporalAddress,
       db,
       client: new Client({ connection, namespace: opts.namespace }),
+      eagerStartClient: eager && new Client({ connection: eager, namespace: opts.namespace }),
       close: () => connection.close(),
     };
     await import('../spec/builtin.js');
@@ -143,18 +155,24 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
     let loaded;
     try {
       loaded = await whenReady();
-      // Both servers answering, or the client runs the command itself: its `run` brings a local
-      // stack's stopped services back up (ensureStack), which this worker does not do.
-      const { conn } = loaded;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.all([conn.db.pool.query('select 1'), conn.client.withDeadline(Date.now() + 2_000, () => conn.client.workflowService.getSystemInfo({}))]),
-        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no answer in 2 s')), 2_000))),
-      ]).finally(() => clearTimeout(timer));
     } catch {
       send({ fallback: 'the launcher cannot reach Postgres or Temporal' });
       return void socket.end();
     }
+    // Both servers answering, or the client runs the command itself: its `run` brings a local
+    // stack's stopped services back up (ensureStack), which this worker does not do. Asked while
+    // the spec is loaded and checked (which touches neither): handOver waits for the answer.
+    const { conn } = loaded;
+    let timer: NodeJS.Timeout | undefined;
+    const reachable = Promise.race([
+      Promise.all([conn.db.pool.query('select 1'), conn.client.withDeadline(Date.now() + 2_000, () => conn.client.workflowService.getSystemInfo({}))]),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no answer in 2 s')), 2_000))),
+    ])
+      .then(
+        () => true,
+        () => false,
+      )
+      .finally(() => clearTimeout(timer));
     const io: Io = {
       out: (o) => send({ o }),
       err: (e) => send({ e }),
@@ -168,7 +186,8 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
         return () => interrupts.delete(fn);
       },
     };
-    const handOver = (spec: { spec: { simulator?: unknown; ablations?: unknown } }, keys: string[]): string | undefined => {
+    const handOver = async (spec: { spec: { simulator?: unknown; ablations?: unknown } }, keys: string[]): Promise<string | undefined> => {
+      if (!(await reachable)) return 'the launcher cannot reach Postgres or Temporal';
       // The user's Ctrl-C (or a killed client) before the launch: nothing is started.
       if (interrupted) return 'interrupted';
       if (spec.spec.simulator) return 'the spec starts a simulator';
@@ -181,9 +200,11 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
       return undefined;
     };
     const started = Date.now();
+    let how = '';
+    const onLaunched = (l: { eagerlyStarted?: boolean }) => void (how = l.eagerlyStarted ? ' (started eagerly)' : '');
     let code: number;
     try {
-      code = await loaded.run.runCommand(req.argv.slice(1), { io, connection: loaded.conn, handOver });
+      code = await loaded.run.runCommand(req.argv.slice(1), { io, connection: loaded.conn, handOver, onLaunched });
     } catch (err) {
       if (err instanceof loaded.run.HandOver) {
         if (interrupted) {
@@ -194,7 +215,7 @@ export async function startLauncher(opts: LauncherOptions): Promise<Launcher | u
       }
       code = loaded.errors.commandErrorExit('run', err, io);
     }
-    opts.log(`launcher: ${JSON.stringify(req.argv)} in ${req.cwd}: exit ${code} after ${Date.now() - started} ms`);
+    opts.log(`launcher: ${JSON.stringify(req.argv)} in ${req.cwd}: exit ${code} after ${Date.now() - started} ms${how}`);
     send({ exit: code });
     socket.end();
   }
@@ -243,6 +264,7 @@ export async function startWorkerLauncher(cfg: {
   temporalAddress: string;
   namespace: string;
   taskQueue: string;
+  workerConnection?: NativeConnection;
   log: (line: string) => void;
 }): Promise<Launcher | undefined> {
   const build = compiledBuildId();

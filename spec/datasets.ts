@@ -1,7 +1,7 @@
 /** Spec-time checks of `datasets:` entries: where the file is, and whether it has valid rows. */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync, type BigIntStats } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { DatasetError, importedSource, loadSource, type LoadedSource } from '../activities/datasets/index.js';
+import { DatasetError, importedSource, loadSource, type DatasetSource, type LoadedSource } from '../activities/datasets/index.js';
 import { locateEasyVqa } from '../activities/datasets/qa.js';
 import type { DatasetRef, StagePlan } from '../workflows/types.js';
 import type { SpecIssue } from './kinds.js';
@@ -43,7 +43,7 @@ export async function checkDatasets(plan: readonly StagePlan[]): Promise<{ issue
   const sources = new Map<string, LoadedSource>();
   for (const ref of seen.values()) {
     try {
-      const loaded = await loadSource(importedSource(ref));
+      const loaded = await loadSourceOnce(importedSource(ref));
       sources.set(ref.name, loaded);
       if (loaded.issues.length > 0) {
         const shown = loaded.issues
@@ -59,4 +59,47 @@ export async function checkDatasets(plan: readonly StagePlan[]): Promise<{ issue
     }
   }
   return { issues, sources };
+}
+
+/**
+ * The last loads, by path, for the next check of the same file: the resident launcher checks spec
+ * after spec over the same dataset (a new seed, a new label), and each check would otherwise read
+ * and parse it again. A load is used again only for the same options and the same file: same
+ * device, inode, size, modification and change times (a file written since, even to the same
+ * size with its modification time set back, has a new change time and is read again).
+ *
+ * Kept only: loads that read nothing but the file (no image folder, no URL image: those can change
+ * without the file changing); files of at most MEMO_MAX_FILE_BYTES, MEMO_MAX_FILES of them; files
+ * last changed at least MEMO_SETTLED_MS before the load began (a write in the same tick of the
+ * file system's clock as the load would not change the times the next check compares).
+ */
+const MEMO_MAX_FILES = 4;
+const MEMO_MAX_FILE_BYTES = 32 * 1024 * 1024;
+const MEMO_SETTLED_MS = 1_000;
+const memo = new Map<string, { key: string; loaded: LoadedSource }>();
+
+async function loadSourceOnce(source: DatasetSource): Promise<LoadedSource> {
+  let st: BigIntStats;
+  try {
+    st = statSync(source.path, { bigint: true });
+  } catch {
+    return loadSource(source); // the load reports the unreadable file
+  }
+  const statedAt = Date.now();
+  const key = JSON.stringify([source, ...[st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].map(String)]);
+  const kept = memo.get(source.path);
+  memo.delete(source.path);
+  if (kept?.key === key) {
+    memo.set(source.path, kept); // the most recently used last
+    return kept.loaded;
+  }
+  const loaded = await loadSource(source);
+  const settled = Math.max(Number(st.mtimeMs), Number(st.ctimeMs)) <= statedAt - MEMO_SETTLED_MS;
+  const fileOnly =
+    source.images === undefined && loaded.kind === 'mc-items' && (loaded.format === 'vl-rewardbench-parquet' || loaded.items.every((i) => !i.image?.bytes));
+  if (settled && fileOnly && st.size <= MEMO_MAX_FILE_BYTES) {
+    memo.set(source.path, { key, loaded });
+    while (memo.size > MEMO_MAX_FILES) memo.delete(memo.keys().next().value!);
+  }
+  return loaded;
 }

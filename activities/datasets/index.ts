@@ -107,8 +107,9 @@ export async function importSource(db: Db, ref: DatasetSource & { name: string }
   };
   // Already imported? A multiple-choice file whose load reads no image is identified by its bytes'
   // hash: found by that, it is not parsed again (what a re-launch of the same spec mostly does).
-  const format = ref.format ?? inferSourceFormat(ref.path);
-  if (format === undefined || DATASET_FORMATS[format] === 'mc-items') {
+  // (A load the spec check made has its hash already: looked up by that below.)
+  const format = preloaded ? undefined : (ref.format ?? inferSourceFormat(ref.path));
+  if (!preloaded && (format === undefined || DATASET_FORMATS[format] === 'mc-items')) {
     const id = await fileIdentity({ path: ref.path, format: format as McFormat | undefined, imagesDir: ref.images });
     const known = id && (await find('mc-items', id.format, id.contentHash));
     if (known) return known;

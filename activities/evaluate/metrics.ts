@@ -351,8 +351,11 @@ function bootstrapAccuracies(scores: readonly ItemScore[], categories: readonly 
   const exIn = Uint8Array.from(scores, (s) => (Number.isNaN(s.excluded) ? 0 : 1));
   const wr = Float64Array.from(scores, (s) => s.wrong);
   const catIndex = new Map(categories.map((c, i) => [c, i]));
-  const members: number[][] = categories.map(() => []);
-  scores.forEach((s, i) => members[catIndex.get(s.category)!]!.push(i));
+  const lists: number[][] = categories.map(() => []);
+  scores.forEach((s, i) => lists[catIndex.get(s.category)!]!.push(i));
+  const members = lists.map((l) => Int32Array.from(l));
+  // One resample's draws (the streams' order is that of nextInt calls one by one).
+  const draws = new Int32Array(Math.max(n, 1));
 
   const overallEx: number[] = [];
   const overallWr: number[] = [];
@@ -367,8 +370,9 @@ function bootstrapAccuracies(scores: readonly ItemScore[], categories: readonly 
     let sEx = 0;
     let nEx = 0;
     let sWr = 0;
+    rngOverall.fillInt(n, draws, n);
     for (let i = 0; i < n; i++) {
-      const d = rngOverall.nextInt(n);
+      const d = draws[i]!;
       sEx += ex[d]!;
       nEx += exIn[d]!;
       sWr += wr[d]!;
@@ -386,8 +390,9 @@ function bootstrapAccuracies(scores: readonly ItemScore[], categories: readonly 
       let cEx = 0;
       let cExN = 0;
       let cWr = 0;
+      rngStrata.fillInt(m, draws, m);
       for (let i = 0; i < m; i++) {
-        const d = idx[rngStrata.nextInt(m)]!;
+        const d = idx[draws[i]!]!;
         cEx += ex[d]!;
         cExN += exIn[d]!;
         cWr += wr[d]!;
@@ -431,13 +436,15 @@ function bootstrapSampleRates(aggs: readonly ItemAgg[], resamples: number, seed:
   const unparseable: number[] = [];
   const parseable: number[] = [];
   const formatted: number[] = [];
+  const draws = new Int32Array(Math.max(n, 1));
   for (let b = 0; b < resamples; b++) {
     let sS = 0;
     let sU = 0;
     let sP = 0;
     let sF = 0;
+    rng.fillInt(n, draws, n);
     for (let i = 0; i < n; i++) {
-      const d = rng.nextInt(n);
+      const d = draws[i]!;
       sS += s[d]!;
       sU += u[d]!;
       sP += p[d]!;

@@ -8,10 +8,16 @@ export interface Rng {
   nextInt(n: number): number;
   /** Uniform float in [0, 1). */
   nextFloat(): number;
+  /**
+   * `count` draws of nextInt(n) into out[0, count): the same values, in the same order, as `count`
+   * calls (the bootstrap's inner loop, without a call and the state's loads and stores per draw).
+   */
+  fillInt(n: number, out: Int32Array, count: number): void;
 }
 
 const TWO_32 = 0x1_0000_0000;
 const TWO_21 = 0x20_0000;
+const INV_TWO_32 = 1 / TWO_32;
 
 /**
  * xoshiro128** seeded from sha256 of the parts (joined with NUL). sha256 gives independent streams
@@ -74,5 +80,42 @@ class Xoshiro128 implements Rng {
 
   nextFloat(): number {
     return this.nextUint32() / TWO_32;
+  }
+
+  fillInt(n: number, out: Int32Array, count: number): void {
+    if (count <= 0) return;
+    if (!Number.isInteger(n) || n < 1 || n > TWO_21) {
+      for (let i = 0; i < count; i++) out[i] = this.nextInt(n);
+      return;
+    }
+    // nextUint32 and nextInt's multiply-and-reject inlined (threshold < n, so a draw below it is
+    // one nextInt would reject too).
+    const threshold = (TWO_32 - n) % n;
+    let s0 = this.s0;
+    let s1 = this.s1;
+    let s2 = this.s2;
+    let s3 = this.s3;
+    for (let i = 0; i < count; i++) {
+      let m: number;
+      let hi: number;
+      do {
+        const x = Math.imul(s1, 5);
+        const r = Math.imul((x << 7) | (x >>> 25), 9) >>> 0;
+        const t = s1 << 9;
+        s2 ^= s0;
+        s3 ^= s1;
+        s1 ^= s2;
+        s0 ^= s3;
+        s2 ^= t;
+        s3 = (s3 << 11) | (s3 >>> 21);
+        m = r * n;
+        hi = (m * INV_TWO_32) | 0; // the draw: m's high 32 bits (m < 2^53, hi < n <= 2^21)
+      } while (m - hi * TWO_32 < threshold);
+      out[i] = hi;
+    }
+    this.s0 = s0;
+    this.s1 = s1;
+    this.s2 = s2;
+    this.s3 = s3;
   }
 }

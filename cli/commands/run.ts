@@ -4,7 +4,7 @@ import { parseFlags } from '../args.js';
 import { connect, type Connected } from '../connect.js';
 import { EXIT, UsageError } from '../errors.js';
 import { processIo, type Io } from '../io.js';
-import { launchRun } from '../launch.js';
+import { launchRun, type LaunchResult } from '../launch.js';
 import { ensureSimulator } from '../simulator.js';
 import { noWorkerHint, queuesWithoutWorkers } from '../workers.js';
 import { planGroup } from '../ablation-group.js';
@@ -36,7 +36,9 @@ export interface RunContext {
    * Called once the spec is loaded and checked, before anything is printed, started or written:
    * a reason returned hands the command back to the user's own process (the launcher's fallback).
    */
-  handOver?: (loaded: LoadedSpec, keys: string[]) => string | undefined;
+  handOver?: (loaded: LoadedSpec, keys: string[]) => string | undefined | Promise<string | undefined>;
+  /** Called once the run is started or attached to. */
+  onLaunched?: (launched: LaunchResult) => void;
 }
 
 /** Thrown when `handOver` declines the command: the client runs it itself. */
@@ -61,7 +63,7 @@ export async function runCommand(argv: string[], ctx: RunContext = {}): Promise<
   const workerEnv = loaded.plan.flatMap((s) =>
     Object.entries(s.endpoints).flatMap(([name, e]) => (e.api_key_env ? [{ name: e.api_key_env, usedBy: `endpoint "${name}"` }] : [])),
   );
-  const declined = ctx.handOver?.(loaded, [...new Set(workerEnv.map((k) => k.name))]);
+  const declined = await ctx.handOver?.(loaded, [...new Set(workerEnv.map((k) => k.name))]);
   if (declined !== undefined) throw new HandOver(declined);
   const log = values.json ? () => {} : (line: string) => io.err(line);
   for (const w of loaded.warnings) io.err(`warning: ${w}`);
@@ -77,7 +79,15 @@ export async function runCommand(argv: string[], ctx: RunContext = {}): Promise<
     // The launch first, then the worker check: a run with no worker waits for one, so the check only
     // warns, and its calls (each the first of its kind for the gRPC client to encode) are not in the
     // way of the run's start.
-    const launched = await launchRun({ loaded, label: values.label, db: conn.db.db, client: conn.client, taskQueue: conn.cfg.taskQueue });
+    const launched = await launchRun({
+      loaded,
+      label: values.label,
+      db: conn.db.db,
+      client: conn.client,
+      eagerStartClient: conn.eagerStartClient,
+      taskQueue: conn.cfg.taskQueue,
+    });
+    ctx.onLaunched?.(launched);
     const idle = await queuesWithoutWorkers(conn, queues);
     for (const queue of idle) log(`warning: ${noWorkerHint(conn, queue)}`);
     if (!values.json) {

@@ -45,6 +45,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     temporalAddress,
     namespace: cfg.namespace,
     taskQueue,
+    workerConnection: w.connection,
     log: (line) => console.error(`judgeflow worker: ${line}`),
   });
   await w.run;

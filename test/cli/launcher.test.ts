@@ -134,7 +134,8 @@ describe('the resident launcher of a compiled worker', () => {
     const viaLauncher = await runCli(['run', file], env);
     expect(viaLauncher.code, viaLauncher.stderr).toBe(0);
     expect(served(worker, file)).toHaveLength(1);
-    expect(served(worker, file)[0]).toMatch(/exit 0 after \d+ ms/);
+    // Started with eager start on the worker's own connection: its first workflow task came back in the start's reply.
+    expect(served(worker, file)[0]).toMatch(/exit 0 after \d+ ms \(started eagerly\)$/);
     // The same spec under another name, run in the CLI's own process: the same table row for row,
     // but for the run id and the cached count (its requests are all in the cache by now).
     const twin = spec(`${name}-local`);
@@ -149,6 +150,13 @@ describe('the resident launcher of a compiled worker', () => {
     expect(table(viaLauncher.stdout)).toBe(table(local.stdout));
     expect(viaLauncher.stdout).toMatch(/eval\s+30\/30\s+\d+\.\d \[/);
     expect(viaLauncher.stderr).toMatch(/^run \S+: started$/m);
+    // Again through the launcher: the eager start finds the run and attaches to it, as the CLI does.
+    const again = await runCli(['run', file], env);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/already exists for this spec version: attaching to it/);
+    expect(served(worker, file)).toHaveLength(2);
+    expect(served(worker, file)[1]).not.toContain('started eagerly');
+    expect(table(again.stdout)).toBe(table(viaLauncher.stdout));
   });
 
   it('two commands at once: each gets its own run, output and exit code', async () => {

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { createRng } from '../../../activities/evaluate/rng.js';
 import { computeMetrics, majority, MetricsInputError, type JudgmentRecord, type MetricRow, type ScoredItem } from '../../../activities/evaluate/metrics.js';
 
 const SWAP2 = [
@@ -357,5 +359,34 @@ describe('parseable and unparseable rates with CIs', () => {
     const sum = row(r, 'parseable_rate', 'overall').value + row(r, 'unparseable_rate', 'overall').value + row(r, 'failed_rate', 'overall').value;
     expect(sum).toBeCloseTo(1, 12);
     expect(row(r, 'parseable_rate', 'overall').ciLow).toBeUndefined();
+  });
+});
+
+describe('computeMetrics, bit for bit', () => {
+  it('gives a generated 300-item stage exactly the values and intervals it always did (sha256 of its rows)', () => {
+    // Pinned from the bootstrap that drew one nextInt call at a time: a faster bootstrap must not move a bit.
+    const r = createRng('pinned fixture');
+    const cats = ['general', 'hallucination', 'reasoning'];
+    const items = Array.from({ length: 300 }, (_, i) => ({ itemKey: `item-${i}`, best: r.nextInt(3), category: cats[r.nextInt(3)]!, subset: `s${i % 5}` }));
+    const judgments: JudgmentRecord[] = items.flatMap((it) =>
+      [0, 1, 2].flatMap((view) =>
+        [0, 1].map((sample) => {
+          const u = r.nextFloat();
+          return {
+            itemKey: it.itemKey,
+            category: it.category,
+            subset: it.subset,
+            view,
+            sample,
+            permutation: [view, (view + 1) % 3, (view + 2) % 3],
+            chosenPosition: u < 0.1 ? null : r.nextInt(3),
+            failed: u < 0.03,
+            formatted: u > 0.2,
+          };
+        }),
+      ),
+    );
+    const rows = computeMetrics(judgments, items, { seed: 'pinned', bootstrap: 1000 });
+    expect(createHash('sha256').update(JSON.stringify(rows)).digest('hex')).toBe('69a9b57b3cc8bc25d4cb75791daffebbb1b9923b4f7b901946b8ab0a9598e8b1');
   });
 });

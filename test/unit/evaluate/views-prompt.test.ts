@@ -13,6 +13,22 @@ describe('createRng', () => {
     expect(Array.from({ length: 5 }, () => c.nextUint32())).not.toEqual(xs);
   });
 
+  it('fillInt draws what as many nextInt calls would, in order, and leaves the stream where they would', () => {
+    for (const n of [1, 2, 3, 7, 500, 1250, 3 * 2 ** 19 + 1, 2 ** 21 - 1, 2 ** 21, 2 ** 21 + 1, 3_000_000_000, 2 ** 32]) {
+      const one = createRng('fill', n);
+      const bulk = createRng('fill', n);
+      for (const count of [0, 1, 5, 1000]) {
+        const out = new Int32Array(count + 1).fill(-1);
+        bulk.fillInt(n, out, count);
+        const expected = Array.from({ length: count }, () => one.nextInt(n));
+        // (n above 2^31 does not fit an Int32Array: compared as the same 32 bits.)
+        expect(Array.from(out.subarray(0, count), (x) => x >>> 0)).toEqual(expected.map((x) => x >>> 0));
+        expect(out[count]).toBe(-1);
+      }
+      expect(bulk.nextUint32()).toBe(one.nextUint32());
+    }
+  });
+
   it('draws integers in range, about uniformly, for small and large n', () => {
     const rng = createRng('uniform');
     for (const n of [1, 3, 1250, 2 ** 31 + 1]) {
