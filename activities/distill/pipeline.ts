@@ -125,14 +125,17 @@ export function createDistillPipeline({ db, gateway }: { db: Db; gateway: Infere
       const onCancel = () => calls.abort();
       ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
       const endpointSpecs = Object.fromEntries([...resolved].map(([n, e]) => [n, e.spec]));
+      // Row inserts and look-ups in batches of about two endpoint windows: the first requests of a
+      // range go out once their rows are in, not after all of the range's rows.
+      const batch = Math.max(64, 2 * Math.max(...[...resolved.values()].map((e) => e.live.concurrency)));
       const rowIds = new GroupBatch<PrepareRequestRow, number>(async (rows) => {
         const { ids } = await prepareRequests(db, rows, endpointSpecs, { ids: true });
         return rows.map((r) => ids.get(r.itemKey)!.id);
-      });
+      }, batch);
       const cache = new GroupBatch<string, InferenceOutput | undefined>(async (ks) => {
         const hits = await lookupCache(db, [...new Set(ks)]);
         return ks.map((k) => hits.get(k));
-      });
+      }, batch);
       const results = new GroupBatch<RowResult, void>(async (rows) => {
         await writeResults(db, rows);
         return rows.map(() => undefined);
@@ -160,8 +163,8 @@ export function createDistillPipeline({ db, gateway }: { db: Db; gateway: Infere
         }
         const ep = resolved.get(row.endpoint)!;
         const key = cacheKey(ep.fingerprint, row.request, row.sampleIndex);
-        const id = stored?.id ?? (await rowIds.add(row));
-        const hit = await cache.add(key);
+        // The row and the cache look-up at once: the key does not need the row.
+        const [id, hit] = await Promise.all([stored?.id ?? rowIds.add(row), cache.add(key)]);
         if (hit) {
           await results.add(cacheHitResult(id, hit));
           return { id, out: outputCompletion(hit) };
