@@ -6,7 +6,7 @@
  *
  * It holds no state that must survive the process: everything durable lives in Postgres.
  */
-import OpenAI from 'openai';
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 import { DEFAULT_DOWN_AFTER_S, type EndpointSpec } from '../../spec/endpoint.js';
 import { limiterKey, sha256Hex } from './cache-key.js';
 import {
@@ -18,7 +18,7 @@ import {
   type EndpointIdentity,
 } from './errors.js';
 import { EndpointLimiter, Semaphore, sleep } from './limits.js';
-import { nodeFetch } from './transport.js';
+import { TransportTimeoutError, nodeTransport, type NodeTransport, type RawResponse } from './transport.js';
 import type { PreparedContentPart, PreparedMessage, PreparedRequest } from './types.js';
 
 /** A successful completion, as cached and stored. */
@@ -119,10 +119,24 @@ interface Job {
   settled: boolean;
 }
 
+/** What a chat completion is sent with: the URL and headers the `openai` client builds for it. */
+interface Wire {
+  url: URL;
+  headers: Record<string, string>;
+  transport: NodeTransport;
+  timeoutMs: number;
+}
+
+interface ClientEntry {
+  client: OpenAI;
+  transport: NodeTransport;
+  wire?: Promise<Wire>;
+}
+
 interface EndpointContext {
   name: string;
   ident: EndpointIdentity;
-  client: OpenAI;
+  entry: ClientEntry;
   limiter: EndpointLimiter;
   limKey: string;
 }
@@ -229,7 +243,7 @@ export function endpointIdentity(name: string, endpoint: EndpointSpec): Endpoint
 }
 
 export class InferenceGateway {
-  private readonly clients = new Map<string, OpenAI>();
+  private readonly clients = new Map<string, ClientEntry>();
   private readonly limiters = new Map<string, EndpointLimiter>();
   private readonly unwritten = new Map<string, Semaphore>();
   private readonly recent = new Map<string, InferenceOutput>();
@@ -271,16 +285,85 @@ export class InferenceGateway {
 
   /** The client for an endpoint; built once per (base URL, key, timeout). */
   client(endpointName: string, endpoint: EndpointSpec): OpenAI {
+    return this.clientEntry(endpointName, endpoint).client;
+  }
+
+  private clientEntry(endpointName: string, endpoint: EndpointSpec): ClientEntry {
     const apiKey = this.apiKey(endpointName, endpoint);
     // A changed key gets a new client; the map holds only the key's hash.
     const id = `${endpoint.base_url}\u0000${endpoint.api_key_env ?? ''}\u0000${sha256Hex(apiKey)}\u0000${endpoint.timeout_s}`;
-    let client = this.clients.get(id);
-    if (!client) {
+    let entry = this.clients.get(id);
+    if (!entry) {
       // The lean transport: the stock fetch's web streams double the client's CPU per call.
-      client = new OpenAI({ baseURL: endpoint.base_url, apiKey, maxRetries: 0, timeout: endpoint.timeout_s * 1000, fetch: nodeFetch() });
-      this.clients.set(id, client);
+      const transport = nodeTransport();
+      const client = new OpenAI({ baseURL: endpoint.base_url, apiKey, maxRetries: 0, timeout: endpoint.timeout_s * 1000, fetch: transport.fetch });
+      entry = { client, transport };
+      this.clients.set(id, entry);
     }
-    return client;
+    return entry;
+  }
+
+  /**
+   * The URL and headers of a chat completion, as the client builds them (user agent, platform
+   * headers, organization and project, the key), asked of the client once per client: the
+   * per-call work of the SDK (building and copying headers, option encoders, a debug record of
+   * every request even with logging off, an abort controller) cost more CPU than the HTTP call.
+   */
+  private wire(entry: ClientEntry): Promise<Wire> {
+    entry.wire ??= entry.client.buildRequest({ method: 'post', path: '/chat/completions', body: {} }).then(({ req, url, timeout }) => {
+      const headers: Record<string, string> = {};
+      new Headers(req.headers as HeadersInit).forEach((v, k) => {
+        if (k !== 'content-length' && k !== 'idempotency-key') headers[k] = v;
+      });
+      return { url: new URL(url), headers, transport: entry.transport, timeoutMs: timeout };
+    });
+    entry.wire.catch(() => (entry.wire = undefined));
+    return entry.wire;
+  }
+
+  /**
+   * One chat completion, with the `openai` client's semantics and error classes (so
+   * `classifyInferenceError` reads it as it reads the client's own calls): `APIUserAbortError`
+   * when `signal` aborts, `APIConnectionTimeoutError` after the client's timeout,
+   * `APIConnectionError` for socket faults, `APIError.generate` for a non-2xx status; a JSON body
+   * parsed (a `SyntaxError` if it does not parse), any other body as text.
+   */
+  private async chatCompletion(entry: ClientEntry, body: unknown, signal: AbortSignal): Promise<unknown> {
+    const wire = await this.wire(entry);
+    if (signal.aborted) throw new APIUserAbortError();
+    let res: RawResponse;
+    try {
+      res = await wire.transport.request(wire.url, 'POST', wire.headers, JSON.stringify(body), signal, wire.timeoutMs);
+    } catch (err) {
+      if (signal.aborted) throw new APIUserAbortError();
+      if (err instanceof TransportTimeoutError) throw new APIConnectionTimeoutError();
+      const text = `${String(err)} ${err instanceof Error && err.cause !== undefined ? String(err.cause) : ''}`;
+      if (/timed? ?out/i.test(text)) throw new APIConnectionTimeoutError();
+      throw new APIConnectionError({ message: 'Connection error.', cause: err instanceof Error ? err : new Error(String(err)) });
+    }
+    if (res.status < 200 || res.status > 299) {
+      const text = res.bytes.toString('utf8');
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      const headers = new Headers();
+      for (const k in res.headers) {
+        const v = res.headers[k];
+        if (Array.isArray(v)) for (const x of v) headers.append(k, x);
+        else if (v !== undefined) headers.set(k, v);
+      }
+      throw APIError.generate(res.status, json as object | undefined, json ? undefined : text, headers);
+    }
+    if (res.status === 204) return null;
+    const mediaType = res.headers['content-type']?.split(';')[0]?.trim();
+    if (mediaType !== undefined && (mediaType.includes('application/json') || mediaType.endsWith('+json'))) {
+      if (res.headers['content-length'] === '0') return undefined;
+      return JSON.parse(res.bytes.toString('utf8'));
+    }
+    return res.bytes.toString('utf8');
   }
 
   /** Per endpoint object (one per activity input): resolved once, not per request. */
@@ -290,7 +373,7 @@ export class InferenceGateway {
       ctx = {
         name: endpointName,
         ident: endpointIdentity(endpointName, endpoint),
-        client: this.client(endpointName, endpoint),
+        entry: this.clientEntry(endpointName, endpoint),
         limiter: this.limiter(endpoint),
         limKey: limiterKey(endpoint),
       };
@@ -422,7 +505,7 @@ export class InferenceGateway {
 
   private async send(call: CompletionCall, signal: AbortSignal): Promise<CompletionResult> {
     const { endpoint } = call;
-    const { ident, client, limiter, limKey } = this.context(call.endpointName, endpoint);
+    const { ident, entry, limiter, limKey } = this.context(call.endpointName, endpoint);
     const tokens = estimateTokens(call.request);
     const params = { ...call.request.params };
     if (typeof params.seed === 'number') params.seed = sampleSeed(params.seed, call.sampleIndex);
@@ -443,7 +526,7 @@ export class InferenceGateway {
       try {
         sent++;
         this.sentByEndpoint.set(limKey, (this.sentByEndpoint.get(limKey) ?? 0) + 1);
-        const raw: unknown = await client.chat.completions.create(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming, { signal });
+        const raw: unknown = await this.chatCompletion(entry, body, signal);
         const parsed = parseCompletion(raw);
         const endedAt = Date.now();
         this.silence.delete(limKey);

@@ -105,43 +105,77 @@ export interface NodeFetchOptions {
   idleSocketMs?: number;
 }
 
+/** A whole response, as the transport received it (body decoded). */
+export interface RawResponse {
+  status: number;
+  statusText: string;
+  headers: http.IncomingHttpHeaders;
+  bytes: Buffer;
+}
+
+/** The request outlived its `timeoutMs` (set by the caller; the socket is destroyed). */
+export class TransportTimeoutError extends Error {
+  override readonly name = 'TransportTimeoutError';
+}
+
+export interface NodeTransport {
+  /** `fetch` semantics, for the `openai` client. */
+  fetch: typeof fetch;
+  /**
+   * One buffered request without the `fetch` wrapping (no `Headers`, no `Response`): the gateway's
+   * chat completions. Rejects with an `AbortError` when `signal` aborts, `TransportTimeoutError`
+   * after `timeoutMs` (from the call to the body's end), or the socket's error.
+   */
+  request(
+    url: URL,
+    method: string,
+    headers: Record<string, string>,
+    body: string | undefined,
+    signal: AbortSignal | undefined,
+    timeoutMs?: number,
+  ): Promise<RawResponse>;
+  /** Destroys the agents' sockets. */
+  close(): void;
+}
+
 /**
- * A `fetch` for one `openai` client: its own keep-alive agents, so clients never share sockets.
- * `close()` destroys the agents' sockets.
+ * The transport of one client: its own keep-alive agents, so clients never share sockets.
  */
-export function nodeFetch(options: NodeFetchOptions = {}): typeof fetch & { close(): void } {
+export function nodeTransport(options: NodeFetchOptions = {}): NodeTransport {
   // `timeout` on a keep-alive agent closes sockets idle in its free list (busy ones are the
-  // openai client's timeout's business).
+  // caller's timeout's business).
   const agentOptions = { keepAlive: true, maxFreeSockets: options.maxFreeSockets ?? 256, scheduling: 'lifo' as const, timeout: options.idleSocketMs ?? 4_000 };
   const httpAgent = new http.Agent(agentOptions);
   const httpsAgent = new https.Agent(agentOptions);
 
-  const impl = (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
-    const body = init.body;
-    if (input instanceof Request || (body !== undefined && body !== null && typeof body !== 'string' && !(body instanceof Uint8Array))) {
-      return globalThis.fetch(input, init);
-    }
-    const url = typeof input === 'string' ? new URL(input) : input;
-    const signal = init.signal ?? undefined;
-    return new Promise<Response>((resolve, reject) => {
+  const request = (
+    url: URL,
+    method: string,
+    headers: Record<string, string>,
+    body: string | Uint8Array | undefined,
+    signal: AbortSignal | undefined,
+    timeoutMs?: number,
+  ): Promise<RawResponse> =>
+    new Promise<RawResponse>((resolve, reject) => {
       if (signal?.aborted) return reject(abortError(signal));
       let done = false;
-      const finish = (err: Error | undefined, res?: BufferedResponse) => {
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (err: Error | undefined, res?: RawResponse) => {
         if (done) return;
         done = true;
+        if (timer !== undefined) clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         if (err) reject(err);
-        else resolve(res as unknown as Response);
+        else resolve(res!);
       };
       const onAbort = () => {
         const err = abortError(signal!);
         req.destroy(err);
         finish(err);
       };
-      const headers = headerRecord(init.headers);
-      if (typeof body === 'string' || body instanceof Uint8Array) headers['content-length'] = String(Buffer.byteLength(body));
-      const mod = url.protocol === 'https:' ? https : http;
-      const req = mod.request(url, { method: init.method ?? 'GET', headers, agent: url.protocol === 'https:' ? httpsAgent : httpAgent }, (res) => {
+      if (body !== undefined) headers = { ...headers, 'content-length': String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength) };
+      const https_ = url.protocol === 'https:';
+      const req = (https_ ? https : http).request(url, { method, headers, agent: https_ ? httpsAgent : httpAgent }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', (err) => finish(err));
@@ -154,18 +188,45 @@ export function nodeFetch(options: NodeFetchOptions = {}): typeof fetch & { clos
           } catch (err) {
             return finish(err as Error);
           }
-          finish(undefined, new BufferedResponse(res.statusCode ?? 0, res.statusMessage ?? '', responseHeaders(res.headers), url.href, bytes));
+          finish(undefined, { status: res.statusCode ?? 0, statusText: res.statusMessage ?? '', headers: res.headers, bytes });
         });
       });
       req.on('error', (err) => finish(err));
       signal?.addEventListener('abort', onAbort, { once: true });
-      req.end(body ?? undefined);
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          const err = new TransportTimeoutError(`no response in ${timeoutMs} ms`);
+          req.destroy(err);
+          finish(err);
+        }, timeoutMs);
+      }
+      req.end(body);
     });
+
+  const impl = async (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
+    const body = init.body;
+    if (input instanceof Request || (body !== undefined && body !== null && typeof body !== 'string' && !(body instanceof Uint8Array))) {
+      return globalThis.fetch(input, init);
+    }
+    const url = typeof input === 'string' ? new URL(input) : input;
+    const res = await request(url, init.method ?? 'GET', headerRecord(init.headers), body ?? undefined, init.signal ?? undefined);
+    return new BufferedResponse(res.status, res.statusText, responseHeaders(res.headers), url.href, res.bytes) as unknown as Response;
   };
-  return Object.assign(impl as typeof fetch, {
+  return {
+    fetch: impl as typeof fetch,
+    request,
     close() {
       httpAgent.destroy();
       httpsAgent.destroy();
     },
-  });
+  };
+}
+
+/**
+ * A `fetch` for one `openai` client: its own keep-alive agents, so clients never share sockets.
+ * `close()` destroys the agents' sockets.
+ */
+export function nodeFetch(options: NodeFetchOptions = {}): typeof fetch & { close(): void } {
+  const t = nodeTransport(options);
+  return Object.assign(t.fetch, { close: t.close });
 }

@@ -11,7 +11,7 @@ import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUse
 import { nodeFetch } from '../../activities/inference/transport.js';
 import { classifyInferenceError, EndpointFatalError, InferenceTransientError } from '../../activities/inference/errors.js';
 import { checkEndpoints } from '../../activities/inference/check.js';
-import { InferenceGateway } from '../../activities/inference/gateway.js';
+import { CallGroup, InferenceGateway } from '../../activities/inference/gateway.js';
 import { endpointSchema } from '../../spec/endpoint.js';
 
 const completion = (content: string) =>
@@ -28,6 +28,7 @@ let server: http.Server;
 let base: string;
 const sockets = new Set<unknown>();
 let lastBody = '';
+let lastRequest: { method?: string; url?: string; headers: http.IncomingHttpHeaders; body: string } | undefined;
 
 beforeAll(async () => {
   server = http.createServer((req, res) => {
@@ -36,7 +37,10 @@ beforeAll(async () => {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       lastBody = Buffer.concat(chunks).toString('utf8');
-      const mode = req.url?.startsWith('/moved/') ? 'redirect' : String(req.headers['x-mode'] ?? 'plain');
+      lastRequest = { method: req.method, url: req.url, headers: req.headers, body: lastBody };
+      // The mode from a header (the client's defaultHeaders) or from the path (`/m/<mode>/v1`, the gateway).
+      const byPath = /^\/m\/([^/]+)\//.exec(req.url ?? '')?.[1];
+      const mode = req.url?.startsWith('/moved/') ? 'redirect' : (byPath ?? String(req.headers['x-mode'] ?? 'plain'));
       if (mode === 'gzip') {
         res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
         return res.end(gzipSync(completion('zipped')));
@@ -66,6 +70,22 @@ beforeAll(async () => {
       if (mode === 'redirect') {
         res.writeHead(307, { location: 'https://api.example.test/v1' + (req.url ?? '').replace(/^(\/moved)?\/v1/, '') });
         return res.end();
+      }
+      if (mode === 'text') {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        return res.end('The best response is A.');
+      }
+      if (mode === 'bad-json') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return res.end('{"choices": [');
+      }
+      if (mode === '400') {
+        res.writeHead(400, { 'content-type': 'application/json' });
+        return res.end(JSON.stringify({ error: { message: 'bad temperature', type: 'invalid_request_error' } }));
+      }
+      if (mode === '503-text') {
+        res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '2' });
+        return res.end('upstream busy');
       }
       if (mode === '429') {
         res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '7' });
@@ -173,5 +193,86 @@ describe('nodeFetch under the openai client', () => {
     const failure = await checkEndpoints({ gateway: new InferenceGateway() }, { endpoints: { ep: endpoint } }).catch((e: unknown) => e);
     expect(failure).toMatchObject({ type: 'EndpointConfigError', nonRetryable: true });
     expect((failure as Error).message).toMatch(/endpoint "ep": .* answered 307, redirecting to https:\/\/api\.example\.test\/v1\/models/);
+  });
+});
+
+describe("the gateway's chat completions: the client's wire, without its per-call work", () => {
+  const origin = () => base.replace(/\/v1$/, '');
+  const request = { messages: [{ role: 'user' as const, content: 'hi' }], params: { max_tokens: 4, temperature: 0.5, seed: 7 } };
+  const complete = (gateway: InferenceGateway, mode: string, extra: Record<string, unknown> = {}) =>
+    gateway.complete({
+      endpointName: 'ep',
+      endpoint: endpointSchema.parse({ base_url: `${origin()}/m/${mode}/v1`, model: 'm', api_key_env: 'JF_T_KEY', max_attempts: 1, ...extra }),
+      key: `${mode}-${Math.random()}`,
+      request,
+      sampleIndex: 2,
+      images: new Map(),
+    });
+
+  it('sends what the openai client sends: method, path, every header and the body', async () => {
+    const sdk = new OpenAI({ baseURL: `${origin()}/m/plain/v1`, apiKey: 'sk-t', maxRetries: 0, timeout: 120_000, fetch: nodeFetch() });
+    await sdk.chat.completions.create({ ...request.params, seed: 9, model: 'm', messages: request.messages });
+    const bySdk = lastRequest!;
+    const gateway = new InferenceGateway({ env: { JF_T_KEY: 'sk-t' } });
+    const result = await complete(gateway, 'plain');
+    expect(result).toMatchObject({ ok: true, output: { content: 'echo hi', promptTokens: 3, completionTokens: 2, finishReason: 'stop' } });
+    const byGateway = lastRequest!;
+    expect(byGateway.method).toBe('POST');
+    expect(byGateway.url).toBe(bySdk.url);
+    expect(byGateway.headers).toEqual(bySdk.headers);
+    expect(byGateway.headers.authorization).toBe('Bearer sk-t');
+    // The seed sent is seed + sample index.
+    expect(JSON.parse(byGateway.body)).toEqual(JSON.parse(bySdk.body));
+  });
+
+  it('each fault ends as the client would have it end (the same error class, mapped once)', async () => {
+    const gateway = new InferenceGateway({ env: { JF_T_KEY: 'sk-t' }, backoff: { baseMs: 1, maxMs: 2 } });
+    const outcome = async (mode: string, extra?: Record<string, unknown>) => {
+      const r = await complete(gateway, mode, extra).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+      if (r instanceof Error) return `${r.name}: ${r.message}`;
+      return r.ok ? 'ok' : `${r.errorClass}: ${r.error}`;
+    };
+    expect(await outcome('gzip')).toBe('ok');
+    // Nothing answered (a cut connection, no response in time): retried while the endpoint stays
+    // silent, then the endpoint is declared down, naming what the last attempt met.
+    expect(await outcome('drop', { down_after_s: 0.2 })).toMatch(
+      /^EndpointFatalError: endpoint "ep": nothing answers .*\(connection error \(ECONNRESET\); down_after_s 0.2\)/,
+    );
+    expect(await outcome('hang', { timeout_s: 0.1, down_after_s: 0.2 })).toMatch(/nothing answers .*\(timeout \(no response in 0.1 s\); down_after_s 0.2\)/);
+    expect(await outcome('slow-body', { timeout_s: 0.1, down_after_s: 0.2 })).toMatch(/nothing answers .*\(timeout \(no response in 0.1 s\)/);
+    expect(await outcome('text')).toMatch(/^transient:malformed_response: .*malformed response: expected a chat completion object, got string/);
+    expect(await outcome('bad-json')).toMatch(/^transient:malformed_response: .*malformed response body \(/);
+    expect(await outcome('400')).toBe('item:bad_request: HTTP 400: bad temperature');
+    expect(await outcome('503-text')).toMatch(/^transient:server_error: .*HTTP 503 after 1 attempts/);
+    expect(await outcome('429', { max_retry_after_s: 0.01 })).toMatch(/^transient:rate_limited/);
+    expect(await outcome('redirect')).toMatch(
+      /^EndpointFatalError: endpoint "ep": .* answered 307, redirecting to https:\/\/api\.example\.test\/.*\/chat\/completions; set base_url/,
+    );
+    const closed = endpointSchema.parse({ base_url: 'http://127.0.0.1:1/v1', model: 'm', max_attempts: 1, down_after_s: 0.2 });
+    const refused = await gateway
+      .complete({ endpointName: 'ep', endpoint: closed, key: 'refused', request, sampleIndex: 0, images: new Map() })
+      .catch((e: unknown) => e);
+    expect(refused).toMatchObject({
+      name: 'EndpointFatalError',
+      message: expect.stringMatching(/nothing answers at http:\/\/127\.0\.0\.1:1\/v1 .*connection error \(ECONNREFUSED\)/),
+    });
+  });
+
+  it('an aborted call stops its request and records nothing', async () => {
+    const gateway = new InferenceGateway({ env: { JF_T_KEY: 'sk-t' } });
+    const group = new CallGroup();
+    const p = gateway.complete(
+      {
+        endpointName: 'ep',
+        endpoint: endpointSchema.parse({ base_url: `${origin()}/m/hang/v1`, model: 'm', api_key_env: 'JF_T_KEY' }),
+        key: 'abort-me',
+        request,
+        sampleIndex: 0,
+        images: new Map(),
+      },
+      group,
+    );
+    setTimeout(() => group.abort(), 50);
+    await expect(p).rejects.toMatchObject({ name: 'InferenceAbortedError' });
   });
 });
