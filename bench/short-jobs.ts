@@ -3,7 +3,7 @@
  * many times a day, with the CLI compiled (bin/judgeflow.mjs running dist/) beside the same CLI
  * transpiled by tsx at every start (`node --import tsx cli/main.ts`, what bin/ ran before dist/).
  *
- *   npx tsx bench/short-jobs.ts [--rounds 5] [--requests 1000] [--latency 50] [--concurrency 32] [--worker-rounds 2] [--baseline DIR] [--idle S]
+ *   npx tsx bench/short-jobs.ts [--rounds 5] [--requests 1000] [--latency 50] [--concurrency 32] [--worker-rounds 2] [--baseline DIR] [--idle S] [--worker-prof DIR]
  *
  * Against an already-up stack: a scratch database on DATABASE_URL's server, a Temporal dev server
  * (or TEMPORAL_ADDRESS), the simulator (fixed latency) and one compiled worker, all started first.
@@ -31,6 +31,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import YAML from 'yaml';
 import { staleReason } from '../bin/dist.mjs';
@@ -45,6 +46,7 @@ const { values: args } = parseArgs({
     'worker-rounds': { type: 'string', default: '2' },
     idle: { type: 'string', default: '0' },
     baseline: { type: 'string' },
+    'worker-prof': { type: 'string' },
   },
 });
 const BASELINE = args.baseline;
@@ -56,6 +58,8 @@ const WORKER_ROUNDS = Number(args['worker-rounds']);
 // Seconds of nothing before each job and re-run: a user's next job comes minutes later, after the
 // processes' idle timeouts (Postgres pools close idle connections after 10 s).
 const IDLE_S = Number(args.idle);
+// A V8 CPU profile of this checkout's stack worker, written to this folder when it stops.
+const WORKER_PROF = args['worker-prof'];
 const DATA = join(REPO, 'data', 'vl-rewardbench', 'data.jsonl');
 const IDEAL_S = (Math.ceil(REQUESTS / CONCURRENCY) * LATENCY) / 1000;
 
@@ -124,6 +128,31 @@ function workerStart(nodeArgs: string[], env: NodeJS.ProcessEnv): Promise<number
   });
 }
 
+/**
+ * What a user would write instead of a judgeflow job: a plain script with the `openai` client that
+ * sends the same chat completions at the same concurrency and counts the answers. No durability,
+ * no cache, no records: its time is what a whole process needs for these calls on this machine,
+ * beside which the job's time is read.
+ */
+const PLAIN_SCRIPT = `
+import { readFileSync } from 'node:fs';
+const { default: OpenAI } = await import(process.env.PLAIN_OPENAI);
+const [url, file, concurrency, seed] = process.argv.slice(2);
+const bodies = JSON.parse(readFileSync(file, 'utf8'));
+const client = new OpenAI({ baseURL: url, apiKey: 'EMPTY', maxRetries: 2 });
+let next = 0;
+let answered = 0;
+const lane = async () => {
+  while (next < bodies.length) {
+    const body = bodies[next++];
+    const res = await client.chat.completions.create({ ...body, seed: Number(seed) + body.seed });
+    if (/\\b[A-Z]\\b/.test(res.choices[0]?.message?.content ?? '')) answered++;
+  }
+};
+await Promise.all(Array.from({ length: Number(concurrency) }, lane));
+console.log(bodies.length + ' calls, ' + answered + ' answered');
+`;
+
 const fmt = (xs: number[]) => `${median(xs).toFixed(2)} s (${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)})`;
 
 async function main(cleanups: Cleanups): Promise<void> {
@@ -163,7 +192,8 @@ async function main(cleanups: Cleanups): Promise<void> {
 
   // The stack's worker: compiled, started once, up for every job below (and the baseline's, on its own queue).
   const startStackWorker = async (root: string, workerEnv: NodeJS.ProcessEnv) => {
-    const worker = spawn(process.execPath, [join(root, 'bin', 'worker.mjs')], { cwd: root, env: workerEnv, stdio: ['ignore', 'pipe', 'ignore'] });
+    const prof = WORKER_PROF !== undefined && root === REPO ? ['--cpu-prof', `--cpu-prof-dir=${WORKER_PROF}`] : [];
+    const worker = spawn(process.execPath, [...prof, join(root, 'bin', 'worker.mjs')], { cwd: root, env: workerEnv, stdio: ['ignore', 'pipe', 'ignore'] });
     await new Promise<void>((resolve, reject) => {
       let out = '';
       worker.stdout.on('data', (d: Buffer) => {
@@ -243,13 +273,34 @@ async function main(cleanups: Cleanups): Promise<void> {
     `short-jobs benchmark: ${REQUESTS} calls (${REQUESTS / 2} items x 2 orders) at ${LATENCY} ms, concurrency ${CONCURRENCY}; ideal network time ${IDEAL_S.toFixed(2)} s; ${ROUNDS} rounds`,
   );
   // Warm-up: JIT, connections, the worker's first workflow, the dataset import, the cache.
-  check('warm-up', await timed([...CLI.compiled, 'run', spec], env), false);
+  const warm = check('warm-up', await timed([...CLI.compiled, 'run', spec], env), false);
+
+  // The plain script's calls: the warm-up job's request bodies, as sent (seed + sample index).
+  const warmRun = /run (\S+): started/.exec(warm.stderr)?.[1];
+  const { rows: bodies } = await db.query<{ body: { messages: unknown[]; params: Record<string, unknown> }; sample_index: number }>(
+    `select b.body, q.sample_index from inference_requests q join request_bodies b on b.hash = q.body_hash where q.run_id = $1 order by q.id`,
+    [warmRun],
+  );
+  if (bodies.length !== REQUESTS) throw new Error(`the warm-up run ${warmRun} has ${bodies.length} request rows, expected ${REQUESTS}`);
+  if (JSON.stringify(bodies).includes('"image_ref"')) throw new Error('the plain script sends text only; this dataset has images');
+  const plainBodies = join(dir, 'plain-requests.json');
+  writeFileSync(plainBodies, JSON.stringify(bodies.map((r) => ({ ...r.body.params, model: 'judge', messages: r.body.messages, seed: r.sample_index }))));
+  const plainScript = join(dir, 'plain.mjs');
+  writeFileSync(plainScript, PLAIN_SCRIPT);
+  const plainEnv = { ...env, PLAIN_OPENAI: pathToFileURL(join(REPO, 'node_modules', 'openai', 'index.mjs')).href };
+  const plain = async (): Promise<Exit> => {
+    const res = await timed([plainScript, simUrl, plainBodies, String(CONCURRENCY), String(seed++)], plainEnv);
+    if (res.code !== 0 || !res.stdout.includes(`${REQUESTS} calls`)) throw new Error(`the plain script exited ${res.code}:\n${res.stderr}`);
+    return res;
+  };
+  await plain();
   for (const cli of ['compiled', 'tsx'] as Cli[]) await job(cli);
   segments.length = 0;
   otherSegments.length = 0;
 
   const both = () => ({ compiled: [] as number[], tsx: [] as number[] });
   const times = { kinds: both(), job: both(), rerun: both() };
+  const plainTimes: number[] = [];
   const cpu = { kinds: both(), job: both(), rerun: both() };
   const runs = { kinds, job, rerun };
   for (let r = 0; r < ROUNDS; r++) {
@@ -262,10 +313,11 @@ async function main(cleanups: Cleanups): Promise<void> {
         cpu[what][cli].push(res.cpu);
       }
     }
+    plainTimes.push((await plain()).seconds);
     console.log(
       `  round ${r + 1}: ` +
         (['kinds', 'job', 'rerun'] as const).map((k) => `${k} ${times[k].compiled.at(-1)!.toFixed(2)} / ${times[k].tsx.at(-1)!.toFixed(2)} s`).join(', ') +
-        ` (compiled / ${OTHER})`,
+        ` (compiled / ${OTHER}); plain script ${plainTimes.at(-1)!.toFixed(2)} s`,
     );
   }
 
@@ -281,6 +333,11 @@ async function main(cleanups: Cleanups): Promise<void> {
   if (WORKER_ROUNDS > 0) console.log(row(`worker start to polling (${WORKER_ROUNDS} rounds, this checkout: compiled / tsx)`, workerTimes, 'none'));
   console.log(
     `\nthe job / its ideal network time: ${(median(times.job.compiled) / IDEAL_S).toFixed(2)}x compiled, ${(median(times.job.tsx) / IDEAL_S).toFixed(2)}x ${OTHER}`,
+  );
+  console.log(
+    `the same ${REQUESTS} calls from a plain openai script (whole process; no durability, cache or records): ${fmt(plainTimes)}, ` +
+      `${(median(plainTimes) / IDEAL_S).toFixed(2)}x ideal; the job / the plain script: ${(median(times.job.compiled) / median(plainTimes)).toFixed(2)}x compiled, ` +
+      `${(median(times.job.tsx) / median(plainTimes)).toFixed(2)}x ${OTHER}`,
   );
   const where = (what: string, segs: number[][]) => {
     const seg = (i: number) => `${median(segs.map((s) => s[i]!)).toFixed(0)} ms`;

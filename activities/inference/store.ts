@@ -315,13 +315,16 @@ export async function writeResults(db: Db, results: readonly RowResult[]): Promi
     ct: r.completionTokens,
     l: r.latencyMs,
   }));
-  // Named: Postgres parses and plans it once per connection, not once per batch.
+  // Named: Postgres parses and plans it once per connection, not once per batch. Cache entries go in
+  // key order: writes in flight at once (a chunk's two write lanes, chunks side by side) that share
+  // keys take the keys' locks in the same order, so they wait for each other but never deadlock.
   await db.$client.query({
-    name: 'jf_inference_write_results_v5',
+    name: 'jf_inference_write_results_v6',
     text: `with new_cache as (
        insert into inference_cache (key, endpoint_fingerprint, model, content, reasoning, finish_reason, prompt_tokens, completion_tokens, latency_ms)
        select k, f, m, c, r, fr, pt, ct, l
        from json_to_recordset($1::json) as t(k text, f text, m text, c text, r text, fr text, pt int, ct int, l int)
+       order by k
        on conflict (key) do nothing
      )
      insert into inference_results (request_id, status, error_class, error, attempts, cached, prompt_tokens, completion_tokens, latency_ms)
