@@ -29,6 +29,13 @@ export interface RunInferenceOptions extends ExecuteRequestsInput {
   heartbeatTimeout?: ActivityOptions['heartbeatTimeout'];
   /** Task queue of the activities (default: the workflow's). */
   taskQueue?: string;
+  /**
+   * Let the server hand the chunk activities straight to the worker running this workflow, in the
+   * reply to its workflow task (default false: they go through the task queue to whichever worker
+   * polls it, so chunks spread over the workers). Which worker runs a chunk changes no command
+   * of the history, so this needs no `patched()`.
+   */
+  eagerDispatch?: boolean;
   onProgress?: (p: InferenceProgress) => void | Promise<void>;
 }
 
@@ -69,7 +76,7 @@ export async function runInference(opts: RunInferenceOptions): Promise<RunInfere
     taskQueue: opts.taskQueue,
     // Chunks go through the task queue to whichever worker polls it. Eager dispatch (on by default
     // in recent servers) would hand every chunk to the worker running this workflow: no spread.
-    allowEagerDispatch: false,
+    allowEagerDispatch: opts.eagerDispatch === true,
     retry: CHUNK_RETRY,
   });
 

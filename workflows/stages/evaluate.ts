@@ -1,4 +1,4 @@
-import { condition, patched, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
+import { condition, patched, proxyActivities, proxyLocalActivities, type ActivityOptions } from '@temporalio/workflow';
 import type { EvaluateActivities, RequestRange } from '../../activities/stages/evaluate.js';
 import type { EvaluateParams } from '../../spec/kinds/evaluate.js';
 import { resolveDataRef, servedEndpoint } from '../artifacts.js';
@@ -6,13 +6,19 @@ import { MAX_CHUNKS, chunkSizeFor, runInference } from '../inference.js';
 import { reportProgress } from '../progress.js';
 import type { StageInput, StageOutput } from '../types.js';
 
-const acts = proxyActivities<EvaluateActivities>({
+const STEPS = {
   startToCloseTimeout: '1 hour',
   // The activities heartbeat while they run (activities/heartbeat.ts): a killed worker's step is
   // retried on another worker after this, not after the hour.
   heartbeatTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: ['DatasetError', 'MetricsInputError'] },
-});
+} as const satisfies ActivityOptions;
+const acts = proxyActivities<EvaluateActivities>(STEPS);
+// The requests of the chunks after the first are written ahead of their inference, off the path to
+// the first request: through the task queue, not handed eagerly to this worker in the reply to the
+// workflow task that also starts the first chunk's inference (which would then wait for this CPU).
+// Which worker runs an activity changes no command of the history (no `patched()` needed).
+const ahead = proxyActivities<EvaluateActivities>({ ...STEPS, allowEagerDispatch: false });
 // Steps of a query or two run as local activities: in the worker running this workflow, within its
 // workflow task, instead of a round trip through the server and a workflow task of their own.
 const local = proxyLocalActivities<EvaluateActivities>({
@@ -74,7 +80,7 @@ export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<
     for (let i = 0; i < chunks.length; i++) {
       await condition(() => i < inferenceStarted + lookahead);
       const [fromIdx, toIdx] = chunks[i]!;
-      ranges[i] = await acts.prepareEvaluationChunk({ runId, stageId, seed, params, datasetId, fromIdx, toIdx, endpoint });
+      ranges[i] = await (i === 0 ? acts : ahead).prepareEvaluationChunk({ runId, stageId, seed, params, datasetId, fromIdx, toIdx, endpoint });
       totals.total += ranges[i]!.count;
     }
   })().catch((err: unknown) => (prepareError = err));
@@ -99,6 +105,9 @@ export async function evaluateStage(input: StageInput<EvaluateParams>): Promise<
         chunkSize: range.count,
         parallel: 1,
         taskQueue: input.taskQueue,
+        // The first chunk starts in this worker at once (its requests are the first of the stage:
+        // nothing to spread yet); the others go to whichever worker polls the queue.
+        eagerDispatch: i === 0,
       });
       totals.done += out.succeeded + out.failed;
       totals.failed += out.failed;
