@@ -131,6 +131,8 @@ interface ClientEntry {
   client: OpenAI;
   transport: NodeTransport;
   wire?: Promise<Wire>;
+  /** `wire` once it has resolved: read without an await. */
+  ready?: Wire;
 }
 
 interface EndpointContext {
@@ -310,14 +312,21 @@ export class InferenceGateway {
    * every request even with logging off, an abort controller) cost more CPU than the HTTP call.
    */
   private wire(entry: ClientEntry): Promise<Wire> {
-    entry.wire ??= entry.client.buildRequest({ method: 'post', path: '/chat/completions', body: {} }).then(({ req, url, timeout }) => {
-      const headers: Record<string, string> = {};
-      new Headers(req.headers as HeadersInit).forEach((v, k) => {
-        if (k !== 'content-length' && k !== 'idempotency-key') headers[k] = v;
+    if (!entry.wire) {
+      const pending = entry.client.buildRequest({ method: 'post', path: '/chat/completions', body: {} }).then(({ req, url, timeout }) => {
+        const headers: Record<string, string> = {};
+        new Headers(req.headers as HeadersInit).forEach((v, k) => {
+          if (k !== 'content-length' && k !== 'idempotency-key') headers[k] = v;
+        });
+        entry.ready = { url: new URL(url), headers, transport: entry.transport, timeoutMs: timeout };
+        return entry.ready;
       });
-      return { url: new URL(url), headers, transport: entry.transport, timeoutMs: timeout };
-    });
-    entry.wire.catch(() => (entry.wire = undefined));
+      entry.wire = pending;
+      // A failure is not kept: the next call asks again.
+      pending.catch(() => {
+        if (entry.wire === pending) entry.wire = undefined;
+      });
+    }
     return entry.wire;
   }
 
@@ -329,7 +338,7 @@ export class InferenceGateway {
    * parsed (a `SyntaxError` if it does not parse), any other body as text.
    */
   private async chatCompletion(entry: ClientEntry, body: unknown, signal: AbortSignal): Promise<unknown> {
-    const wire = await this.wire(entry);
+    const wire = entry.ready ?? (await this.wire(entry));
     if (signal.aborted) throw new APIUserAbortError();
     let res: RawResponse;
     try {
